@@ -1,0 +1,195 @@
+//! Facts from a SquashFS 4.0 superblock, read through backhand's parser.
+//!
+//! Images this project writes are padded with zero bytes to a multiple of
+//! [`PAD_LEN`] after `bytes_used`, as mksquashfs does (loop devices read
+//! whole 4 KiB pages). The padded length is the *payload* of an
+//! ExtensionImage; anything after it (a signature block) is not part of the
+//! filesystem and is ignored by the kernel and by unsquashfs.
+
+use std::io::{BufReader, Read, Seek, SeekFrom};
+
+use backhand::kind::{Kind, LE_V4_0};
+use backhand::{Squashfs, SuperBlock};
+
+use crate::{Error, Result};
+
+/// Images are padded to a multiple of this many bytes.
+pub const PAD_LEN: u64 = 4096;
+/// Size of the SquashFS 4.0 superblock.
+pub const SUPERBLOCK_LEN: usize = 96;
+/// The "not present" value of a table pointer.
+pub const NOT_SET: u64 = u64::MAX;
+
+/// A SquashFS compressor, by its id in the superblock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// id 1; zlib streams (mksquashfs calls it gzip).
+    Gzip,
+    /// id 2; legacy LZMA.
+    Lzma,
+    /// id 3.
+    Lzo,
+    /// id 4.
+    Xz,
+    /// id 5.
+    Lz4,
+    /// id 6.
+    Zstd,
+}
+
+impl Compression {
+    /// From the superblock's compressor id.
+    pub fn from_id(id: u16) -> Option<Self> {
+        Some(match id {
+            1 => Compression::Gzip,
+            2 => Compression::Lzma,
+            3 => Compression::Lzo,
+            4 => Compression::Xz,
+            5 => Compression::Lz4,
+            6 => Compression::Zstd,
+            _ => return None,
+        })
+    }
+
+    /// The superblock's compressor id.
+    pub fn id(self) -> u16 {
+        match self {
+            Compression::Gzip => 1,
+            Compression::Lzma => 2,
+            Compression::Lzo => 3,
+            Compression::Xz => 4,
+            Compression::Lz4 => 5,
+            Compression::Zstd => 6,
+        }
+    }
+
+    /// The name mksquashfs uses (`-comp NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Lzma => "lzma",
+            Compression::Lzo => "lzo",
+            Compression::Xz => "xz",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Superblock flag bits (SquashFS 4.0).
+pub mod flags {
+    /// Inodes are stored uncompressed.
+    pub const UNCOMPRESSED_INODES: u16 = 0x0001;
+    /// Data blocks are stored uncompressed.
+    pub const UNCOMPRESSED_DATA: u16 = 0x0002;
+    /// Fragments are stored uncompressed.
+    pub const UNCOMPRESSED_FRAGMENTS: u16 = 0x0008;
+    /// No fragments are used.
+    pub const NO_FRAGMENTS: u16 = 0x0010;
+    /// Fragments are always generated.
+    pub const ALWAYS_FRAGMENTS: u16 = 0x0020;
+    /// Duplicate files were deduplicated.
+    pub const DUPLICATES: u16 = 0x0040;
+    /// An NFS export table is present.
+    pub const EXPORTABLE: u16 = 0x0080;
+    /// Extended attributes are stored uncompressed.
+    pub const UNCOMPRESSED_XATTRS: u16 = 0x0100;
+    /// No extended attributes are stored.
+    pub const NO_XATTRS: u16 = 0x0200;
+    /// Compressor options follow the superblock.
+    pub const COMPRESSOR_OPTIONS: u16 = 0x0400;
+    /// The id table is stored uncompressed.
+    pub const UNCOMPRESSED_IDS: u16 = 0x0800;
+}
+
+/// What a user asks about a SquashFS image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SuperblockFacts {
+    /// Compressor, `None` if the id is unknown.
+    pub compression: Option<Compression>,
+    /// Raw compressor id.
+    pub compression_id: u16,
+    /// Data block size in bytes.
+    pub block_size: u32,
+    /// Number of inodes.
+    pub inode_count: u32,
+    /// Bytes used by the filesystem (unpadded).
+    pub bytes_used: u64,
+    /// Modification time of the image (seconds since the epoch).
+    pub mod_time: u32,
+    /// Number of fragment blocks.
+    pub fragment_count: u32,
+    /// Number of distinct uids/gids.
+    pub id_count: u16,
+    /// Superblock flags.
+    pub flags: u16,
+    /// Whether an xattr table is present.
+    pub has_xattrs: bool,
+}
+
+impl SuperblockFacts {
+    /// `bytes_used` rounded up to [`PAD_LEN`]: the length of the filesystem
+    /// as this project writes it.
+    pub fn padded_len(&self) -> u64 {
+        padded_len(self.bytes_used)
+    }
+}
+
+/// `bytes_used` rounded up to [`PAD_LEN`].
+pub fn padded_len(bytes_used: u64) -> u64 {
+    bytes_used.div_ceil(PAD_LEN).saturating_mul(PAD_LEN)
+}
+
+/// Read the superblock at `offset` of `reader` (0 for an ExtensionImage,
+/// the ELF end for an AppImage) and check that it is plausible.
+pub fn read_superblock<R: Read + Seek + Send>(
+    reader: &mut R,
+    offset: u64,
+) -> Result<SuperblockFacts> {
+    reader.seek(SeekFrom::Start(offset))?;
+    let mut buf = BufReader::new(reader);
+    let kind = Kind::from_const(LE_V4_0).map_err(|e| Error::malformed("squashfs", e))?;
+    let (sb, _opts): (SuperBlock, _) =
+        Squashfs::superblock_and_compression_options(&mut buf, &kind)
+            .map_err(|e| Error::malformed("squashfs superblock", e.to_string()))?;
+    if sb.bytes_used < SUPERBLOCK_LEN as u64 {
+        return Err(Error::malformed(
+            "squashfs superblock",
+            "bytes_used is smaller than the superblock",
+        ));
+    }
+    let compression_id = sb.compressor as u16;
+    Ok(SuperblockFacts {
+        compression: Compression::from_id(compression_id),
+        compression_id,
+        block_size: sb.block_size,
+        inode_count: sb.inode_count,
+        bytes_used: sb.bytes_used,
+        mod_time: sb.mod_time,
+        fragment_count: sb.frag_count,
+        id_count: sb.id_count,
+        flags: sb.flags,
+        has_xattrs: sb.xattr_table != NOT_SET,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding() {
+        assert_eq!(padded_len(96), 4096);
+        assert_eq!(padded_len(4096), 4096);
+        assert_eq!(padded_len(4097), 8192);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let mut c = std::io::Cursor::new(vec![0u8; 200]);
+        assert!(read_superblock(&mut c, 0).is_err());
+        let mut c = std::io::Cursor::new(b"hsqs".to_vec());
+        assert!(read_superblock(&mut c, 0).is_err());
+    }
+}

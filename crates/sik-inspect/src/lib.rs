@@ -1,0 +1,1 @@
+//! Inspection and extraction of images.
