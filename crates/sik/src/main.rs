@@ -1,1 +1,59 @@
-fn main() {}
+//! `sik`: the SystemImageKit command line.
+//!
+//! Thin glue over the library crates: it parses arguments (clap), calls a
+//! library, and owns everything a user sees: wording of errors, `--json`
+//! documents, progress bars and exit codes (0 success, 1 a check said no,
+//! 2 usage or input error).
+
+mod cmd;
+mod fail;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Create, sign, verify, inspect and link ExtensionImages and AppImages; build boot media.
+#[derive(Parser)]
+#[command(name = "sik", version, about, propagate_version = true, after_help = "Example:\n  sik create extension ./firmware-tree -o firmware.ExtensionImage\n  sik inspect firmware.ExtensionImage")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an ExtensionImage or an AppImage.
+    #[command(subcommand)]
+    Create(cmd::create::CreateCommand),
+    /// Say what a file is and show its facts.
+    Inspect(cmd::inspect::Args),
+    /// Extract the tree of an ExtensionImage or AppImage into a directory.
+    Extract(cmd::extract::Args),
+    /// Print a shell completion script.
+    #[command(hide = true)]
+    Completions(cmd::completions::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Create(c) => cmd::create::run(c),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Extract(a) => cmd::extract::run(a),
+        Command::Completions(a) => cmd::completions::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => f.report(),
+    }
+}
