@@ -1,0 +1,726 @@
+//! Trust stores and verification of signed ExtensionImages and AppImages.
+//!
+//! A [`TrustStore`] holds the Ed25519 public keys a user trusts, read from
+//! OpenSSH `.pub` files, OpenSSH `allowed_signers` files, or directories of
+//! them. [`verify_path`] reads the signatures embedded in an image (layout:
+//! [`sik_image::signature`], spec: `spec/signature.md`), hashes the payload
+//! in one streaming pass and answers with a [`Verdict`].
+//!
+//! ```no_run
+//! use sik_verify::{TrustStore, verify_path};
+//! let trust = TrustStore::load(&TrustStore::default_paths()).unwrap();
+//! let verdict = verify_path("firmware.ExtensionImage".as_ref(), &trust).unwrap();
+//! if verdict.is_trusted() {
+//!     println!("ok");
+//! } else {
+//!     println!("refused: {}", verdict.reason());
+//! }
+//! ```
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use sik_image::signature::{
+    self as sig, Embedded, HashAlg, NAMESPACE, Payload, SignedKind, SshSig,
+};
+
+/// Why verification could not be carried out (as opposed to a [`Verdict`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The file is not an ExtensionImage or a type 2 AppImage.
+    #[error("{path}: {why}")]
+    NotAnImage {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// A line of a trust file cannot be parsed.
+    #[error("{path}:{line}: {why}")]
+    TrustFile {
+        /// The trust file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// The answer of a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A valid signature by a trusted key.
+    Trusted {
+        /// `SHA256:…` fingerprint of the signer.
+        fingerprint: String,
+        /// The principal of the matching `allowed_signers` line, if any.
+        principal: Option<String>,
+        /// The comment of the trusted key.
+        comment: String,
+    },
+    /// The image carries no signature.
+    Unsigned,
+    /// The signature does not match the payload (the image was modified
+    /// after signing, or the signature belongs to another image).
+    Modified,
+    /// A valid signature by a key that is not trusted.
+    Untrusted {
+        /// `SHA256:…` fingerprint of the signer.
+        fingerprint: String,
+    },
+    /// The signature was made for another namespace.
+    WrongNamespace {
+        /// The namespace it was made for.
+        found: String,
+    },
+    /// The signature block or armored signature cannot be decoded.
+    Malformed {
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl Verdict {
+    /// True only for [`Verdict::Trusted`].
+    pub fn is_trusted(&self) -> bool {
+        matches!(self, Verdict::Trusted { .. })
+    }
+
+    /// A short machine name: `trusted`, `unsigned`, `modified`, `untrusted`,
+    /// `wrong-namespace`, `malformed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Trusted { .. } => "trusted",
+            Verdict::Unsigned => "unsigned",
+            Verdict::Modified => "modified",
+            Verdict::Untrusted { .. } => "untrusted",
+            Verdict::WrongNamespace { .. } => "wrong-namespace",
+            Verdict::Malformed { .. } => "malformed",
+        }
+    }
+
+    /// One line for a human.
+    pub fn reason(&self) -> String {
+        match self {
+            Verdict::Trusted {
+                fingerprint,
+                principal,
+                comment,
+            } => {
+                let who = principal
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .or_else(|| (!comment.is_empty()).then(|| comment.clone()));
+                match who {
+                    Some(w) => format!("signed by trusted key {fingerprint} ({w})"),
+                    None => format!("signed by trusted key {fingerprint}"),
+                }
+            }
+            Verdict::Unsigned => "unsigned: the image carries no signature".into(),
+            Verdict::Modified => {
+                "signature invalid: the payload was modified after signing (or the signature belongs to another image)"
+                    .into()
+            }
+            Verdict::Untrusted { fingerprint } => {
+                format!("key not trusted: the image is signed by {fingerprint}, which no trust file lists")
+            }
+            Verdict::WrongNamespace { found } => format!(
+                "wrong namespace: the signature was made for namespace {found:?}, not {NAMESPACE:?}"
+            ),
+            Verdict::Malformed { why } => format!("malformed signature: {why}"),
+        }
+    }
+
+    /// Rank for choosing among several signatures (higher wins).
+    fn rank(&self) -> u8 {
+        match self {
+            Verdict::Trusted { .. } => 6,
+            Verdict::Untrusted { .. } => 5,
+            Verdict::Modified => 4,
+            Verdict::WrongNamespace { .. } => 3,
+            Verdict::Malformed { .. } => 2,
+            Verdict::Unsigned => 1,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Trust store
+// ---------------------------------------------------------------------------
+
+/// A trusted public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey {
+    /// OpenSSH public key blob.
+    pub key_blob: Vec<u8>,
+    /// `SHA256:…` fingerprint.
+    pub fingerprint: String,
+    /// Principals of an `allowed_signers` line (`None` for `.pub` lines).
+    pub principal: Option<String>,
+    /// Comment after the key.
+    pub comment: String,
+    /// `namespaces="…"` patterns of an `allowed_signers` line.
+    pub namespaces: Option<Vec<String>>,
+    /// `valid-after` (seconds since the epoch, UTC).
+    pub valid_after: Option<i64>,
+    /// `valid-before` (seconds since the epoch, UTC).
+    pub valid_before: Option<i64>,
+    /// The file it was read from.
+    pub source: PathBuf,
+}
+
+impl TrustedKey {
+    fn allows(&self, namespace: &str, now: i64) -> bool {
+        if let Some(ns) = &self.namespaces
+            && !ns.iter().any(|p| glob_match(p, namespace))
+        {
+            return false;
+        }
+        if self.valid_after.is_some_and(|t| now < t) {
+            return false;
+        }
+        if self.valid_before.is_some_and(|t| now > t) {
+            return false;
+        }
+        true
+    }
+}
+
+/// The keys a user trusts.
+#[derive(Debug, Clone, Default)]
+pub struct TrustStore {
+    keys: Vec<TrustedKey>,
+}
+
+impl TrustStore {
+    /// Read trust files and directories of them (every regular file in a
+    /// directory whose name does not start with `.`, in name order). A path
+    /// that does not exist contributes nothing. Lines: OpenSSH public key
+    /// lines (`ssh-ed25519 AAAA… comment`) or `allowed_signers` lines
+    /// (`principals [options] ssh-ed25519 AAAA… [comment]`); `#` comments and
+    /// blank lines are skipped; keys of other types are read and never match.
+    pub fn load(paths: &[PathBuf]) -> Result<Self, Error> {
+        let mut store = TrustStore::default();
+        for p in paths {
+            let meta = match std::fs::metadata(p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(Error::Io {
+                        path: p.clone(),
+                        source: e,
+                    });
+                }
+            };
+            if meta.is_dir() {
+                let rd = std::fs::read_dir(p).map_err(|e| Error::Io {
+                    path: p.clone(),
+                    source: e,
+                })?;
+                let mut files = Vec::new();
+                for entry in rd {
+                    let entry = entry.map_err(|e| Error::Io {
+                        path: p.clone(),
+                        source: e,
+                    })?;
+                    let name = entry.file_name();
+                    if name.to_string_lossy().starts_with('.') {
+                        continue;
+                    }
+                    let path = entry.path();
+                    if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                        files.push(path);
+                    }
+                }
+                files.sort();
+                for f in files {
+                    store.add_file(&f)?;
+                }
+            } else {
+                store.add_file(p)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// `/etc/sik/trusted.d` and `$XDG_CONFIG_HOME/sik/trusted.d`
+    /// (`~/.config/sik/trusted.d` when `XDG_CONFIG_HOME` is unset or empty).
+    pub fn default_paths() -> Vec<PathBuf> {
+        let mut v = vec![PathBuf::from("/etc/sik/trusted.d")];
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| PathBuf::from(h).join(".config"))
+            });
+        if let Some(c) = config {
+            v.push(c.join("sik/trusted.d"));
+        }
+        v
+    }
+
+    /// True when no key is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The trusted keys.
+    pub fn keys(&self) -> &[TrustedKey] {
+        &self.keys
+    }
+
+    /// Add the keys of one file.
+    pub fn add_file(&mut self, path: &Path) -> Result<(), Error> {
+        let text = std::fs::read(path).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let text = String::from_utf8_lossy(&text);
+        for (i, line) in text.lines().enumerate() {
+            match parse_trust_line(line) {
+                Ok(None) => {}
+                Ok(Some(mut k)) => {
+                    k.source = path.to_path_buf();
+                    self.keys.push(k);
+                }
+                Err(why) => {
+                    return Err(Error::TrustFile {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        why,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The trusted entry allowing `key_blob` to sign for `namespace` now.
+    pub fn find(&self, key_blob: &[u8], namespace: &str) -> Option<&TrustedKey> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        self.keys
+            .iter()
+            .find(|k| k.key_blob == key_blob && k.allows(namespace, now))
+    }
+}
+
+/// Split a line into whitespace-separated tokens; double quotes group.
+fn tokens(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_q = false;
+    let mut has = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                in_q = !in_q;
+                cur.push(c);
+                has = true;
+            }
+            ' ' | '\t' if !in_q => {
+                if has {
+                    out.push(std::mem::take(&mut cur));
+                    has = false;
+                }
+            }
+            _ => {
+                cur.push(c);
+                has = true;
+            }
+        }
+    }
+    if in_q {
+        return Err("unterminated quote".into());
+    }
+    if has {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+fn is_key_type(t: &str) -> bool {
+    t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-")
+}
+
+/// Parse one line of a `.pub` or `allowed_signers` file.
+fn parse_trust_line(line: &str) -> Result<Option<TrustedKey>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let toks = tokens(line)?;
+    let Some(ki) = toks.iter().position(|t| is_key_type(t)) else {
+        return Err("no key type (ssh-ed25519 …) on this line".into());
+    };
+    let (principal, options) = match ki {
+        0 => (None, None),
+        1 => (Some(toks[0].clone()), None),
+        2 => (Some(toks[0].clone()), Some(toks[1].clone())),
+        _ => return Err("unexpected words before the key type".into()),
+    };
+    let b64 = toks.get(ki + 1).ok_or("key type without key data")?;
+    let comment = toks.get(ki + 2..).map(|c| c.join(" ")).unwrap_or_default();
+    let (key_blob, _) = sig::parse_public_key_line(&format!("{} {}", toks[ki], b64))
+        .ok_or("key data is not valid base64 of a key of this type")?;
+    let mut k = TrustedKey {
+        fingerprint: sig::fingerprint(&key_blob),
+        key_blob,
+        principal,
+        comment,
+        namespaces: None,
+        valid_after: None,
+        valid_before: None,
+        source: PathBuf::new(),
+    };
+    if let Some(opts) = options {
+        for opt in split_options(&opts) {
+            let (name, value) = match opt.split_once('=') {
+                Some((n, v)) => (
+                    n.to_ascii_lowercase(),
+                    Some(v.trim_matches('"').to_string()),
+                ),
+                None => (opt.to_ascii_lowercase(), None),
+            };
+            match (name.as_str(), value) {
+                ("namespaces", Some(v)) => {
+                    k.namespaces = Some(v.split(',').map(str::to_string).collect())
+                }
+                ("valid-after", Some(v)) => k.valid_after = Some(parse_time(&v)?),
+                ("valid-before", Some(v)) => k.valid_before = Some(parse_time(&v)?),
+                ("cert-authority", None) => {
+                    // Certificates are not used by this project: such a line
+                    // trusts nothing here.
+                    return Ok(None);
+                }
+                (n, _) => return Err(format!("unsupported option {n:?}")),
+            }
+        }
+    }
+    Ok(Some(k))
+}
+
+/// Split `a,b="x,y",c` at commas outside quotes.
+fn split_options(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_q = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                in_q = !in_q;
+                cur.push(c);
+            }
+            ',' if !in_q => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// `YYYYMMDD[HHMM[SS]][Z]` as seconds since the epoch (read as UTC).
+fn parse_time(v: &str) -> Result<i64, String> {
+    let d = v.strip_suffix(['Z', 'z']).unwrap_or(v);
+    let bad = || format!("bad time {v:?} (YYYYMMDD[HHMM[SS]][Z])");
+    if !d.bytes().all(|b| b.is_ascii_digit()) || ![8, 12, 14].contains(&d.len()) {
+        return Err(bad());
+    }
+    let n = |r: std::ops::Range<usize>| d.get(r).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    let (y, m, day) = (n(0..4), n(4..6), n(6..8));
+    let (hh, mm, ss) = (n(8..10), n(10..12), n(12..14));
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 59 {
+        return Err(bad());
+    }
+    Ok(days_from_civil(y, m, day) * 86400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// OpenSSH pattern match (`*` and `?`).
+fn glob_match(pat: &str, s: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (pat.chars().collect(), s.chars().collect());
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+// ---------------------------------------------------------------------------
+// Verification
+// ---------------------------------------------------------------------------
+
+/// Whether `sig` is a valid Ed25519 SSHSIG over a message whose hash (with
+/// the signature's own hash algorithm) is `digest`. Namespace and trust are
+/// not looked at.
+pub fn signature_valid(sig: &SshSig, digest: &[u8]) -> bool {
+    let (Some(pk), Some(s)) = (sig.ed25519_public_key(), sig.ed25519_signature()) else {
+        return false;
+    };
+    let Ok(vk) = VerifyingKey::from_bytes(&pk) else {
+        return false;
+    };
+    let data = sig::signed_data(&sig.namespace, &sig.reserved, &sig.hash_alg, digest);
+    vk.verify_strict(&data, &Signature::from_bytes(&s)).is_ok()
+}
+
+/// The result for one embedded signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureReport {
+    /// `SHA256:…` fingerprint of the signer's key.
+    pub fingerprint: String,
+    /// Key type (`ssh-ed25519`).
+    pub key_type: String,
+    /// Hash algorithm name as written.
+    pub hash: String,
+    /// Namespace as written.
+    pub namespace: String,
+    /// What this signature alone says.
+    pub verdict: Verdict,
+}
+
+/// The full result of [`verify_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Image kind.
+    pub kind: SignedKind,
+    /// Payload length in bytes.
+    pub payload_len: u64,
+    /// The verdict (the best of the signatures).
+    pub verdict: Verdict,
+    /// Each embedded signature.
+    pub signatures: Vec<SignatureReport>,
+}
+
+/// Verify the image at `path` against `trust` and report each signature.
+/// The payload is hashed once (per hash algorithm in use), streaming.
+pub fn verify_file(path: &Path, trust: &TrustStore) -> Result<Report, Error> {
+    let io = |e: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut f = File::open(path).map_err(io)?;
+    let payload: Payload = sig::payload_of(&mut f).map_err(|e| image_error(path, e))?;
+    let embedded = sig::read_embedded(&mut f, &payload).map_err(|e| image_error(path, e))?;
+    let sigs = match embedded {
+        Embedded::Unsigned => {
+            return Ok(Report {
+                kind: payload.kind,
+                payload_len: payload.len,
+                verdict: Verdict::Unsigned,
+                signatures: Vec::new(),
+            });
+        }
+        Embedded::Malformed(why) => {
+            return Ok(Report {
+                kind: payload.kind,
+                payload_len: payload.len,
+                verdict: Verdict::Malformed { why },
+                signatures: Vec::new(),
+            });
+        }
+        Embedded::Signatures(s) => s,
+    };
+    // Pre-checks that need no hashing.
+    let mut pre: Vec<Option<Verdict>> = sigs
+        .iter()
+        .map(|s| {
+            if s.namespace != NAMESPACE {
+                Some(Verdict::WrongNamespace {
+                    found: s.namespace.clone(),
+                })
+            } else if s.hash().is_none() {
+                Some(Verdict::Malformed {
+                    why: format!("unsupported hash algorithm {:?}", s.hash_alg),
+                })
+            } else if s.ed25519_public_key().is_none() || s.ed25519_signature().is_none() {
+                Some(Verdict::Malformed {
+                    why: format!(
+                        "unsupported key type {:?} (Ed25519 is required)",
+                        s.key_type()
+                    ),
+                })
+            } else {
+                None
+            }
+        })
+        .collect();
+    let mut algs: Vec<HashAlg> = sigs
+        .iter()
+        .zip(&pre)
+        .filter(|(_, p)| p.is_none())
+        .filter_map(|(s, _)| s.hash())
+        .collect();
+    algs.sort_unstable();
+    algs.dedup();
+    let digests = if algs.is_empty() {
+        Vec::new()
+    } else {
+        sig::digest_payload(&mut f, &payload, &algs).map_err(io)?
+    };
+    let mut reports = Vec::new();
+    for (s, p) in sigs.iter().zip(pre.iter_mut()) {
+        let verdict = match p.take() {
+            Some(v) => v,
+            None => {
+                let digest = digests
+                    .iter()
+                    .find(|(a, _)| Some(*a) == s.hash())
+                    .map(|(_, d)| d.as_slice())
+                    .unwrap_or_default();
+                if !signature_valid(s, digest) {
+                    Verdict::Modified
+                } else {
+                    match trust.find(&s.public_key, &s.namespace) {
+                        Some(k) => Verdict::Trusted {
+                            fingerprint: k.fingerprint.clone(),
+                            principal: k.principal.clone(),
+                            comment: k.comment.clone(),
+                        },
+                        None => Verdict::Untrusted {
+                            fingerprint: s.fingerprint(),
+                        },
+                    }
+                }
+            }
+        };
+        reports.push(SignatureReport {
+            fingerprint: s.fingerprint(),
+            key_type: s.key_type(),
+            hash: s.hash_alg.clone(),
+            namespace: s.namespace.clone(),
+            verdict,
+        });
+    }
+    let verdict = reports
+        .iter()
+        .map(|r| &r.verdict)
+        .max_by_key(|v| v.rank())
+        .cloned()
+        .unwrap_or(Verdict::Unsigned);
+    Ok(Report {
+        kind: payload.kind,
+        payload_len: payload.len,
+        verdict,
+        signatures: reports,
+    })
+}
+
+/// Verify the image at `path` against `trust`. `Err` only for I/O errors and
+/// files that are not an ExtensionImage or a type 2 AppImage.
+pub fn verify_path(path: &Path, trust: &TrustStore) -> Result<Verdict, Error> {
+    verify_file(path, trust).map(|r| r.verdict)
+}
+
+fn image_error(path: &Path, e: sik_image::Error) -> Error {
+    match e {
+        sik_image::Error::Io { path, source } => Error::Io { path, source },
+        sik_image::Error::Stream(source) => Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => Error::NotAnImage {
+            path: path.to_path_buf(),
+            why: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOmcDY2gaHyDykOUJOrbnRqOcTz5ZqOUBvHcEAkCrzhG";
+
+    #[test]
+    fn parses_pub_and_allowed_signers_lines() {
+        let k = parse_trust_line(&format!("{KEY} me@host"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(k.principal, None);
+        assert_eq!(k.comment, "me@host");
+        let k = parse_trust_line(&format!("alice@example.org {KEY}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(k.principal.as_deref(), Some("alice@example.org"));
+        let k = parse_trust_line(&format!(
+            "a,b namespaces=\"file,system*\",valid-after=20200101 {KEY} c"
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(k.allows("systemimagekit", 1_700_000_000));
+        assert!(!k.allows("git", 1_700_000_000));
+        assert!(!k.allows("systemimagekit", 1_000_000_000));
+        assert_eq!(
+            parse_trust_line(&format!("ca cert-authority {KEY}")).unwrap(),
+            None
+        );
+        assert_eq!(parse_trust_line("# comment").unwrap(), None);
+        assert!(parse_trust_line("garbage").is_err());
+        assert!(parse_trust_line("ssh-ed25519 !!!").is_err());
+    }
+
+    #[test]
+    fn times_and_globs() {
+        assert_eq!(parse_time("19700101").unwrap(), 0);
+        assert_eq!(parse_time("20000301000000Z").unwrap(), 951_868_800);
+        assert!(parse_time("2020").is_err());
+        assert!(glob_match("sys*kit", "systemimagekit"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("file", "systemimagekit"));
+    }
+
+    #[test]
+    fn verdict_wording() {
+        let v = Verdict::Untrusted {
+            fingerprint: "SHA256:x".into(),
+        };
+        assert!(v.reason().contains("SHA256:x"));
+        assert!(v.reason().starts_with("key not trusted"));
+        assert!(Verdict::Modified.reason().contains("modified"));
+        assert!(!Verdict::Unsigned.is_trusted());
+    }
+}
