@@ -30,6 +30,15 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Extract the tree of an ExtensionImage or AppImage into a directory.
     Extract(cmd::extract::Args),
+    /// Link ExtensionImages and overlay trees into a root (verified, conflict-aware, removable).
+    Link(cmd::link::Args),
+    /// Remove linked extensions from a root without leftovers.
+    Unlink(cmd::unlink::Args),
+    /// Show what is linked into a root.
+    Status(cmd::status::Args),
+    /// Boot media: detect live ISOs, generate grub.cfg and the initrd, install, add files.
+    #[command(subcommand)]
+    Boot(cmd::boot::BootCommand),
     /// Print a shell completion script.
     #[command(hide = true)]
     Completions(cmd::completions::Args),
@@ -50,6 +59,10 @@ fn main() -> ExitCode {
         Command::Create(c) => cmd::create::run(c),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Extract(a) => cmd::extract::run(a),
+        Command::Link(a) => cmd::link::run(a),
+        Command::Unlink(a) => cmd::unlink::run(a),
+        Command::Status(a) => cmd::status::run(a),
+        Command::Boot(c) => cmd::boot::run(c),
         Command::Completions(a) => cmd::completions::run(a),
     };
     match result {

@@ -1,6 +1,10 @@
 //! One module per command.
 
+pub mod boot;
 pub mod completions;
 pub mod create;
 pub mod extract;
 pub mod inspect;
+pub mod link;
+pub mod status;
+pub mod unlink;

@@ -1,0 +1,225 @@
+//! The journal: an append-only record, in the state directory, of every
+//! change the linker is about to make in ROOT. A record is written before
+//! the change it announces, so after a kill at any point the journal lists
+//! a superset of what exists; unlink acts on a record only while ROOT still
+//! holds what the record describes (our symlink, an empty directory), so the
+//! extra records are harmless. Format: `spec/link-state.md`.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// First line of every journal.
+pub const MAGIC: &str = "sik-link-journal 1";
+
+/// One journal record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// `S <source> <identity>`: the linked source and its identity.
+    Source { path: Vec<u8>, identity: String },
+    /// `M <mode>`: how the content is provided (`mount`, `bind`, `extract`).
+    Mode(String),
+    /// `D <path>`: a directory created in ROOT.
+    Dir(Vec<u8>),
+    /// `L <path> <target>`: a symlink created in ROOT.
+    Link(Vec<u8>, Vec<u8>),
+    /// `R <path>`: an existing entry moved aside before linking.
+    Replaced(Vec<u8>),
+}
+
+/// Percent-encode bytes that would break a space-separated line.
+pub fn escape(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len());
+    for &c in b {
+        if c <= b' ' || c >= 0x7f || c == b'%' {
+            s.push_str(&format!("%{c:02X}"));
+        } else {
+            s.push(c as char);
+        }
+    }
+    if s.is_empty() {
+        s.push('%');
+    }
+    s
+}
+
+/// Reverse of [`escape`]; `None` on malformed input.
+pub fn unescape(s: &str) -> Option<Vec<u8>> {
+    if s == "%" {
+        return Some(Vec::new());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+impl Record {
+    /// The record as one line (with the newline).
+    pub fn line(&self) -> String {
+        match self {
+            Record::Source { path, identity } => {
+                format!("S {} {}\n", escape(path), escape(identity.as_bytes()))
+            }
+            Record::Mode(m) => format!("M {}\n", escape(m.as_bytes())),
+            Record::Dir(p) => format!("D {}\n", escape(p)),
+            Record::Link(p, t) => format!("L {} {}\n", escape(p), escape(t)),
+            Record::Replaced(p) => format!("R {}\n", escape(p)),
+        }
+    }
+
+    /// Parse one line (without the newline).
+    pub fn parse(line: &str) -> Option<Record> {
+        let mut it = line.split(' ');
+        let tag = it.next()?;
+        let a = it.next().map(unescape);
+        let b = it.next().map(unescape);
+        if it.next().is_some() {
+            return None;
+        }
+        Some(match (tag, a, b) {
+            ("S", Some(Some(p)), Some(Some(i))) => Record::Source {
+                path: p,
+                identity: String::from_utf8(i).ok()?,
+            },
+            ("M", Some(Some(m)), None) => Record::Mode(String::from_utf8(m).ok()?),
+            ("D", Some(Some(p)), None) => Record::Dir(p),
+            ("L", Some(Some(p)), Some(Some(t))) => Record::Link(p, t),
+            ("R", Some(Some(p)), None) => Record::Replaced(p),
+            _ => return None,
+        })
+    }
+}
+
+/// Read a journal. A torn last line (a kill in the middle of a write) is
+/// ignored; any other malformed line is an error.
+pub fn read(path: &Path) -> io::Result<Vec<Record>> {
+    let text = std::fs::read(path)?;
+    let text = String::from_utf8_lossy(&text);
+    let mut lines = text.split('\n').collect::<Vec<_>>();
+    // The piece after the last newline is empty, or a record torn by a
+    // kill in the middle of a write: dropped either way.
+    lines.pop();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut it = lines.into_iter();
+    match it.next() {
+        Some(MAGIC) => {}
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a sik-link journal",
+            ));
+        }
+    }
+    for (n, l) in it.enumerate() {
+        match Record::parse(l) {
+            Some(r) => out.push(r),
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("journal line {}: malformed", n + 2),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An open journal, appended to with one write(2) per batch.
+pub struct Journal {
+    file: File,
+}
+
+impl Journal {
+    /// Open for appending; a new file gets the magic line first.
+    pub fn open(path: &Path) -> io::Result<Journal> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        if file.metadata()?.len() == 0 {
+            file.write_all(format!("{MAGIC}\n").as_bytes())?;
+        }
+        Ok(Journal { file })
+    }
+
+    /// Append records; they are in the file (the page cache) when this returns.
+    pub fn append(&mut self, recs: &[Record]) -> io::Result<()> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let mut buf = String::new();
+        for r in recs {
+            buf.push_str(&r.line());
+        }
+        self.file.write_all(buf.as_bytes())
+    }
+
+    /// Flush to stable storage.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let recs = [
+            Record::Source {
+                path: b"/a b/x.ExtensionImage".to_vec(),
+                identity: "1:2:3:4".into(),
+            },
+            Record::Mode("mount".into()),
+            Record::Dir(b"usr/lib/fir%mware".to_vec()),
+            Record::Link(
+                b"usr/bin/t\nool".to_vec(),
+                b"/run/sik/extensions/x/mnt/usr/bin/t\nool".to_vec(),
+            ),
+            Record::Replaced(vec![0xff, b' ']),
+            Record::Dir(Vec::new()),
+        ];
+        for r in &recs {
+            let l = r.line();
+            assert_eq!(
+                Record::parse(l.trim_end_matches('\n')).as_ref(),
+                Some(r),
+                "{l}"
+            );
+        }
+        assert_eq!(
+            Record::Link(b"a b".to_vec(), b"/t".to_vec()).line(),
+            "L a%20b /t\n"
+        );
+    }
+
+    #[test]
+    fn torn_tail_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("j");
+        std::fs::write(&p, format!("{MAGIC}\nD a\nL b /x\nL c /")).unwrap();
+        assert_eq!(
+            read(&p).unwrap(),
+            vec![
+                Record::Dir(b"a".to_vec()),
+                Record::Link(b"b".to_vec(), b"/x".to_vec())
+            ]
+        );
+        std::fs::write(&p, format!("{MAGIC}\nQ a\n")).unwrap();
+        assert!(read(&p).is_err());
+    }
+}

@@ -1,0 +1,1547 @@
+//! The boot linker: links ExtensionImages and overlay trees into a root
+//! file system, and removes them again without leftovers.
+//!
+//! [`link`] checks each source (signature policy, compatibility with ROOT's
+//! os-release), mounts it read-only under the state directory (default
+//! `ROOT/run/sik/extensions/NAME/mnt`, a loop mount made with ioctls and
+//! mount(2), so it also works in a bare initramfs), and creates in ROOT one
+//! symlink per non-directory entry, pointing into that mount, plus the
+//! missing directories. Every change is announced in the state directory's
+//! journal before it is made, so [`unlink`] removes exactly what was made,
+//! and a kill at any point is completed by the next `link` or `unlink`.
+//! Paths of ROOT are resolved inside ROOT only (merged /usr symlinks are
+//! followed, anything leading outside ROOT is refused). The on-disk state
+//! is specified in `spec/link-state.md`.
+//!
+//! ```no_run
+//! use sik_link::{link, unlink, LinkOptions};
+//! let opts = LinkOptions::new("/sysroot");
+//! let report = link(&["/run/media/firmware.ExtensionImage".into()], &opts).unwrap();
+//! for r in &report.refused {
+//!     eprintln!("{}: {}", r.name, r.reason);
+//! }
+//! let _ = unlink(&["firmware".to_string()], "/sysroot".as_ref(), None);
+//! ```
+
+pub mod compat;
+pub mod journal;
+pub mod policy;
+pub mod resolve;
+mod stage;
+mod sys;
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sik_image::release::{RELEASE_DIR, ReleaseFields, release_path};
+
+use journal::{Journal, Record};
+use policy::{SigCheck, Trust};
+use resolve::{Dir, DirMeta, ResolveError, Root};
+
+/// Name of the state directory below ROOT when none is given.
+pub const DEFAULT_STATE: &str = "run/sik/extensions";
+/// File of the refusals of the last `link` run, in the state directory.
+pub const REFUSED_FILE: &str = ".refused.json";
+/// Environment variable (tests only): abort the process after this many changes in ROOT.
+pub const TEST_ABORT_ENV: &str = "SIK_LINK_TEST_ABORT_AFTER";
+/// Environment variable (tests only): behave as if mounting were impossible.
+pub const TEST_NO_MOUNT_ENV: &str = "SIK_LINK_TEST_NO_MOUNT";
+
+/// Errors of the linker that stop a whole command (a single source's
+/// problems become a [`Refusal`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// What was operated on.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Invalid input (a bad name, a bad ROOT, an unreadable trust store).
+    #[error("{path}: {why}")]
+    Invalid {
+        /// What was wrong.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// The named extension is not linked.
+    #[error("not linked")]
+    NotLinked(String),
+}
+
+fn ioe(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}
+
+/// What `link` should do.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// The root file system to link into.
+    pub root: PathBuf,
+    /// The state directory (default `ROOT/run/sik/extensions`); each
+    /// extension gets `STATE/NAME`.
+    pub state: Option<PathBuf>,
+    /// Trusted keys (files or directories); empty: the defaults plus
+    /// `ROOT/etc/sik/trusted.d`.
+    pub trust: Vec<PathBuf>,
+    /// Link unsigned images and images signed by untrusted keys.
+    pub allow_unsigned: bool,
+    /// Link images whatever their extension-release says.
+    pub ignore_compat: bool,
+    /// Stage (copy) the content into the state directory when mounting fails.
+    pub extract: bool,
+    /// Move conflicting files of ROOT aside (restored by unlink).
+    pub replace: bool,
+    /// Time allowed to an image's `ExtensionRun`.
+    pub run_timeout: Duration,
+}
+
+impl LinkOptions {
+    /// Defaults for ROOT.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LinkOptions {
+            root: root.into(),
+            state: None,
+            trust: Vec::new(),
+            allow_unsigned: false,
+            ignore_compat: false,
+            extract: false,
+            replace: false,
+            run_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Kind of a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictKind {
+    /// A file of ROOT was there; it was kept, the image's entry not linked.
+    Kept,
+    /// A file of ROOT was moved aside into the state directory (`--replace`).
+    Replaced,
+    /// Another extension already provides the path.
+    OtherExtension,
+    /// ROOT has a directory where the image has a file.
+    Directory,
+    /// ROOT has a non-directory where the image has a directory (subtree skipped).
+    NotADirectory,
+    /// A symlink of ROOT leads outside ROOT or loops (subtree skipped, not followed).
+    Escapes,
+    /// A system call failed for this path.
+    Error,
+}
+
+/// One path the linker did not link as the image has it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Conflict {
+    /// The path in ROOT (absolute, as seen from inside ROOT).
+    pub path: String,
+    /// What happened.
+    pub kind: ConflictKind,
+    /// Details (the other extension's name, the error).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// How an `ExtensionRun` went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunStatus {
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal that ended it, if any.
+    pub signal: Option<i32>,
+    /// Whether it was killed after the timeout.
+    pub timed_out: bool,
+    /// Why it could not be started.
+    pub error: Option<String>,
+    /// File holding its output.
+    pub log: String,
+}
+
+impl RunStatus {
+    /// Whether it ran and exited 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+/// How the content of a linked source is provided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Loop-mounted image.
+    Mount,
+    /// Read-only bind mount of a directory.
+    Bind,
+    /// Content copied into the state directory.
+    Extract,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Mount => "mount",
+            Mode::Bind => "bind",
+            Mode::Extract => "extract",
+        }
+    }
+}
+
+/// The recorded state of a linked extension (`STATE/NAME/state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtensionState {
+    /// Name (file name without `.ExtensionImage`/`.raw`).
+    pub name: String,
+    /// The source as given (absolute).
+    pub source: String,
+    /// `SYSEXT_VERSION_ID` (else `VERSION_ID`) of its extension-release.
+    pub version: Option<String>,
+    /// Who signed it (a trusted key), if signed and trusted.
+    pub signer: Option<String>,
+    /// How the content is provided.
+    pub mode: Mode,
+    /// The mount (or staging) directory, as seen from inside ROOT.
+    pub content: String,
+    /// Symlinks of this extension in ROOT.
+    pub files: u64,
+    /// Directories this extension created in ROOT.
+    pub dirs: u64,
+    /// Paths not linked as the image has them, and files moved aside.
+    pub conflicts: Vec<Conflict>,
+    /// The `ExtensionRun`, if the image has one.
+    pub run: Option<RunStatus>,
+    /// False while a link is in progress (or was killed).
+    pub complete: bool,
+}
+
+/// One linked source.
+#[derive(Debug, Clone)]
+pub struct Linked {
+    /// The recorded state.
+    pub state: ExtensionState,
+    /// Symlinks created by this run.
+    pub created: u64,
+    /// Directories created by this run.
+    pub dirs_created: u64,
+    /// Why the content was staged instead of mounted.
+    pub staged_because: Option<String>,
+    /// An earlier link of a different source of the same name was removed first.
+    pub replaced_previous: bool,
+}
+
+/// A source that was not linked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Name.
+    pub name: String,
+    /// The source as given.
+    pub source: String,
+    /// Why (one line).
+    pub reason: String,
+}
+
+/// Result of [`link`].
+#[derive(Debug, Clone, Default)]
+pub struct LinkReport {
+    /// Linked sources, in link order (sorted by name).
+    pub linked: Vec<Linked>,
+    /// Refused sources.
+    pub refused: Vec<Refusal>,
+}
+
+/// Result of unlinking one extension.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnlinkReport {
+    /// Name.
+    pub name: String,
+    /// Symlinks removed.
+    pub links_removed: u64,
+    /// Directories removed.
+    pub dirs_removed: u64,
+    /// Files put back.
+    pub restored: u64,
+    /// Recorded paths left alone because they are no longer ours.
+    pub kept: Vec<String>,
+    /// The mount was busy and only detached lazily.
+    pub lazy_unmount: bool,
+}
+
+/// Result of [`status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// ROOT.
+    pub root: String,
+    /// The state directory.
+    pub state: String,
+    /// Linked extensions, sorted by name.
+    pub extensions: Vec<ExtensionState>,
+    /// Refusals of the last `link` run.
+    pub refused: Vec<Refusal>,
+}
+
+/// The name of an extension from its source path: the file name without
+/// `.ExtensionImage`, `.raw`, `.squashfs`, `.sqfs` or `.img`.
+pub fn extension_name(source: &Path) -> String {
+    let n = source
+        .file_name()
+        .unwrap_or_else(|| OsStr::new(""))
+        .to_string_lossy()
+        .into_owned();
+    for suffix in [".ExtensionImage", ".raw", ".squashfs", ".sqfs", ".img"] {
+        if let Some(s) = n.strip_suffix(suffix)
+            && !s.is_empty()
+        {
+            return s.to_string();
+        }
+    }
+    n
+}
+
+/// Whether `name` can name a state directory.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains('/')
+        && !name.contains('\0')
+        && name.len() <= 200
+}
+
+/// ROOT and the state directory, opened.
+struct Env {
+    root_path: PathBuf,
+    root: Root,
+    /// Host path of the state directory.
+    state: PathBuf,
+    /// The state directory as seen from inside ROOT.
+    seen_state: Vec<u8>,
+    /// Whether the state directory is inside ROOT (or ROOT is /).
+    state_in_root: bool,
+    /// The default layout (so unlink may remove the directories it made).
+    default_state: bool,
+}
+
+fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Result<Env, Error> {
+    let root_path = std::fs::canonicalize(root).map_err(ioe(root))?;
+    if !root_path.is_dir() {
+        return Err(Error::Invalid {
+            path: root_path,
+            why: "not a directory".into(),
+        });
+    }
+    let root_fd = sys::open(&root_path, sys::DIR_FLAGS).map_err(ioe(&root_path))?;
+    let mut r = Root {
+        fd: root_fd,
+        ours_prefix: Vec::new(),
+    };
+    let (state, seen, in_root, default) = match state {
+        None => {
+            let meta = DirMeta {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            };
+            let dir = r
+                .resolve_dir(
+                    b"",
+                    DEFAULT_STATE.as_bytes(),
+                    create.then_some(meta),
+                    &mut |_| Ok(()),
+                )
+                .map_err(|e| resolve_error(&root_path, DEFAULT_STATE.as_bytes(), e))?;
+            let host = root_path.join(OsStr::from_bytes(&dir.rel));
+            let mut seen = b"/".to_vec();
+            seen.extend_from_slice(&dir.rel);
+            (host, seen, true, true)
+        }
+        Some(s) => {
+            if create {
+                std::fs::create_dir_all(s).map_err(ioe(s))?;
+            }
+            let s = std::fs::canonicalize(s).map_err(ioe(s))?;
+            if root_path == Path::new("/") {
+                let seen = s.as_os_str().as_bytes().to_vec();
+                (s, seen, true, false)
+            } else if let Ok(rest) = s.strip_prefix(&root_path) {
+                let mut seen = b"/".to_vec();
+                seen.extend_from_slice(rest.as_os_str().as_bytes());
+                (s, seen, true, false)
+            } else {
+                let seen = s.as_os_str().as_bytes().to_vec();
+                (s, seen, false, false)
+            }
+        }
+    };
+    let mut prefix = seen.clone();
+    if !prefix.ends_with(b"/") {
+        prefix.push(b'/');
+    }
+    r.ours_prefix = prefix;
+    Ok(Env {
+        root_path,
+        root: r,
+        state,
+        seen_state: seen,
+        state_in_root: in_root,
+        default_state: default,
+    })
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn slash(rel: &[u8]) -> String {
+    format!("/{}", lossy(rel))
+}
+
+fn resolve_error(root: &Path, what: &[u8], e: ResolveError) -> Error {
+    let (why, p) = match e {
+        ResolveError::Escapes(p) => ("a symlink leads outside ROOT".to_string(), p),
+        ResolveError::NotDir(p) => ("not a directory".to_string(), p),
+        ResolveError::Ours(p) => ("a symlink made by an extension".to_string(), p),
+        ResolveError::Loop(p) => ("too many symlinks".to_string(), p),
+        ResolveError::Missing(p) => ("does not exist".to_string(), p),
+        ResolveError::Io(p, e) => (e.to_string(), p),
+    };
+    let _ = what;
+    Error::Invalid {
+        path: root.join(OsStr::from_bytes(&p)),
+        why,
+    }
+}
+
+fn identity(meta: &std::fs::Metadata) -> String {
+    if meta.is_dir() {
+        format!("dir:{}:{}", meta.dev(), meta.ino())
+    } else {
+        format!(
+            "file:{}:{}:{}:{}.{}",
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        )
+    }
+}
+
+fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_else(|| OsStr::new("state"));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    let res = f
+        .write_all(data)
+        .and_then(|_| f.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Read the os-release of ROOT (`etc/os-release`, else `usr/lib/os-release`).
+fn root_os_release(root: &Root) -> ReleaseFields {
+    for p in ["etc/os-release", "usr/lib/os-release"] {
+        if let Ok(b) = root.read_file(p.as_bytes(), 1 << 16) {
+            return ReleaseFields::parse(&String::from_utf8_lossy(&b));
+        }
+    }
+    ReleaseFields::default()
+}
+
+/// Read the extension-release of the content at `content` (a directory):
+/// `extension-release.NAME`, else the only `extension-release.*` there.
+fn content_release(content: &Path, name: &str) -> Option<ReleaseFields> {
+    let fd = sys::open(content, sys::DIR_FLAGS).ok()?;
+    let tree = Root {
+        fd,
+        ours_prefix: b"\0".to_vec(),
+    };
+    if let Ok(b) = tree.read_file(release_path(name).as_bytes(), 1 << 16) {
+        return Some(ReleaseFields::parse(&String::from_utf8_lossy(&b)));
+    }
+    let dir = tree
+        .resolve_dir(b"", RELEASE_DIR.as_bytes(), None, &mut |_| Ok(()))
+        .ok()?;
+    let listing = std::fs::read_dir(content.join(OsStr::from_bytes(&dir.rel))).ok()?;
+    let names: Vec<_> = listing
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .filter(|n| n.as_bytes().starts_with(b"extension-release."))
+        .collect();
+    if names.len() != 1 {
+        return None;
+    }
+    let p = resolve::join(&dir.rel, names[0].as_bytes());
+    let b = tree.read_file(&p, 1 << 16).ok()?;
+    Some(ReleaseFields::parse(&String::from_utf8_lossy(&b)))
+}
+
+/// Link `sources` (ExtensionImages or directories) into `opts.root`.
+///
+/// Each source is checked and linked on its own: one that is refused or
+/// fails is reported in [`LinkReport::refused`] and the others are still
+/// linked. Sources are processed sorted by name, so when two provide the
+/// same path the first name wins. `Err` only when ROOT, the state
+/// directory or the trust store cannot be used at all.
+pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error> {
+    let env = open_env(&opts.root, opts.state.as_deref(), true)?;
+    let os = root_os_release(&env.root);
+    let trust_paths = if opts.trust.is_empty() {
+        let mut v = Trust::default_paths();
+        if let Ok(d) = env
+            .root
+            .resolve_dir(b"", b"etc/sik/trusted.d", None, &mut |_| Ok(()))
+        {
+            v.push(env.root_path.join(OsStr::from_bytes(&d.rel)));
+        }
+        v.retain(|p| p.exists());
+        v
+    } else {
+        opts.trust.clone()
+    };
+    let trust = Trust::load(&trust_paths).map_err(|why| Error::Invalid {
+        path: trust_paths.first().cloned().unwrap_or_default(),
+        why,
+    })?;
+
+    let mut items: Vec<(String, PathBuf)> = sources
+        .iter()
+        .map(|s| {
+            (
+                extension_name(s),
+                std::path::absolute(s).unwrap_or_else(|_| s.clone()),
+            )
+        })
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut report = LinkReport::default();
+    let mut seen = std::collections::HashSet::new();
+    let abort_after = std::env::var(TEST_ABORT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut counter = Counter {
+        changes: 0,
+        abort_after,
+    };
+    for (name, src) in items {
+        let refuse = |reason: String| Refusal {
+            name: name.clone(),
+            source: src.display().to_string(),
+            reason,
+        };
+        if !valid_name(&name) {
+            report
+                .refused
+                .push(refuse("not a usable extension name".into()));
+            continue;
+        }
+        if !seen.insert(name.clone()) {
+            report.refused.push(refuse(
+                "another source of this run has the same name".into(),
+            ));
+            continue;
+        }
+        match link_one(&env, &name, &src, opts, &os, &trust, &mut counter) {
+            Ok(l) => report.linked.push(l),
+            Err(reason) => report.refused.push(refuse(reason)),
+        }
+    }
+    let doc = serde_json::to_vec_pretty(&report.refused).unwrap_or_default();
+    atomic_write(&env.state.join(REFUSED_FILE), &doc).map_err(ioe(env.state.join(REFUSED_FILE)))?;
+    Ok(report)
+}
+
+/// Counts changes made in ROOT; the test hook aborts after N of them.
+struct Counter {
+    changes: u64,
+    abort_after: Option<u64>,
+}
+
+impl Counter {
+    fn tick(&mut self) {
+        self.changes += 1;
+        if let Some(n) = self.abort_after
+            && self.changes >= n
+        {
+            std::process::abort();
+        }
+    }
+}
+
+fn mount_content(src: &Path, is_dir: bool, mnt: &Path) -> io::Result<Mode> {
+    if std::env::var_os(TEST_NO_MOUNT_ENV).is_some_and(|v| v == "1") {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    if is_dir {
+        sys::mount(Some(src), mnt, None, libc::MS_BIND | libc::MS_REC)?;
+        if let Err(e) = sys::mount(
+            None,
+            mnt,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+        ) {
+            let _ = sys::umount(mnt);
+            return Err(e);
+        }
+        return Ok(Mode::Bind);
+    }
+    let (dev, _devfd) = sys::loop_attach(src, 0)?;
+    // The loop device auto-clears when the mount goes away (or, if the
+    // mount fails, when _devfd is closed).
+    sys::mount(
+        Some(&dev),
+        mnt,
+        Some("squashfs"),
+        libc::MS_RDONLY | libc::MS_NODEV,
+    )?;
+    Ok(Mode::Mount)
+}
+
+fn link_one(
+    env: &Env,
+    name: &str,
+    src: &Path,
+    opts: &LinkOptions,
+    os: &ReleaseFields,
+    trust: &Trust,
+    counter: &mut Counter,
+) -> Result<Linked, String> {
+    let meta = std::fs::metadata(src).map_err(|e| format!("cannot read: {e}"))?;
+    let is_dir = meta.is_dir();
+    if !is_dir {
+        match sik_image::kind::detect_path(src) {
+            Ok(sik_image::kind::ImageKind::SquashFs) => {}
+            Ok(k) => return Err(format!("not an ExtensionImage ({})", k.describe())),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let ident = identity(&meta);
+    let sdir = env.state.join(name);
+    let mnt = sdir.join("mnt");
+    let jpath = sdir.join("journal");
+
+    // An earlier link of the same name: the same source continues (or
+    // re-checks) it, another source replaces it.
+    let mut replaced_previous = false;
+    let mut previous: Option<ExtensionState> = None;
+    if sdir.exists() {
+        let same = journal::read(&jpath)
+            .ok()
+            .and_then(|recs| {
+                recs.into_iter().find_map(|r| match r {
+                    Record::Source { identity, path } => {
+                        Some(identity == ident && path == src.as_os_str().as_bytes())
+                    }
+                    _ => None,
+                })
+            })
+            .unwrap_or(false);
+        if same {
+            previous = std::fs::read(sdir.join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+        } else {
+            unlink_state(env, name)
+                .map_err(|e| format!("cannot remove the earlier link of this name: {e}"))?;
+            replaced_previous = true;
+        }
+    }
+
+    // 1. Signature policy.
+    let signer = if is_dir {
+        None
+    } else {
+        match trust.check(src)? {
+            SigCheck::Trusted(s) => Some(s),
+            SigCheck::Unsigned if opts.allow_unsigned => None,
+            SigCheck::Unsigned => {
+                return Err(if trust.is_empty() {
+                    "unsigned, and no trusted keys (--allow-unsigned links it anyway)".into()
+                } else {
+                    "unsigned (--allow-unsigned links it anyway)".into()
+                });
+            }
+            SigCheck::Untrusted(_) if opts.allow_unsigned => None,
+            SigCheck::Untrusted(fp) => {
+                return Err(format!("signed by a key that is not trusted: {fp}"));
+            }
+            SigCheck::Bad(why) => return Err(format!("signature check failed: {why}")),
+        }
+    };
+
+    // 2. Content: mount (or stage) under the state directory.
+    let fresh = !sdir.exists();
+    for d in [&sdir, &mnt] {
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("{}: {e}", d.display())),
+        }
+    }
+    let _ = std::fs::set_permissions(&sdir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+    let mut journal = Journal::open(&jpath).map_err(|e| format!("{}: {e}", jpath.display()))?;
+    if fresh || journal::read(&jpath).map(|r| r.is_empty()).unwrap_or(true) {
+        journal
+            .append(&[Record::Source {
+                path: src.as_os_str().as_bytes().to_vec(),
+                identity: ident.clone(),
+            }])
+            .map_err(|e| e.to_string())?;
+    }
+    let mut staged_because = None;
+    let mut provided = false;
+    let mode = if sys::is_mountpoint(&mnt) {
+        if is_dir { Mode::Bind } else { Mode::Mount }
+    } else if previous
+        .as_ref()
+        .is_some_and(|p| p.mode == Mode::Extract && p.complete)
+    {
+        Mode::Extract
+    } else {
+        provided = true;
+        // Nothing usable there (fresh, or a killed staging): provide it anew.
+        clear_dir(&mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
+        match mount_content(src, is_dir, &mnt) {
+            Ok(m) => m,
+            Err(e) if opts.extract => {
+                staged_because = Some(format!("cannot mount: {e}"));
+                let r = if is_dir {
+                    stage::copy_tree(src, &mnt)
+                } else {
+                    stage::extract_image(src, &mnt)
+                };
+                if let Err(why) = r {
+                    let _ = unlink_state(env, name);
+                    return Err(format!("cannot stage the content: {why}"));
+                }
+                Mode::Extract
+            }
+            Err(e) => {
+                let _ = unlink_state(env, name);
+                return Err(format!(
+                    "cannot mount: {e} (--extract stages the content instead)"
+                ));
+            }
+        }
+    };
+    if provided {
+        journal
+            .append(&[Record::Mode(mode.as_str().into())])
+            .map_err(|e| e.to_string())?;
+    }
+
+    // 3. Compatibility.
+    let release = content_release(&mnt, name);
+    if !opts.ignore_compat {
+        let verdict = match &release {
+            Some(r) => compat::check(r, os, compat::host_architecture()),
+            None if is_dir => Ok(()),
+            None => Err(format!("no {}", release_path(name))),
+        };
+        if let Err(why) = verdict {
+            let _ = unlink_state(env, name);
+            return Err(format!(
+                "incompatible with ROOT: {why} (--ignore-compat links it anyway)"
+            ));
+        }
+    }
+    let version = release.as_ref().and_then(|r| {
+        r.get("SYSEXT_VERSION_ID")
+            .or_else(|| r.get("VERSION_ID"))
+            .map(str::to_string)
+    });
+
+    // 4. Symlinks and directories.
+    let mut seen_mnt = env.seen_state.clone();
+    seen_mnt.extend_from_slice(format!("/{name}/mnt").as_bytes());
+    let top = env.root.top().map_err(|e| e.to_string())?;
+    let mut w = Walker {
+        root: &env.root,
+        journal: &mut journal,
+        ext: name,
+        seen_mnt: seen_mnt.clone(),
+        replace: opts.replace,
+        state_dir: sdir.clone(),
+        replaced_fd: None,
+        conflicts: Vec::new(),
+        created: 0,
+        dirs_created: 0,
+        counter,
+    };
+    w.walk(&mnt, b"", &top)
+        .map_err(|e| format!("linking failed: {e}"))?;
+    let (created, dirs_created, mut conflicts) = (w.created, w.dirs_created, w.conflicts);
+    let _ = journal.sync();
+
+    // 5. ExtensionRun, once per link.
+    let run_needed = previous.as_ref().is_none_or(|p| !p.complete);
+    let run = if run_needed {
+        run_extension(env, name, &mnt, &seen_mnt, &sdir, opts.run_timeout)
+    } else {
+        previous.as_ref().and_then(|p| p.run.clone())
+    };
+
+    // 6. The state, written atomically.
+    let recs = journal::read(&jpath).map_err(|e| e.to_string())?;
+    let (files, dirs) = count_present(&env.root, &recs);
+    for r in &recs {
+        if let Record::Replaced(p) = r {
+            let path = slash(p);
+            if !conflicts
+                .iter()
+                .any(|c| c.path == path && c.kind == ConflictKind::Replaced)
+            {
+                conflicts.push(Conflict {
+                    path,
+                    kind: ConflictKind::Replaced,
+                    detail: String::new(),
+                });
+            }
+        }
+    }
+    let state = ExtensionState {
+        name: name.to_string(),
+        source: src.display().to_string(),
+        version,
+        signer,
+        mode,
+        content: lossy(&seen_mnt),
+        files,
+        dirs,
+        conflicts,
+        run,
+        complete: true,
+    };
+    let doc = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
+    atomic_write(&sdir.join("state.json"), &doc).map_err(|e| e.to_string())?;
+    Ok(Linked {
+        state,
+        created,
+        dirs_created,
+        staged_because,
+        replaced_previous,
+    })
+}
+
+/// Remove everything inside `dir` (not crossing into mounts).
+fn clear_dir(dir: &Path) -> io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            if sys::is_mountpoint(&p) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Other,
+                    format!("{} is a mount point", p.display()),
+                ));
+            }
+            make_writable(&p);
+            std::fs::remove_dir_all(&p)?;
+        } else {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Staged trees may hold read-only directories; removal needs them writable
+/// when not running as root.
+fn make_writable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// Count the recorded symlinks still ours and the recorded directories
+/// still present.
+fn count_present(root: &Root, recs: &[Record]) -> (u64, u64) {
+    let mut links = std::collections::HashSet::new();
+    let mut dirs = std::collections::HashSet::new();
+    for r in recs {
+        match r {
+            Record::Link(p, t) => {
+                links.insert((p.as_slice(), t.as_slice()));
+            }
+            Record::Dir(p) => {
+                dirs.insert(p.as_slice());
+            }
+            _ => {}
+        }
+    }
+    let mut cache = ParentCache::default();
+    let mut files = 0;
+    for (p, t) in links {
+        let (parent, leaf) = split_parent(p);
+        if let Some(d) = cache.get(root, parent)
+            && let Ok(c) = sys::cstr(leaf)
+            && sys::readlinkat(d.fd.as_raw_fd(), &c).is_ok_and(|got| got == t)
+        {
+            files += 1;
+        }
+    }
+    let mut ndirs = 0;
+    for p in dirs {
+        let (parent, leaf) = split_parent(p);
+        if let Some(d) = cache.get(root, parent)
+            && let Ok(c) = sys::cstr(leaf)
+            && sys::fstatat(d.fd.as_raw_fd(), &c).is_ok_and(|st| sys::is_dir(&st))
+        {
+            ndirs += 1;
+        }
+    }
+    (files, ndirs)
+}
+
+fn split_parent(p: &[u8]) -> (&[u8], &[u8]) {
+    match p.iter().rposition(|&c| c == b'/') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => (&[], p),
+    }
+}
+
+/// Directories of ROOT by canonical path, opened once.
+#[derive(Default)]
+struct ParentCache {
+    map: std::collections::HashMap<Vec<u8>, Option<Dir>>,
+}
+
+impl ParentCache {
+    fn get(&mut self, root: &Root, rel: &[u8]) -> Option<&Dir> {
+        if !self.map.contains_key(rel) {
+            if self.map.len() > 256 {
+                self.map.clear();
+            }
+            let d = root.open_canonical(rel).ok();
+            self.map.insert(rel.to_vec(), d);
+        }
+        self.map.get(rel).and_then(Option::as_ref)
+    }
+
+    fn forget(&mut self, rel: &[u8]) {
+        self.map.remove(rel);
+    }
+}
+
+struct Walker<'a> {
+    root: &'a Root,
+    journal: &'a mut Journal,
+    ext: &'a str,
+    seen_mnt: Vec<u8>,
+    replace: bool,
+    state_dir: PathBuf,
+    replaced_fd: Option<OwnedFd>,
+    conflicts: Vec<Conflict>,
+    created: u64,
+    dirs_created: u64,
+    counter: &'a mut Counter,
+}
+
+/// Name of a file moved aside, in `STATE/NAME/replaced/`.
+fn aside_name(rel: &[u8]) -> Vec<u8> {
+    journal::escape(rel).replace('/', "%2F").into_bytes()
+}
+
+/// Name of a file moved aside next to itself (when the state directory is
+/// on another file system).
+fn sibling_aside_name(leaf: &[u8], ext: &str) -> Vec<u8> {
+    let mut v = b".".to_vec();
+    v.extend_from_slice(leaf);
+    v.extend_from_slice(format!(".sik-aside.{ext}").as_bytes());
+    v
+}
+
+impl Walker<'_> {
+    fn conflict(&mut self, rel: &[u8], kind: ConflictKind, detail: impl Into<String>) {
+        self.conflicts.push(Conflict {
+            path: slash(rel),
+            kind,
+            detail: detail.into(),
+        });
+    }
+
+    fn other_name(&self, target: &[u8]) -> String {
+        let rest = &target[self.root.ours_prefix.len().min(target.len())..];
+        lossy(rest.split(|&c| c == b'/').next().unwrap_or_default())
+    }
+
+    fn replaced_dir(&mut self) -> io::Result<i32> {
+        if self.replaced_fd.is_none() {
+            let p = self.state_dir.join("replaced");
+            match std::fs::create_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            self.replaced_fd = Some(sys::open(
+                &p,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            )?);
+        }
+        Ok(self.replaced_fd.as_ref().map_or(-1, |f| f.as_raw_fd()))
+    }
+
+    fn move_aside(&mut self, dst: &Dir, leaf: &[u8], rel: &[u8]) -> io::Result<()> {
+        let c = sys::cstr(leaf)?;
+        let rd = self.replaced_dir()?;
+        let aside = sys::cstr(&aside_name(rel))?;
+        match sys::renameat_noreplace(dst.fd.as_raw_fd(), &c, rd, &aside) {
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                let sib = sys::cstr(&sibling_aside_name(leaf, self.ext))?;
+                sys::renameat_noreplace(dst.fd.as_raw_fd(), &c, dst.fd.as_raw_fd(), &sib)
+            }
+            r => r,
+        }
+    }
+
+    /// Link the content directory `src` (image path `img`) into `dst`.
+    fn walk(&mut self, src: &Path, img: &[u8], dst: &Dir) -> io::Result<()> {
+        let mut files: Vec<Vec<u8>> = Vec::new();
+        let mut dirs: Vec<Vec<u8>> = Vec::new();
+        for e in std::fs::read_dir(src)? {
+            let e = e?;
+            let n = e.file_name().as_bytes().to_vec();
+            if img.is_empty() && n == b"ExtensionRun" {
+                continue;
+            }
+            if e.file_type()?.is_dir() {
+                dirs.push(n);
+            } else {
+                files.push(n);
+            }
+        }
+        files.sort();
+        dirs.sort();
+
+        // Non-directories: decide, announce in the journal, then act.
+        let mut plan: Vec<(Vec<u8>, Vec<u8>, bool)> = Vec::new(); // (leaf, target, replace first)
+        let mut recs = Vec::new();
+        for n in files {
+            let rel = dst.child_rel(&n);
+            let mut target = self.seen_mnt.clone();
+            target.push(b'/');
+            target.extend_from_slice(&resolve::join(img, &n));
+            let c = sys::cstr(&n)?;
+            match sys::fstatat(dst.fd.as_raw_fd(), &c) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    recs.push(Record::Link(rel, target.clone()));
+                    plan.push((n, target, false));
+                }
+                Err(e) => self.conflict(&rel, ConflictKind::Error, e.to_string()),
+                Ok(st) if sys::is_lnk(&st) => {
+                    let t = sys::readlinkat(dst.fd.as_raw_fd(), &c).unwrap_or_default();
+                    if t == target {
+                        // Already ours.
+                    } else if self.root.is_ours(&t) {
+                        let other = self.other_name(&t);
+                        self.conflict(&rel, ConflictKind::OtherExtension, other);
+                    } else if self.replace {
+                        recs.push(Record::Replaced(rel.clone()));
+                        recs.push(Record::Link(rel, target.clone()));
+                        plan.push((n, target, true));
+                    } else {
+                        self.conflict(&rel, ConflictKind::Kept, "");
+                    }
+                }
+                Ok(st) if sys::is_dir(&st) => self.conflict(&rel, ConflictKind::Directory, ""),
+                Ok(_) if self.replace => {
+                    recs.push(Record::Replaced(rel.clone()));
+                    recs.push(Record::Link(rel, target.clone()));
+                    plan.push((n, target, true));
+                }
+                Ok(_) => self.conflict(&rel, ConflictKind::Kept, ""),
+            }
+        }
+        self.journal.append(&recs)?;
+        for (n, target, replace_first) in plan {
+            let rel = dst.child_rel(&n);
+            if replace_first {
+                if let Err(e) = self.move_aside(dst, &n, &rel) {
+                    self.conflict(&rel, ConflictKind::Error, format!("cannot move aside: {e}"));
+                    continue;
+                }
+                self.conflicts.push(Conflict {
+                    path: slash(&rel),
+                    kind: ConflictKind::Replaced,
+                    detail: String::new(),
+                });
+                self.counter.tick();
+            }
+            let c = sys::cstr(&n)?;
+            let t = sys::cstr(&target)?;
+            match sys::symlinkat(&t, dst.fd.as_raw_fd(), &c) {
+                Ok(()) => {
+                    self.created += 1;
+                    self.counter.tick();
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    self.conflict(&rel, ConflictKind::Kept, "")
+                }
+                Err(e) => self.conflict(&rel, ConflictKind::Error, e.to_string()),
+            }
+        }
+
+        // Directories: open (following ROOT's symlinks inside ROOT) or create, then descend.
+        for n in dirs {
+            let sp = src.join(OsStr::from_bytes(&n));
+            let m = std::fs::symlink_metadata(&sp)?;
+            let meta = DirMeta {
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+            };
+            let mut made = 0u64;
+            let journal = &mut *self.journal;
+            let res = self.root.child_dir(dst, &n, Some(meta), &mut |rel| {
+                made += 1;
+                journal.append(&[Record::Dir(rel.to_vec())])
+            });
+            for _ in 0..made {
+                self.dirs_created += 1;
+                self.counter.tick();
+            }
+            let img_rel = resolve::join(img, &n);
+            let rel = dst.child_rel(&n);
+            match res {
+                Ok(child) => self.walk(&sp, &img_rel, &child)?,
+                Err(ResolveError::Escapes(_)) => self.conflict(
+                    &rel,
+                    ConflictKind::Escapes,
+                    "a symlink of ROOT leads outside ROOT; not followed",
+                ),
+                Err(ResolveError::Loop(_)) => {
+                    self.conflict(&rel, ConflictKind::Escapes, "symlink loop")
+                }
+                Err(ResolveError::NotDir(p)) => {
+                    self.conflict(&rel, ConflictKind::NotADirectory, slash(&p))
+                }
+                Err(ResolveError::Ours(p)) => {
+                    let t = sys::cstr(&n)
+                        .and_then(|c| sys::readlinkat(dst.fd.as_raw_fd(), &c))
+                        .unwrap_or_default();
+                    let other = if self.root.is_ours(&t) {
+                        self.other_name(&t)
+                    } else {
+                        slash(&p)
+                    };
+                    self.conflict(&rel, ConflictKind::OtherExtension, other)
+                }
+                Err(ResolveError::Missing(p)) => self.conflict(
+                    &rel,
+                    ConflictKind::Error,
+                    format!("{} is missing", slash(&p)),
+                ),
+                Err(ResolveError::Io(_, e)) => {
+                    self.conflict(&rel, ConflictKind::Error, e.to_string())
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run_extension(
+    env: &Env,
+    name: &str,
+    mnt: &Path,
+    seen_mnt: &[u8],
+    sdir: &Path,
+    timeout: Duration,
+) -> Option<RunStatus> {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let host = mnt.join("ExtensionRun");
+    let m = std::fs::symlink_metadata(&host).ok()?;
+    let log = sdir.join("run.log");
+    let mut st = RunStatus {
+        exit_code: None,
+        signal: None,
+        timed_out: false,
+        error: None,
+        log: log.display().to_string(),
+    };
+    if !m.is_file() {
+        st.error = Some("ExtensionRun is not a regular file".into());
+        return Some(st);
+    }
+    let chroot = env.root_path != Path::new("/");
+    if chroot && !env.state_in_root {
+        st.error = Some(
+            "the state directory is outside ROOT, so ExtensionRun cannot run inside ROOT".into(),
+        );
+        return Some(st);
+    }
+    let mut prog = seen_mnt.to_vec();
+    prog.extend_from_slice(b"/ExtensionRun");
+    let out = match std::fs::File::create(&log) {
+        Ok(f) => f,
+        Err(e) => {
+            st.error = Some(format!("{}: {e}", log.display()));
+            return Some(st);
+        }
+    };
+    let err = out.try_clone().ok();
+    let mut cmd = std::process::Command::new(OsStr::from_bytes(&prog));
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(out)
+        .current_dir("/")
+        .env("SIK_EXTENSION", name)
+        .env("SIK_EXTENSION_DIR", OsStr::from_bytes(seen_mnt));
+    if let Some(e) = err {
+        cmd.stderr(e);
+    }
+    if chroot {
+        let Ok(root_c) = sys::cpath(&env.root_path) else {
+            st.error = Some("ROOT path contains NUL".into());
+            return Some(st);
+        };
+        // SAFETY: only async-signal-safe calls (chroot, chdir) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::chroot(root_c.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            st.error = Some(format!("cannot start: {e}"));
+            return Some(st);
+        }
+    };
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                st.timed_out = true;
+                break child.wait().ok();
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => {
+                st.error = Some(e.to_string());
+                break None;
+            }
+        }
+    };
+    if let Some(s) = status {
+        st.exit_code = s.code();
+        st.signal = s.signal();
+    }
+    Some(st)
+}
+
+/// Unlink the named extensions from ROOT. One result per name, in order.
+pub fn unlink(
+    names: &[String],
+    root: &Path,
+    state: Option<&Path>,
+) -> Result<Vec<(String, Result<UnlinkReport, Error>)>, Error> {
+    let env = open_env(root, state, false)?;
+    let out = names
+        .iter()
+        .map(|n| (n.clone(), unlink_state(&env, n)))
+        .collect();
+    cleanup_base(&env);
+    Ok(out)
+}
+
+/// When no extension is left, remove the refusal record and the default
+/// state directories this program made.
+fn cleanup_base(env: &Env) {
+    let Ok(rd) = std::fs::read_dir(&env.state) else {
+        return;
+    };
+    let left = rd.flatten().any(|e| e.file_name() != REFUSED_FILE);
+    if left {
+        return;
+    }
+    let _ = std::fs::remove_file(env.state.join(REFUSED_FILE));
+    if env.default_state {
+        let _ = std::fs::remove_dir(&env.state);
+        if let Some(p) = env.state.parent() {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
+fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
+    if !valid_name(name) {
+        return Err(Error::Invalid {
+            path: PathBuf::from(name),
+            why: "not a valid extension name".into(),
+        });
+    }
+    let sdir = env.state.join(name);
+    if !sdir.is_dir() {
+        return Err(Error::NotLinked(name.to_string()));
+    }
+    let mut rep = UnlinkReport {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    let state_file = sdir.join("state.json");
+    match std::fs::remove_file(&state_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ioe(state_file)(e)),
+    }
+    let jpath = sdir.join("journal");
+    let recs = match journal::read(&jpath) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(ioe(&jpath)(e)),
+    };
+    let replaced_dir = sdir.join("replaced");
+    let rfd = sys::open(
+        &replaced_dir,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+    )
+    .ok();
+    let mut cache = ParentCache::default();
+    let mut unrestored = false;
+    for r in recs.iter().rev() {
+        match r {
+            Record::Link(p, t) => {
+                let (parent, leaf) = split_parent(p);
+                let Some(d) = cache.get(&env.root, parent) else {
+                    continue;
+                };
+                let Ok(c) = sys::cstr(leaf) else { continue };
+                match sys::readlinkat(d.fd.as_raw_fd(), &c) {
+                    Ok(got) if got == *t => {
+                        if sys::unlinkat(d.fd.as_raw_fd(), &c, false).is_ok() {
+                            rep.links_removed += 1;
+                        }
+                    }
+                    Ok(_) => rep.kept.push(slash(p)),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(_) => {
+                        // Present but not a symlink: not ours.
+                        if sys::fstatat(d.fd.as_raw_fd(), &c).is_ok() {
+                            rep.kept.push(slash(p));
+                        }
+                    }
+                }
+            }
+            Record::Replaced(p) => {
+                let (parent, leaf) = split_parent(p);
+                let Some(d) = cache.get(&env.root, parent) else {
+                    continue;
+                };
+                let (Ok(c), Ok(aside), Ok(sib)) = (
+                    sys::cstr(leaf),
+                    sys::cstr(&aside_name(p)),
+                    sys::cstr(&sibling_aside_name(leaf, name)),
+                ) else {
+                    continue;
+                };
+                let dfd = d.fd.as_raw_fd();
+                let from = if let Some(rfd) = rfd
+                    .as_ref()
+                    .filter(|f| sys::fstatat(f.as_raw_fd(), &aside).is_ok())
+                {
+                    Some((rfd.as_raw_fd(), &aside))
+                } else if sys::fstatat(dfd, &sib).is_ok() {
+                    Some((dfd, &sib))
+                } else {
+                    None
+                };
+                if let Some((fd, n)) = from {
+                    match sys::renameat_noreplace(fd, n, dfd, &c) {
+                        Ok(()) => rep.restored += 1,
+                        Err(_) => {
+                            unrestored = true;
+                            rep.kept.push(slash(p));
+                        }
+                    }
+                }
+            }
+            Record::Dir(p) => {
+                let (parent, leaf) = split_parent(p);
+                let Some(d) = cache.get(&env.root, parent) else {
+                    continue;
+                };
+                let Ok(c) = sys::cstr(leaf) else { continue };
+                // Only an empty, real directory goes (O_NOFOLLOW semantics:
+                // unlinkat(AT_REMOVEDIR) never follows a symlink).
+                if sys::unlinkat(d.fd.as_raw_fd(), &c, true).is_ok() {
+                    rep.dirs_removed += 1;
+                    cache.forget(p);
+                }
+            }
+            Record::Source { .. } | Record::Mode(_) => {}
+        }
+    }
+    drop(cache);
+    drop(rfd);
+    let mnt = sdir.join("mnt");
+    if sys::is_mountpoint(&mnt) {
+        rep.lazy_unmount = sys::umount(&mnt).map_err(ioe(&mnt))?;
+    }
+    if mnt.exists() {
+        if sys::is_mountpoint(&mnt) {
+            return Err(Error::Invalid {
+                path: mnt,
+                why: "still mounted".into(),
+            });
+        }
+        make_writable(&mnt);
+        std::fs::remove_dir_all(&mnt).map_err(ioe(&mnt))?;
+    }
+    let _ = std::fs::remove_file(sdir.join("run.log"));
+    if unrestored {
+        // Keep the journal and the files that could not be put back.
+        return Ok(rep);
+    }
+    let _ = std::fs::remove_dir(&replaced_dir);
+    std::fs::remove_file(&jpath)
+        .or_else(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(ioe(&jpath))?;
+    std::fs::remove_dir(&sdir).map_err(ioe(&sdir))?;
+    Ok(rep)
+}
+
+/// What is linked into ROOT.
+pub fn status(root: &Path, state: Option<&Path>) -> Result<Status, Error> {
+    let env = match open_env(root, state, false) {
+        Ok(e) => e,
+        Err(Error::Invalid { why, .. }) if why == "does not exist" => {
+            let rp = std::fs::canonicalize(root).map_err(ioe(root))?;
+            return Ok(Status {
+                root: rp.display().to_string(),
+                state: rp.join(DEFAULT_STATE).display().to_string(),
+                extensions: Vec::new(),
+                refused: Vec::new(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let mut extensions = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(&env.state)
+        .map_err(ioe(&env.state))?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| valid_name(n))
+        .collect();
+    names.sort();
+    for n in names {
+        let sdir = env.state.join(&n);
+        if let Some(s) = std::fs::read(sdir.join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ExtensionState>(&b).ok())
+        {
+            extensions.push(s);
+            continue;
+        }
+        let recs = journal::read(&sdir.join("journal")).unwrap_or_default();
+        let (files, dirs) = count_present(&env.root, &recs);
+        let source = recs
+            .iter()
+            .find_map(|r| {
+                if let Record::Source { path, .. } = r {
+                    Some(lossy(path))
+                } else {
+                    None
+                }
+            })
+            .unwrap_or_default();
+        let mode = recs
+            .iter()
+            .rev()
+            .find_map(|r| match r {
+                Record::Mode(m) if m == "bind" => Some(Mode::Bind),
+                Record::Mode(m) if m == "extract" => Some(Mode::Extract),
+                Record::Mode(_) => Some(Mode::Mount),
+                _ => None,
+            })
+            .unwrap_or(Mode::Mount);
+        let mut content = env.seen_state.clone();
+        content.extend_from_slice(format!("/{n}/mnt").as_bytes());
+        extensions.push(ExtensionState {
+            name: n,
+            source,
+            version: None,
+            signer: None,
+            mode,
+            content: lossy(&content),
+            files,
+            dirs,
+            conflicts: Vec::new(),
+            run: None,
+            complete: false,
+        });
+    }
+    let refused = std::fs::read(env.state.join(REFUSED_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    Ok(Status {
+        root: env.root_path.display().to_string(),
+        state: env.state.display().to_string(),
+        extensions,
+        refused,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            extension_name(Path::new("/m/firmware.ExtensionImage")),
+            "firmware"
+        );
+        assert_eq!(extension_name(Path::new("tools.raw")), "tools");
+        assert_eq!(extension_name(Path::new("/m/overlay")), "overlay");
+        assert_eq!(extension_name(Path::new(".raw")), ".raw");
+        assert!(!valid_name(".raw"));
+        assert!(!valid_name(""));
+        assert!(valid_name("firmware-1.2"));
+    }
+
+    #[test]
+    fn aside_names_are_flat() {
+        assert_eq!(aside_name(b"etc/a b/c"), b"etc%2Fa%20b%2Fc".to_vec());
+        assert_eq!(sibling_aside_name(b"x", "e"), b".x.sik-aside.e".to_vec());
+    }
+}

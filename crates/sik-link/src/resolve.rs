@@ -1,0 +1,284 @@
+//! Path resolution confined to ROOT.
+//!
+//! Every directory of ROOT is reached component by component from a
+//! directory fd of ROOT, each opened with `O_NOFOLLOW`. A symlink met on the
+//! way (merged /usr: `lib -> usr/lib`) is read and its target resolved again
+//! inside ROOT: an absolute target starts over at ROOT, `..` climbs the
+//! components walked so far, and climbing above ROOT is refused, never
+//! followed. A symlink into the linker's own state (a link an extension
+//! made) is never followed either.
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use crate::sys;
+
+/// Why a path could not be resolved inside ROOT.
+#[derive(Debug)]
+pub enum ResolveError {
+    /// A symlink leads above ROOT.
+    Escapes(Vec<u8>),
+    /// A component is neither a directory nor a symlink to one.
+    NotDir(Vec<u8>),
+    /// A component is a symlink made by an extension.
+    Ours(Vec<u8>),
+    /// Too many symlinks.
+    Loop(Vec<u8>),
+    /// A component is missing and creating was not asked for.
+    Missing(Vec<u8>),
+    /// A system call failed.
+    Io(Vec<u8>, io::Error),
+}
+
+/// Mode and owner of a directory to create.
+#[derive(Debug, Clone, Copy)]
+pub struct DirMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A directory of ROOT: an `O_PATH` fd and its canonical path relative to
+/// ROOT (no leading slash, empty for ROOT itself, no symlink in it).
+pub struct Dir {
+    pub fd: OwnedFd,
+    pub rel: Vec<u8>,
+}
+
+impl Dir {
+    /// The canonical path of a child.
+    pub fn child_rel(&self, name: &[u8]) -> Vec<u8> {
+        join(&self.rel, name)
+    }
+}
+
+/// `a/b` joined; `a` may be empty.
+pub fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
+    if a.is_empty() {
+        return b.to_vec();
+    }
+    let mut v = Vec::with_capacity(a.len() + 1 + b.len());
+    v.extend_from_slice(a);
+    v.push(b'/');
+    v.extend_from_slice(b);
+    v
+}
+
+fn split(p: &[u8]) -> impl Iterator<Item = &[u8]> {
+    p.split(|&c| c == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+}
+
+/// ROOT, opened once.
+pub struct Root {
+    pub fd: OwnedFd,
+    /// Symlink targets starting with this belong to the linker (the state
+    /// directory as seen from inside ROOT, with a trailing slash).
+    pub ours_prefix: Vec<u8>,
+}
+
+impl Root {
+    /// ROOT itself as a [`Dir`].
+    pub fn top(&self) -> io::Result<Dir> {
+        Ok(Dir {
+            fd: sys::dup_dir(self.fd.as_raw_fd())?,
+            rel: Vec::new(),
+        })
+    }
+
+    /// Open the canonical path `rel` (symlink-free) without following anything.
+    pub fn open_canonical(&self, rel: &[u8]) -> io::Result<Dir> {
+        let mut fd = sys::dup_dir(self.fd.as_raw_fd())?;
+        for c in split(rel) {
+            fd = sys::openat(fd.as_raw_fd(), &sys::cstr(c)?, sys::DIR_FLAGS)?;
+        }
+        Ok(Dir {
+            fd,
+            rel: rel.to_vec(),
+        })
+    }
+
+    /// Whether a symlink target points into the linker's state.
+    pub fn is_ours(&self, target: &[u8]) -> bool {
+        target.starts_with(&self.ours_prefix)
+    }
+
+    /// Resolve `path` to a directory: absolute paths from ROOT, relative
+    /// ones from the canonical directory `base`. With `create`, missing
+    /// components are made (`before_mkdir` is told each canonical path
+    /// first, so the journal records it before it exists).
+    pub fn resolve_dir(
+        &self,
+        base: &[u8],
+        path: &[u8],
+        create: Option<DirMeta>,
+        before_mkdir: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<Dir, ResolveError> {
+        let mut queue: VecDeque<Vec<u8>> = split(path).map(<[u8]>::to_vec).collect();
+        let mut stack: Vec<(Vec<u8>, OwnedFd)> = Vec::new();
+        let here = |stack: &Vec<(Vec<u8>, OwnedFd)>| -> Vec<u8> {
+            let mut v = Vec::new();
+            for (n, _) in stack {
+                v = join(&v, n);
+            }
+            v
+        };
+        if !path.starts_with(b"/") {
+            for c in split(base) {
+                let cur = stack
+                    .last()
+                    .map_or(self.fd.as_raw_fd(), |s| s.1.as_raw_fd());
+                let fd = sys::cstr(c)
+                    .and_then(|cc| sys::openat(cur, &cc, sys::DIR_FLAGS))
+                    .map_err(|e| ResolveError::Io(base.to_vec(), e))?;
+                stack.push((c.to_vec(), fd));
+            }
+        }
+        let mut hops = 0;
+        while let Some(c) = queue.pop_front() {
+            if c == b".." {
+                if stack.pop().is_none() {
+                    return Err(ResolveError::Escapes(path.to_vec()));
+                }
+                continue;
+            }
+            let cur: RawFd = stack
+                .last()
+                .map_or(self.fd.as_raw_fd(), |s| s.1.as_raw_fd());
+            let rel = join(&here(&stack), &c);
+            let cc = sys::cstr(&c).map_err(|e| ResolveError::Io(rel.clone(), e))?;
+            match sys::openat(cur, &cc, sys::DIR_FLAGS) {
+                Ok(fd) => stack.push((c, fd)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    let Some(meta) = create else {
+                        return Err(ResolveError::Missing(rel));
+                    };
+                    let fd = mkdir_open(cur, &cc, &rel, meta, before_mkdir)
+                        .map_err(|e| ResolveError::Io(rel.clone(), e))?;
+                    stack.push((c, fd));
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                    let st =
+                        sys::fstatat(cur, &cc).map_err(|e| ResolveError::Io(rel.clone(), e))?;
+                    if !sys::is_lnk(&st) {
+                        return Err(ResolveError::NotDir(rel));
+                    }
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(ResolveError::Loop(rel));
+                    }
+                    let target =
+                        sys::readlinkat(cur, &cc).map_err(|e| ResolveError::Io(rel.clone(), e))?;
+                    if self.is_ours(&target) {
+                        return Err(ResolveError::Ours(rel));
+                    }
+                    if target.starts_with(b"/") {
+                        stack.clear();
+                    }
+                    let parts: Vec<Vec<u8>> = split(&target).map(<[u8]>::to_vec).collect();
+                    for p in parts.into_iter().rev() {
+                        queue.push_front(p);
+                    }
+                }
+                Err(e) => return Err(ResolveError::Io(rel, e)),
+            }
+        }
+        let rel = here(&stack);
+        let fd = match stack.pop() {
+            Some((_, fd)) => fd,
+            None => {
+                sys::dup_dir(self.fd.as_raw_fd()).map_err(|e| ResolveError::Io(Vec::new(), e))?
+            }
+        };
+        Ok(Dir { fd, rel })
+    }
+
+    /// Open the child directory `name` of `dir`, following a symlink only
+    /// inside ROOT and creating it (with `create`'s mode and owner) when missing.
+    pub fn child_dir(
+        &self,
+        dir: &Dir,
+        name: &[u8],
+        create: Option<DirMeta>,
+        before_mkdir: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<Dir, ResolveError> {
+        let rel = dir.child_rel(name);
+        let cc = sys::cstr(name).map_err(|e| ResolveError::Io(rel.clone(), e))?;
+        match sys::openat(dir.fd.as_raw_fd(), &cc, sys::DIR_FLAGS) {
+            Ok(fd) => Ok(Dir { fd, rel }),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let Some(meta) = create else {
+                    return Err(ResolveError::Missing(rel));
+                };
+                let fd = mkdir_open(dir.fd.as_raw_fd(), &cc, &rel, meta, before_mkdir)
+                    .map_err(|e| ResolveError::Io(rel.clone(), e))?;
+                Ok(Dir { fd, rel })
+            }
+            Err(_) => self.resolve_dir(&dir.rel, name, create, before_mkdir),
+        }
+    }
+
+    /// Read a small file of ROOT (following symlinks inside ROOT only).
+    pub fn read_file(&self, path: &[u8], limit: u64) -> Result<Vec<u8>, ResolveError> {
+        use std::io::Read;
+        let mut path = path.to_vec();
+        for _ in 0..40 {
+            let (parent, name) = match path.iter().rposition(|&c| c == b'/') {
+                Some(i) => (path[..i].to_vec(), path[i + 1..].to_vec()),
+                None => (Vec::new(), path.clone()),
+            };
+            let dir = self.resolve_dir(b"", &parent, None, &mut |_| Ok(()))?;
+            let rel = dir.child_rel(&name);
+            let cc = sys::cstr(&name).map_err(|e| ResolveError::Io(rel.clone(), e))?;
+            match sys::openat(
+                dir.fd.as_raw_fd(),
+                &cc,
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+            ) {
+                Ok(fd) => {
+                    let st =
+                        sys::fstat(fd.as_raw_fd()).map_err(|e| ResolveError::Io(rel.clone(), e))?;
+                    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                        return Err(ResolveError::NotDir(rel));
+                    }
+                    let mut buf = Vec::new();
+                    std::fs::File::from(fd)
+                        .take(limit)
+                        .read_to_end(&mut buf)
+                        .map_err(|e| ResolveError::Io(rel.clone(), e))?;
+                    return Ok(buf);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    let t = sys::readlinkat(dir.fd.as_raw_fd(), &cc)
+                        .map_err(|e| ResolveError::Io(rel.clone(), e))?;
+                    path = if t.starts_with(b"/") {
+                        t
+                    } else {
+                        join(&dir.rel, &t)
+                    };
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    return Err(ResolveError::Missing(rel));
+                }
+                Err(e) => return Err(ResolveError::Io(rel, e)),
+            }
+        }
+        Err(ResolveError::Loop(path))
+    }
+}
+
+fn mkdir_open(
+    dir: RawFd,
+    name: &CString,
+    rel: &[u8],
+    meta: DirMeta,
+    before_mkdir: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<OwnedFd> {
+    before_mkdir(rel)?;
+    sys::mkdirat(dir, name, 0o700)?;
+    sys::lchownat(dir, name, meta.uid, meta.gid)?;
+    sys::fchmodat(dir, name, meta.mode & 0o7777)?;
+    sys::openat(dir, name, sys::DIR_FLAGS)
+}

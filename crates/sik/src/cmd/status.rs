@@ -1,0 +1,64 @@
+//! `sik status --root ROOT [--json]`: what is linked into a root.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sik_link::ConflictKind;
+
+use crate::fail::{CmdResult, Failure};
+
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  sik status --root /\n  sik status --root /sysroot --json")]
+pub struct Args {
+    /// The root file system.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// State directory given to `sik link` (default ROOT/run/sik/extensions).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Print a JSON document (formats/schema/status.json).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> CmdResult {
+    let st = sik_link::status(&a.root, a.state.as_deref())
+        .map_err(|e| Failure::input("cannot read the link state", Some(&a.root), e))?;
+    if a.json {
+        crate::output::print_json(&st);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if st.extensions.is_empty() {
+        println!("nothing linked into {}", st.root);
+    }
+    for e in &st.extensions {
+        let conflicts = e
+            .conflicts
+            .iter()
+            .filter(|c| c.kind != ConflictKind::Replaced)
+            .count();
+        let replaced = e.conflicts.len() - conflicts;
+        println!(
+            "{}{}: {} files, {} directories, {} conflicts, {} replaced, signer: {}{}",
+            e.name,
+            e.version
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default(),
+            e.files,
+            e.dirs,
+            conflicts,
+            replaced,
+            e.signer.as_deref().unwrap_or("none"),
+            if e.complete {
+                ""
+            } else {
+                " (incomplete: run link or unlink again)"
+            }
+        );
+    }
+    for r in &st.refused {
+        println!("refused {}: {}: {}", r.name, r.source, r.reason);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,3 @@
+//! `sik link`, `sik unlink`, `sik status` against real loop mounts.
+
+mod util;
