@@ -1,0 +1,249 @@
+//! `generate`: detect the ISOs in `boot/iso/`, write `boot/grub/grub.cfg`
+//! and the secondary initrd `boot/sik/initrd.img` (plus the `init=` helper
+//! files in `boot/sik/`). Files whose contents would not change are not
+//! touched, so a second run with nothing changed rewrites nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::cpio::{Archive, Node};
+use crate::detect::{self, Outcome};
+use crate::error::{BootError, Result};
+use crate::family::{self, Family, RunMethod};
+use crate::grub::{self, MenuIso};
+use crate::medium::Medium;
+
+/// The common hook script (template).
+pub const BOOT_SH: &str = include_str!("hooks/boot.sh");
+/// dracut pre-pivot hook (template).
+pub const DRACUT_HOOK: &str = include_str!("hooks/dracut-hook.sh");
+/// initramfs-tools conf.d file (template).
+pub const ITOOLS_CONF: &str = include_str!("hooks/initramfs-tools.conf");
+/// initramfs-tools phase script (template).
+pub const ITOOLS_HOOK: &str = include_str!("hooks/initramfs-tools-hook.sh");
+/// `init=` wrapper placed on the medium (template).
+pub const INIT_SH: &str = include_str!("hooks/init.sh");
+
+/// Options of [`generate`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Path of the static `sik` binary put into the initrd.
+    pub sik_binary: PathBuf,
+    /// Only report what would be written.
+    pub dry_run: bool,
+    /// GRUB menu timeout in seconds.
+    pub timeout: u32,
+}
+
+/// What happened to one output file.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileResult {
+    /// Path relative to the medium.
+    pub path: String,
+    /// `written`, `unchanged` or `would-write`.
+    pub action: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One ISO of the medium with its detection.
+#[derive(Debug, Clone, Serialize)]
+pub struct IsoResult {
+    /// Path relative to the medium.
+    pub path: String,
+    /// Detection outcome.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Result of [`generate`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The medium.
+    pub medium: PathBuf,
+    /// ISOs found and what became of them.
+    pub isos: Vec<IsoResult>,
+    /// Output files.
+    pub files: Vec<FileResult>,
+    /// Paths inside the secondary initrd.
+    pub initrd_entries: Vec<String>,
+    /// Whether grub-script-check checked the config.
+    pub script_checked: bool,
+}
+
+fn tool_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]).map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
+/// Check a grub.cfg text with `grub-script-check` when it is installed;
+/// `Ok(false)` when it is not.
+pub fn script_check(text: &str) -> Result<bool> {
+    let Some(tool) = tool_path("grub-script-check") else { return Ok(false) };
+    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| BootError::Io { path: "/tmp".into(), source: e })?;
+    tmp.write_all(text.as_bytes()).map_err(|e| BootError::Io { path: tmp.path().into(), source: e })?;
+    let out = Command::new(tool)
+        .arg(tmp.path())
+        .output()
+        .map_err(|e| BootError::Tool { tool: "grub-script-check".into(), why: e.to_string() })?;
+    if !out.status.success() {
+        let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        return Err(BootError::ScriptCheck(msg.trim().replace('\n', " ")));
+    }
+    Ok(true)
+}
+
+/// Every place a family's initramfs may expose the medium, for the hook's search.
+pub fn medium_candidates(families: &[Family]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let mut add = |p: &str| {
+        if !p.is_empty() && !v.iter().any(|x| x == p) {
+            v.push(p.to_string());
+        }
+    };
+    for f in families {
+        add(&f.initramfs.medium);
+    }
+    for f in families {
+        if !f.initramfs.newroot.is_empty() && !f.initramfs.medium.is_empty() {
+            add(&format!("{}{}", f.initramfs.newroot, f.initramfs.medium));
+        }
+    }
+    add("/lib/live/mount/findiso");
+    v.retain(|p| !p.contains(|c: char| c.is_whitespace() || "\"'$`\\;&|<>".contains(c)));
+    v
+}
+
+/// The common hook script with the search list filled in.
+pub fn boot_script(families: &[Family]) -> String {
+    BOOT_SH.replace("@CANDIDATES@", &medium_candidates(families).join(" ")).replace("@MARKER@", grub::SIK_INITRD)
+}
+
+/// Build the secondary initrd's archive.
+pub fn initrd_archive(families: &[Family], sik_binary: &[u8], extra: Option<&Path>) -> Result<Archive> {
+    let mut a = Archive::new();
+    a.add_dir_all("sik");
+    a.add("sik/sik", Node::File(0o755, sik_binary.to_vec()));
+    a.add("sik/boot.sh", Node::File(0o755, boot_script(families).into_bytes()));
+    for f in families {
+        match f.hook.method {
+            RunMethod::DracutHook => {
+                let text = DRACUT_HOOK.replace("@NEWROOT@", &f.initramfs.newroot);
+                for p in &f.hook.paths {
+                    a.add(p, Node::File(0o755, text.clone().into_bytes()));
+                }
+            }
+            RunMethod::InitramfsToolsConf => {
+                let phase = f.hook.phase.as_deref().unwrap_or("init-bottom");
+                a.add("conf/conf.d/zz-sik.conf", Node::File(0o644, ITOOLS_CONF.replace("@PHASE@", phase).into_bytes()));
+                a.add("sik/initramfs-tools-hook", Node::File(0o755, ITOOLS_HOOK.replace("@NEWROOT@", &f.initramfs.newroot).into_bytes()));
+            }
+            RunMethod::Init | RunMethod::None => {}
+        }
+    }
+    if let Some(dir) = extra.filter(|d| d.is_dir()) {
+        for e in walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name().min_depth(1) {
+            let e = e.map_err(|e| BootError::Io { path: dir.to_path_buf(), source: e.into() })?;
+            let rel = e.path().strip_prefix(dir).unwrap_or(e.path()).to_string_lossy().into_owned();
+            let ft = e.file_type();
+            if ft.is_dir() {
+                a.add(&rel, Node::Dir(0o755));
+            } else if ft.is_symlink() {
+                let t = std::fs::read_link(e.path()).map_err(|err| BootError::Io { path: e.path().into(), source: err })?;
+                a.add(&rel, Node::Symlink(t.to_string_lossy().into_owned()));
+            } else if ft.is_file() {
+                use std::os::unix::fs::PermissionsExt;
+                let data = std::fs::read(e.path()).map_err(|err| BootError::Io { path: e.path().into(), source: err })?;
+                let mode = e.metadata().map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+                a.add(&rel, Node::File(if mode & 0o111 != 0 { 0o755 } else { 0o644 }, data));
+            }
+        }
+    }
+    Ok(a)
+}
+
+/// The compressed initrd bytes (gzip, no name, mtime 0: reproducible).
+pub fn initrd_bytes(a: &Archive) -> Result<Vec<u8>> {
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::new(6));
+    a.write(&mut gz).map_err(|e| BootError::Io { path: "initrd".into(), source: e })?;
+    gz.finish().map_err(|e| BootError::Io { path: "initrd".into(), source: e })
+}
+
+/// Detect the ISOs of a medium (`boot/iso/*.iso`), using the built-in
+/// families plus the medium's `boot/formats/*.toml`.
+pub fn detect_medium(m: &Medium) -> Result<(Vec<Family>, Vec<IsoResult>)> {
+    let (fdir, _g) = m.local_tree("boot/formats")?;
+    let families = family::with_dir(&fdir)?;
+    let mut isos = Vec::new();
+    for e in m.list("boot/iso")? {
+        if e.is_dir || !e.name.to_ascii_lowercase().ends_with(".iso") {
+            continue;
+        }
+        let rel = format!("boot/iso/{}", e.name);
+        let outcome = if !grub::path_safe(&e.name) {
+            Outcome::Skipped { reason: "file name has characters GRUB paths cannot carry unquoted (use letters, digits and ._-+~@,=)".into() }
+        } else {
+            let (local, _guard) = m.local_copy(&rel)?;
+            detect::detect_path(&local, &families)
+        };
+        isos.push(IsoResult { path: rel, outcome });
+    }
+    Ok((families, isos))
+}
+
+fn put(m: &Medium, rel: &str, data: &[u8], mode: u32, dry: bool, files: &mut Vec<FileResult>) -> Result<bool> {
+    let same = m.read(rel)?.is_some_and(|old| old == data);
+    let action = if same {
+        "unchanged"
+    } else if dry {
+        "would-write"
+    } else {
+        m.write(rel, data, mode)?;
+        "written"
+    };
+    files.push(FileResult { path: rel.to_string(), action: action.into(), size: data.len() as u64 });
+    Ok(!same)
+}
+
+/// Generate grub.cfg and the secondary initrd of a medium.
+pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
+    let m = Medium::open(medium)?;
+    let (families, isos) = detect_medium(&m)?;
+    let menu: Vec<MenuIso> = isos
+        .iter()
+        .filter_map(|i| match &i.outcome {
+            Outcome::Detected(d) => {
+                Some(MenuIso { file_name: i.path.rsplit('/').next().unwrap_or(&i.path).to_string(), detected: d.clone() })
+            }
+            Outcome::Skipped { .. } => None,
+        })
+        .collect();
+    let cfg = grub::render(&menu, opts.timeout);
+    let script_checked = script_check(&cfg)?;
+
+    let sik = std::fs::read(&opts.sik_binary).map_err(|e| BootError::Io { path: opts.sik_binary.clone(), source: e })?;
+    let (extra, _g) = m.local_tree("boot/customize/initrd")?;
+    let archive = initrd_archive(&families, &sik, Some(&extra))?;
+    let initrd = initrd_bytes(&archive)?;
+
+    let mut files = Vec::new();
+    let dry = opts.dry_run;
+    put(&m, grub::SIK_INITRD, &initrd, 0o644, dry, &mut files)?;
+    if families.iter().any(|f| f.hook.method == RunMethod::Init) {
+        put(&m, "boot/sik/init", INIT_SH.as_bytes(), 0o755, dry, &mut files)?;
+        put(&m, "boot/sik/boot.sh", boot_script(&families).as_bytes(), 0o755, dry, &mut files)?;
+        put(&m, "boot/sik/sik", &sik, 0o755, dry, &mut files)?;
+    }
+    // grub.cfg last: the menu only names what is already in place.
+    let old = m.read(grub::GRUB_CFG)?;
+    if old.as_deref() != Some(cfg.as_bytes()) {
+        if let Some(old) = &old {
+            put(&m, "boot/grub/grub.cfg.old", old, 0o644, dry, &mut files)?;
+        }
+    }
+    put(&m, grub::GRUB_CFG, cfg.as_bytes(), 0o644, dry, &mut files)?;
+    Ok(Report { medium: medium.to_path_buf(), isos, files, initrd_entries: archive.paths().map(str::to_string).collect(), script_checked })
+}

@@ -1,0 +1,33 @@
+//! Boot media for SystemImageKit: one FAT medium with GRUB that boots many
+//! unchanged live ISOs from their `.iso` files, plus a secondary initrd that
+//! links ExtensionImages, applies the customization and mounts the
+//! persistent home inside each distribution's own initramfs.
+//!
+//! * [`iso9660`]: a small ISO 9660 reader (Rock Ridge, Joliet), no mounting.
+//! * [`family`]: live ISO families as data (`formats/live/*.toml`).
+//! * [`bootcfg`]: reading a distribution's grub/syslinux configs.
+//! * [`detect`]: which family an ISO belongs to, kernel, initrds, arguments.
+//! * [`grub`]: the medium's grub.cfg; [`cpio`]: the initrd archive format.
+//! * [`generate`]: grub.cfg plus the secondary initrd of a medium.
+//! * [`medium`]: a medium as a directory or as a FAT disk image (mtools).
+//!
+//! ```no_run
+//! use sik_boot::{detect, family};
+//! let families = family::builtin();
+//! match detect::detect_path("ubuntu.iso".as_ref(), &families) {
+//!     detect::Outcome::Detected(d) => println!("{} {:?}", d.family, d.kernel),
+//!     detect::Outcome::Skipped { reason } => println!("skipped: {reason}"),
+//! }
+//! ```
+
+pub mod bootcfg;
+pub mod cpio;
+pub mod detect;
+pub mod error;
+pub mod family;
+pub mod generate;
+pub mod grub;
+pub mod iso9660;
+pub mod medium;
+
+pub use error::{BootError, Result};

@@ -1,0 +1,285 @@
+//! Access to a boot medium: a directory (a mounted stick, or a tree being
+//! prepared) or a disk image file whose first MBR partition holds a FAT
+//! filesystem (read and written in user space with mtools, no mounting).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{BootError, Result};
+
+/// A boot medium.
+#[derive(Debug, Clone)]
+pub enum Medium {
+    /// A directory: the medium's root.
+    Dir(PathBuf),
+    /// A disk image; the FAT filesystem starts at byte `offset`.
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// Byte offset of the first partition.
+        offset: u64,
+    },
+}
+
+/// One directory entry of a medium.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MEntry {
+    /// File name.
+    pub name: String,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> BootError {
+    BootError::Io { path: path.to_path_buf(), source: e }
+}
+
+/// Byte offset of the first partition of an MBR disk image.
+pub fn first_partition_offset(image: &Path) -> Result<u64> {
+    let mut mbr = [0u8; 512];
+    let mut f = std::fs::File::open(image).map_err(|e| io_err(image, e))?;
+    std::io::Read::read_exact(&mut f, &mut mbr).map_err(|e| io_err(image, e))?;
+    if mbr[510] != 0x55 || mbr[511] != 0xAA {
+        return Err(BootError::Medium { path: image.to_path_buf(), why: "no MBR partition table (0x55AA missing)".into() });
+    }
+    let e = &mbr[446..462];
+    let lba = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
+    if e[4] == 0 || lba == 0 {
+        return Err(BootError::Medium { path: image.to_path_buf(), why: "the first partition entry is empty".into() });
+    }
+    Ok(u64::from(lba) * 512)
+}
+
+impl Medium {
+    /// Open a directory or a disk image.
+    pub fn open(path: &Path) -> Result<Self> {
+        let md = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+        if md.is_dir() {
+            Ok(Medium::Dir(path.to_path_buf()))
+        } else {
+            Ok(Medium::Image { path: path.to_path_buf(), offset: first_partition_offset(path)? })
+        }
+    }
+
+    /// The path given at opening.
+    pub fn path(&self) -> &Path {
+        match self {
+            Medium::Dir(p) => p,
+            Medium::Image { path, .. } => path,
+        }
+    }
+
+    fn mtools_image(&self) -> Option<String> {
+        match self {
+            Medium::Image { path, offset } => Some(format!("{}@@{offset}", path.display())),
+            Medium::Dir(_) => None,
+        }
+    }
+
+    fn mtool(&self, tool: &str, args: &[&str]) -> Result<Vec<u8>> {
+        let img = self.mtools_image().unwrap_or_default();
+        let out = Command::new(tool)
+            .arg("-i")
+            .arg(&img)
+            .args(args)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .env("MTOOLS_NO_VFAT", "0")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| BootError::Tool { tool: tool.into(), why: format!("cannot run: {e} (install mtools)") })?;
+        if !out.status.success() {
+            return Err(BootError::Tool { tool: tool.into(), why: String::from_utf8_lossy(&out.stderr).trim().replace('\n', " ") });
+        }
+        Ok(out.stdout)
+    }
+
+    /// Entries of a directory (relative path; missing directory: empty).
+    pub fn list(&self, rel: &str) -> Result<Vec<MEntry>> {
+        match self {
+            Medium::Dir(root) => {
+                let dir = root.join(rel);
+                let rd = match std::fs::read_dir(&dir) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(io_err(&dir, e)),
+                };
+                let mut v = Vec::new();
+                for e in rd {
+                    let e = e.map_err(|e| io_err(&dir, e))?;
+                    let is_dir = e.path().is_dir();
+                    v.push(MEntry { name: e.file_name().to_string_lossy().into_owned(), is_dir });
+                }
+                v.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(v)
+            }
+            Medium::Image { .. } => {
+                if !self.exists(rel)? {
+                    return Ok(Vec::new());
+                }
+                let target = format!("::/{}", rel.trim_matches('/'));
+                let out = self.mtool("mdir", &["-b", "-a", &target])?;
+                let prefix = format!("{}/", target.trim_end_matches('/'));
+                let mut v: Vec<MEntry> = String::from_utf8_lossy(&out)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix(&prefix))
+                    .filter(|n| !n.is_empty() && *n != "./" && *n != "../")
+                    .map(|n| MEntry { name: n.trim_end_matches('/').to_string(), is_dir: n.ends_with('/') })
+                    .collect();
+                v.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(v)
+            }
+        }
+    }
+
+    /// Whether a path exists on the medium.
+    pub fn exists(&self, rel: &str) -> Result<bool> {
+        match self {
+            Medium::Dir(root) => Ok(root.join(rel).exists()),
+            Medium::Image { .. } => {
+                let target = format!("::/{}", rel.trim_matches('/'));
+                let img = self.mtools_image().unwrap_or_default();
+                let st = Command::new("mdir")
+                    .args(["-b", "-i", &img, &target])
+                    .env("MTOOLS_SKIP_CHECK", "1")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .map_err(|e| BootError::Tool { tool: "mdir".into(), why: format!("cannot run: {e} (install mtools)") })?;
+                Ok(st.success())
+            }
+        }
+    }
+
+    /// A file's contents, `None` when it does not exist.
+    pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Medium::Dir(root) => {
+                let p = root.join(rel);
+                match std::fs::read(&p) {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_err(&p, e)),
+                }
+            }
+            Medium::Image { .. } => {
+                if !self.exists(rel)? {
+                    return Ok(None);
+                }
+                let target = format!("::/{}", rel.trim_matches('/'));
+                Ok(Some(self.mtool("mtype", &["-t", &target]).or_else(|_| self.mtool("mcopy", &["-n", &target, "-"]))?))
+            }
+        }
+    }
+
+    /// A local path to read a (large) file from: the file itself for a
+    /// directory medium, a temporary copy for an image (kept alive by the
+    /// returned guard).
+    pub fn local_copy(&self, rel: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+        match self {
+            Medium::Dir(root) => Ok((root.join(rel), None)),
+            Medium::Image { .. } => {
+                let tmp = tempfile::tempdir().map_err(|e| io_err(Path::new("/tmp"), e))?;
+                let local = tmp.path().join("copy");
+                let target = format!("::/{}", rel.trim_matches('/'));
+                let ls = local.to_string_lossy().into_owned();
+                self.mtool("mcopy", &["-n", "-o", &target, &ls])?;
+                Ok((local, Some(tmp)))
+            }
+        }
+    }
+
+    /// Copy a whole directory of the medium to a local directory (for an
+    /// image) or return its path (for a directory medium).
+    pub fn local_tree(&self, rel: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+        match self {
+            Medium::Dir(root) => Ok((root.join(rel), None)),
+            Medium::Image { .. } => {
+                let tmp = tempfile::tempdir().map_err(|e| io_err(Path::new("/tmp"), e))?;
+                let local = tmp.path().join("tree");
+                if self.exists(rel)? {
+                    let target = format!("::/{}", rel.trim_matches('/'));
+                    let ls = local.to_string_lossy().into_owned();
+                    self.mtool("mcopy", &["-s", "-n", "-o", "-Q", &target, &ls])?;
+                }
+                Ok((local, Some(tmp)))
+            }
+        }
+    }
+
+    /// Create a directory and its parents.
+    pub fn mkdir_all(&self, rel: &str) -> Result<()> {
+        match self {
+            Medium::Dir(root) => {
+                let p = root.join(rel);
+                std::fs::create_dir_all(&p).map_err(|e| io_err(&p, e))
+            }
+            Medium::Image { .. } => {
+                let mut acc = String::new();
+                for c in rel.split('/').filter(|c| !c.is_empty()) {
+                    acc.push('/');
+                    acc.push_str(c);
+                    if !self.exists(&acc)? {
+                        self.mtool("mmd", &[&format!("::{acc}")])?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Write a file atomically (directory medium: temporary file in the
+    /// target directory, fsync, rename; image: mcopy of a complete local file).
+    pub fn write(&self, rel: &str, data: &[u8], mode: u32) -> Result<()> {
+        let parent = rel.rsplit_once('/').map_or("", |(d, _)| d);
+        self.mkdir_all(parent)?;
+        match self {
+            Medium::Dir(root) => write_atomic(&root.join(rel), data, mode),
+            Medium::Image { .. } => {
+                let mut tmp = tempfile::NamedTempFile::new().map_err(|e| io_err(Path::new("/tmp"), e))?;
+                tmp.write_all(data).map_err(|e| io_err(tmp.path(), e))?;
+                tmp.flush().map_err(|e| io_err(tmp.path(), e))?;
+                let ls = tmp.path().to_string_lossy().into_owned();
+                self.mtool("mcopy", &["-o", "-n", &ls, &format!("::/{}", rel.trim_matches('/'))])?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Copy a local file onto the medium (atomically on a directory medium).
+    pub fn copy_in(&self, src: &Path, rel: &str) -> Result<()> {
+        let parent = rel.rsplit_once('/').map_or("", |(d, _)| d);
+        self.mkdir_all(parent)?;
+        match self {
+            Medium::Dir(root) => {
+                let dest = root.join(rel);
+                let dir = dest.parent().unwrap_or(root);
+                let mut tmp = tempfile::Builder::new().prefix(".sik-").tempfile_in(dir).map_err(|e| io_err(dir, e))?;
+                let mut f = std::fs::File::open(src).map_err(|e| io_err(src, e))?;
+                std::io::copy(&mut f, tmp.as_file_mut()).map_err(|e| io_err(&dest, e))?;
+                tmp.as_file().sync_all().map_err(|e| io_err(&dest, e))?;
+                tmp.persist(&dest).map_err(|e| io_err(&dest, e.error))?;
+                Ok(())
+            }
+            Medium::Image { .. } => {
+                let ls = src.to_string_lossy().into_owned();
+                self.mtool("mcopy", &["-o", "-n", &ls, &format!("::/{}", rel.trim_matches('/'))])?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Write `data` to `path` atomically: a temporary file in the same
+/// directory, fsync, rename. Nothing half-written remains on error.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".sik-").tempfile_in(dir).map_err(|e| io_err(dir, e))?;
+    tmp.write_all(data).map_err(|e| io_err(path, e))?;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io_err(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
+    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
+    Ok(())
+}
