@@ -42,6 +42,9 @@ enum Command {
     /// Print a shell completion script.
     #[command(hide = true)]
     Completions(cmd::completions::Args),
+    /// Boot media: detect live ISOs, generate grub.cfg and the initrd, install, add files.
+    #[command(subcommand)]
+    Boot(cmd::boot::BootCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::status::run(a),
         Command::Boot(c) => cmd::boot::run(c),
         Command::Completions(a) => cmd::completions::run(a),
+        Command::Boot(c) => cmd::boot::run(c),
     };
     match result {
         Ok(code) => code,
