@@ -42,9 +42,6 @@ enum Command {
     /// Print a shell completion script.
     #[command(hide = true)]
     Completions(cmd::completions::Args),
-    /// Boot media: detect live ISOs, generate grub.cfg and the initrd, install, add files.
-    #[command(subcommand)]
-    Boot(cmd::boot::BootCommand),
 }
 
 fn main() -> ExitCode {
@@ -67,7 +64,6 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::status::run(a),
         Command::Boot(c) => cmd::boot::run(c),
         Command::Completions(a) => cmd::completions::run(a),
-        Command::Boot(c) => cmd::boot::run(c),
     };
     match result {
         Ok(code) => code,
