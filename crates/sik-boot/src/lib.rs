@@ -27,6 +27,7 @@ pub mod error;
 pub mod family;
 pub mod generate;
 pub mod grub;
+pub mod install;
 pub mod iso9660;
 pub mod medium;
 

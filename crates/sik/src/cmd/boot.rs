@@ -15,6 +15,51 @@ pub enum BootCommand {
     Detect(DetectArgs),
     /// Write boot/grub/grub.cfg and the secondary initrd boot/sik/initrd.img of a medium.
     Generate(GenerateArgs),
+    /// Make a disk image or a device into a boot medium (MBR, FAT32, GRUB for BIOS and UEFI).
+    Install(InstallArgs),
+    /// Copy an ISO, ExtensionImage or AppImage into a medium (directory or disk image).
+    Add(AddArgs),
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "--image needs no root and mounts nothing (FAT32 is written with mtools, GRUB's boot\nimages are placed directly). --device erases the whole device; it is refused while mounted.\n\nExample:\n  sik boot install --image stick.img --size 4G\n  sik boot install --device /dev/sdX --yes"
+)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["image", "device"])))]
+pub struct InstallArgs {
+    /// Disk image file to create (or overwrite).
+    #[arg(long, requires = "size")]
+    pub image: Option<PathBuf>,
+    /// Size of the image, e.g. 2G or 512M.
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Whole block device to erase and install onto.
+    #[arg(long)]
+    pub device: Option<PathBuf>,
+    /// Do not ask for confirmation before erasing a device.
+    #[arg(long)]
+    pub yes: bool,
+    /// FAT volume label.
+    #[arg(long, default_value = "SIKBOOT")]
+    pub label: String,
+    /// The (static) sik binary put into the initrd [default: this program].
+    #[arg(long)]
+    pub sik_binary: Option<PathBuf>,
+    /// Print a JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "The place follows the file's contents: ISOs go to boot/iso/, ExtensionImages to\nboot/extensions/ARCH/, AppImages to Applications/. Run `sik boot generate` afterwards.\n\nExample:\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot add firmware.ExtensionImage /media/stick")]
+pub struct AddArgs {
+    /// The file to copy.
+    pub file: PathBuf,
+    /// Medium: directory or disk image file.
+    pub medium: PathBuf,
+    /// Architecture directory for ExtensionImages.
+    #[arg(long, default_value = std::env::consts::ARCH)]
+    pub arch: String,
 }
 
 #[derive(clap::Args)]
@@ -58,6 +103,8 @@ pub fn run(cmd: BootCommand) -> CmdResult {
     match cmd {
         BootCommand::Detect(a) => detect_cmd(a),
         BootCommand::Generate(a) => generate_cmd(a),
+        BootCommand::Install(a) => install_cmd(a),
+        BootCommand::Add(a) => add_cmd(a),
     }
 }
 
@@ -111,10 +158,7 @@ fn detect_cmd(a: DetectArgs) -> CmdResult {
 }
 
 fn generate_cmd(a: GenerateArgs) -> CmdResult {
-    let sik_binary = match a.sik_binary.clone() {
-        Some(p) => p,
-        None => std::env::current_exe().map_err(|e| Failure::input("boot generate", None, format!("cannot find this program: {e}")))?,
-    };
+    let sik_binary = sik_binary(a.sik_binary.clone(), "boot generate")?;
     let opts = sik_boot::generate::Options { sik_binary, dry_run: a.dry_run, timeout: a.timeout };
     let report = sik_boot::generate::generate(&a.medium, &opts).map_err(|e| match e {
         sik_boot::BootError::ScriptCheck(_) => Failure::check("boot generate", Some(&a.medium), e),
@@ -133,5 +177,68 @@ fn generate_cmd(a: GenerateArgs) -> CmdResult {
             println!("{} {} ({} bytes)", f.action, f.path, f.size);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sik_binary(given: Option<PathBuf>, what: &str) -> Result<PathBuf, Failure> {
+    match given {
+        Some(p) => Ok(p),
+        None => std::env::current_exe().map_err(|e| Failure::input(what.to_string(), None, format!("cannot find this program: {e}"))),
+    }
+}
+
+fn install_cmd(a: InstallArgs) -> CmdResult {
+    let what = "boot install";
+    let (target, size) = match (&a.image, &a.device) {
+        (Some(img), _) => {
+            let raw = a.size.as_deref().unwrap_or_default();
+            let size = sik_boot::install::parse_size(raw)
+                .ok_or_else(|| Failure::input(what, Some(img), format!("size {raw:?} is not a size such as 2G or 512M")))?;
+            (img.clone(), Some(size))
+        }
+        (None, Some(dev)) => {
+            sik_boot::install::check_not_mounted(dev).map_err(|e| Failure::input(what, Some(dev), e))?;
+            if !a.yes {
+                use std::io::{BufRead, IsTerminal, Write};
+                if !std::io::stdin().is_terminal() {
+                    return Err(Failure::input(what, Some(dev), "refusing to erase a device without confirmation").hint("pass --yes"));
+                }
+                eprint!("Erase everything on {} and install a boot medium? [y/N] ", dev.display());
+                let _ = std::io::stderr().flush();
+                let mut line = String::new();
+                let _ = std::io::stdin().lock().read_line(&mut line);
+                if !matches!(line.trim(), "y" | "Y" | "yes") {
+                    return Err(Failure::input(what, Some(dev), "not confirmed; nothing written"));
+                }
+            }
+            (dev.clone(), None)
+        }
+        (None, None) => return Err(Failure::input(what, None, "give --image FILE --size SIZE or --device DEV")),
+    };
+    let opts = sik_boot::install::Options {
+        size,
+        label: a.label.clone(),
+        sik_binary: sik_binary(a.sik_binary.clone(), what)?,
+        grub_lib: PathBuf::from(sik_boot::install::GRUB_LIB),
+    };
+    let report = sik_boot::install::install(&target, &opts).map_err(|e| Failure::input(what, Some(&target), e))?;
+    if a.json {
+        crate::output::print_json(&report);
+    } else {
+        println!(
+            "installed {}: {} bytes, FAT32 at byte {}, GRUB BIOS core {} bytes, UEFI EFI/BOOT/BOOTX64.EFI {} bytes",
+            report.target.display(),
+            report.size,
+            report.partition_offset,
+            report.bios_core_bytes,
+            report.efi_bytes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn add_cmd(a: AddArgs) -> CmdResult {
+    let rel = sik_boot::install::add(&a.file, &a.medium, &a.arch).map_err(|e| Failure::input("boot add", Some(&a.file), e))?;
+    println!("{} -> {}", a.file.display(), rel);
     Ok(ExitCode::SUCCESS)
 }
