@@ -1,0 +1,847 @@
+//! A SquashFS 4.0 writer with parallel block compression, file
+//! deduplication, hard links and extended attributes.
+//!
+//! Entries are added in any order (a tar archive has any order); the tree is
+//! kept in memory (metadata only) and written out by [`SquashfsWriter::finish`].
+//! File data is streamed: each block is compressed on a worker thread and
+//! written in submission order, so the image is byte-identical whatever the
+//! thread count. The exact layout is described in `spec/extension-image.md`,
+//! section "SquashFS layout".
+//!
+//! ```no_run
+//! use sik_create::squashfs::{Compressor, Meta, SquashfsWriter, WriterOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let out = std::fs::File::create("/tmp/example.sqfs")?;
+//! let opts = WriterOptions {
+//!     compressor: Compressor::Zstd,
+//!     level: None,
+//!     block_size: 128 * 1024,
+//!     mod_time: 0,
+//!     threads: 0,
+//! };
+//! let mut w = SquashfsWriter::new(out, opts)?;
+//! let meta = Meta { mode: 0o644, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() };
+//! w.add_file(b"usr/share/hello.txt", meta, &mut &b"hello\n"[..])?;
+//! let summary = w.finish()?;
+//! assert_eq!(summary.file_len % 4096, 0);
+//! # Ok(())
+//! # }
+//! ```
+
+mod compress;
+mod pipeline;
+mod tables;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Read;
+
+use pipeline::Pipeline;
+
+/// Flag bit in a data block's size word: the block is stored uncompressed.
+pub(crate) const DATA_UNCOMPRESSED: u32 = 1 << 24;
+/// Marks a sparse (all-zero, not stored) block in a file's block list.
+const SPARSE: u64 = u64::MAX;
+/// Longest name of a directory entry.
+const MAX_NAME_LEN: usize = 256;
+/// Longest symlink target the kernel accepts (it refuses more than a page).
+const MAX_SYMLINK_LEN: usize = 4095;
+
+/// The compression algorithm of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compressor {
+    /// zlib streams (superblock id 1); levels 1–9, default 9.
+    Gzip,
+    /// xz streams with CRC32 check and dictionary = block size (id 4);
+    /// presets 0–9, default 6.
+    Xz,
+    /// LZ4 raw blocks, "legacy" format (id 5); no level.
+    Lz4,
+    /// zstd frames (id 6); levels 1–22, default 15.
+    Zstd,
+}
+
+impl Compressor {
+    /// The superblock's compressor id.
+    pub fn id(self) -> u16 {
+        match self {
+            Compressor::Gzip => 1,
+            Compressor::Xz => 4,
+            Compressor::Lz4 => 5,
+            Compressor::Zstd => 6,
+        }
+    }
+
+    /// The level used when none is given (mksquashfs's defaults); `None` for
+    /// LZ4, which has no level.
+    pub fn default_level(self) -> Option<i32> {
+        match self {
+            Compressor::Gzip => Some(9),
+            Compressor::Xz => Some(6),
+            Compressor::Lz4 => None,
+            Compressor::Zstd => Some(15),
+        }
+    }
+
+    /// Accepted levels, inclusive; `None` for LZ4.
+    pub fn level_range(self) -> Option<(i32, i32)> {
+        match self {
+            Compressor::Gzip => Some((1, 9)),
+            Compressor::Xz => Some((0, 9)),
+            Compressor::Lz4 => None,
+            Compressor::Zstd => Some((1, 22)),
+        }
+    }
+}
+
+/// How an image is written.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Compression algorithm.
+    pub compressor: Compressor,
+    /// Compression level; `None` = the compressor's default
+    /// ([`Compressor::default_level`]). LZ4 accepts only `None`.
+    pub level: Option<i32>,
+    /// Data block size: a power of two from 4096 to 1 MiB.
+    pub block_size: u32,
+    /// Superblock modification time (seconds since the epoch).
+    pub mod_time: u32,
+    /// Compression worker threads; 0 = available parallelism.
+    pub threads: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            compressor: Compressor::Zstd,
+            level: None,
+            block_size: 128 * 1024,
+            mod_time: 0,
+            threads: 0,
+        }
+    }
+}
+
+/// Ownership, permissions, time and extended attributes of one entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Permission bits including setuid/setgid/sticky (`0o7777`), no type
+    /// bits; higher bits are ignored.
+    pub mode: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u32,
+    /// Extended attributes: full names (`b"user.foo"`) and values. Only the
+    /// `user.`, `trusted.` and `security.` namespaces can be stored (see
+    /// [`xattr_name_supported`]).
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What [`SquashfsWriter::finish`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Superblock `bytes_used`: the end of the last table.
+    pub bytes_used: u64,
+    /// Length of the file: `bytes_used` padded with zeros to 4096.
+    pub file_len: u64,
+    /// Number of inodes (hard links share one).
+    pub inode_count: u32,
+    /// Number of distinct uids/gids.
+    pub id_count: u16,
+    /// Number of fragment blocks.
+    pub fragment_count: u32,
+    /// Regular files whose content was found identical to an earlier file
+    /// and shares its blocks.
+    pub duplicate_files: u64,
+    /// Number of distinct extended attribute sets.
+    pub xattr_sets: u32,
+}
+
+/// Errors of the writer.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Reading a source or writing the image failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The path is empty, absolute, has an empty, `.` or `..` component, a
+    /// NUL byte, or a component longer than 256 bytes.
+    #[error("invalid path in image: {0}")]
+    InvalidPath(String),
+    /// The path was already added.
+    #[error("already in the image: {0}")]
+    Duplicate(String),
+    /// The hard link target was not added.
+    #[error("not in the image: {0}")]
+    NotFound(String),
+    /// A parent component of the path is not a directory.
+    #[error("a parent is not a directory: {0}")]
+    NotADirectory(String),
+    /// A hard link to a directory was requested.
+    #[error("hard link to a directory: {0}")]
+    HardlinkToDirectory(String),
+    /// The symlink target is empty, longer than 4095 bytes or holds a NUL.
+    #[error("invalid symlink target: {0}")]
+    InvalidSymlink(String),
+    /// The device number does not fit (major < 4096, minor < 2^20).
+    #[error("device number out of range: {0}")]
+    InvalidDevice(String),
+    /// An extended attribute outside user./trusted./security., an empty
+    /// name, a name over 255 bytes or a name given twice.
+    #[error("unsupported extended attribute: {0}")]
+    InvalidXattr(String),
+    /// Options out of range (block size, level, ...).
+    #[error("invalid writer options: {0}")]
+    InvalidOptions(String),
+    /// The image would exceed a format limit.
+    #[error("image too large: {0}")]
+    TooLarge(String),
+    /// A compression worker thread died.
+    #[error("compression worker thread failed")]
+    Worker,
+}
+
+/// Whether an extended attribute name can be stored (SquashFS knows the
+/// `user.`, `trusted.` and `security.` prefixes only).
+pub fn xattr_name_supported(name: &[u8]) -> bool {
+    xattr_prefix(name).is_some()
+}
+
+/// Splits a full xattr name into the SquashFS prefix id and the rest.
+fn xattr_prefix(name: &[u8]) -> Option<(u16, &[u8])> {
+    for (id, p) in [(0u16, &b"user."[..]), (1, b"trusted."), (2, b"security.")] {
+        if let Some(rest) = name.strip_prefix(p) {
+            if !rest.is_empty() && rest.len() <= 255 {
+                return Some((id, rest));
+            }
+        }
+    }
+    None
+}
+
+/// What kind of entry an inode is.
+#[derive(Debug)]
+enum Kind {
+    Dir {
+        children: BTreeMap<Vec<u8>, u32>,
+        explicit: bool,
+    },
+    File {
+        data: u32,
+    },
+    Symlink(Vec<u8>),
+    CharDev(u32),
+    BlockDev(u32),
+    Fifo,
+    Socket,
+}
+
+/// One inode of the tree (several directory entries may share it).
+#[derive(Debug)]
+struct Node {
+    meta: Meta,
+    kind: Kind,
+    /// Directory entries naming this inode (not used for directories).
+    links: u32,
+}
+
+/// Content of a regular file: where its blocks and tail are.
+#[derive(Debug, Clone)]
+struct FileData {
+    size: u64,
+    /// Per block: the pipeline sequence number, or [`SPARSE`].
+    blocks: Vec<u64>,
+    /// (fragment index, offset) of the tail when the file is in a fragment.
+    fragment: Option<(u32, u32)>,
+    /// Bytes in sparse blocks.
+    sparse: u64,
+}
+
+/// Writes one SquashFS 4.0 image. See the module documentation.
+pub struct SquashfsWriter {
+    opts: WriterOptions,
+    level: i32,
+    comp_opts: Vec<u8>,
+    pipeline: Pipeline,
+    nodes: Vec<Node>,
+    files: Vec<FileData>,
+    frag_buf: Vec<u8>,
+    frag_seqs: Vec<u64>,
+    small_dups: HashMap<(u64, u128), (u32, u32)>,
+    large_dups: HashMap<(u64, u128), u32>,
+    duplicate_files: u64,
+    zeros: Vec<u8>,
+}
+
+/// The compressor options block mksquashfs would write for these settings
+/// (empty when none is written).
+fn compressor_options(kind: Compressor, level: i32) -> Vec<u8> {
+    let mut v = Vec::new();
+    match kind {
+        Compressor::Gzip if level != 9 => {
+            v.extend_from_slice(&(level as u32).to_le_bytes());
+            v.extend_from_slice(&15u16.to_le_bytes());
+            v.extend_from_slice(&0u16.to_le_bytes());
+        }
+        Compressor::Zstd if level != 15 => v.extend_from_slice(&(level as u32).to_le_bytes()),
+        Compressor::Lz4 => {
+            v.extend_from_slice(&1u32.to_le_bytes());
+            v.extend_from_slice(&0u32.to_le_bytes());
+        }
+        _ => {}
+    }
+    v
+}
+
+fn show(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+/// Splits and validates an image path.
+fn components(path: &[u8]) -> Result<Vec<&[u8]>, WriteError> {
+    if path.is_empty() {
+        return Err(WriteError::InvalidPath("(empty path)".into()));
+    }
+    let mut out = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        if c.is_empty() || c == b"." || c == b".." || c.len() > MAX_NAME_LEN || c.contains(&0) {
+            return Err(WriteError::InvalidPath(show(path)));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Reads until `buf` is full or the reader is at its end; returns the count.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Linux `new_encode_dev`: the device number as the kernel decodes it.
+fn encode_dev(path: &[u8], major: u32, minor: u32) -> Result<u32, WriteError> {
+    if major >= 1 << 12 || minor >= 1 << 20 {
+        return Err(WriteError::InvalidDevice(format!(
+            "{} ({major}:{minor})",
+            show(path)
+        )));
+    }
+    Ok((minor & 0xff) | (major << 8) | ((minor & !0xff) << 12))
+}
+
+fn check_xattrs(path: &[u8], meta: &Meta) -> Result<(), WriteError> {
+    let mut seen: Vec<&[u8]> = Vec::new();
+    for (name, value) in &meta.xattrs {
+        if xattr_prefix(name).is_none() || seen.contains(&name.as_slice()) {
+            return Err(WriteError::InvalidXattr(format!(
+                "{}: {}",
+                show(path),
+                show(name)
+            )));
+        }
+        if value.len() > u32::MAX as usize / 2 {
+            return Err(WriteError::InvalidXattr(format!(
+                "{}: {}",
+                show(path),
+                show(name)
+            )));
+        }
+        seen.push(name);
+    }
+    Ok(())
+}
+
+impl SquashfsWriter {
+    /// Starts an image in `out` (truncated first) with `opts`.
+    pub fn new(out: File, opts: WriterOptions) -> Result<Self, WriteError> {
+        let bs = opts.block_size;
+        if !bs.is_power_of_two() || !(4096..=1 << 20).contains(&bs) {
+            return Err(WriteError::InvalidOptions(format!(
+                "block size {bs} is not a power of two from 4096 to 1048576"
+            )));
+        }
+        let level = match (opts.level, opts.compressor.level_range()) {
+            (None, _) => opts.compressor.default_level().unwrap_or(0),
+            (Some(l), Some((lo, hi))) if (lo..=hi).contains(&l) => l,
+            (Some(l), Some((lo, hi))) => {
+                return Err(WriteError::InvalidOptions(format!(
+                    "level {l} is outside {lo}..={hi} for {:?}",
+                    opts.compressor
+                )));
+            }
+            (Some(_), None) => {
+                return Err(WriteError::InvalidOptions(format!(
+                    "{:?} takes no compression level",
+                    opts.compressor
+                )));
+            }
+        };
+        let threads = if opts.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            opts.threads
+        };
+        let comp_opts = compressor_options(opts.compressor, level);
+        out.set_len(0)?;
+        let data_start = tables::SUPERBLOCK_LEN
+            + if comp_opts.is_empty() {
+                0
+            } else {
+                2 + comp_opts.len() as u64
+            };
+        let pipeline = Pipeline::new(out, data_start, threads, opts.compressor, level, bs)?;
+        let root = Node {
+            meta: Meta {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: opts.mod_time,
+                xattrs: Vec::new(),
+            },
+            kind: Kind::Dir {
+                children: BTreeMap::new(),
+                explicit: false,
+            },
+            links: 1,
+        };
+        Ok(SquashfsWriter {
+            opts,
+            level,
+            comp_opts,
+            pipeline,
+            nodes: vec![root],
+            files: Vec::new(),
+            frag_buf: Vec::new(),
+            frag_seqs: Vec::new(),
+            small_dups: HashMap::new(),
+            large_dups: HashMap::new(),
+            duplicate_files: 0,
+            zeros: vec![0u8; bs as usize],
+        })
+    }
+
+    /// Sets the root directory's metadata (default: 0755, root:root,
+    /// `mod_time`).
+    pub fn set_root(&mut self, meta: Meta) {
+        self.nodes[0].meta = meta;
+    }
+
+    fn implicit_dir_meta(&self) -> Meta {
+        Meta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: self.opts.mod_time,
+            xattrs: Vec::new(),
+        }
+    }
+
+    /// Finds (creating implicit directories) the parent directory of `path`
+    /// and returns its node with the last component.
+    fn parent_of<'p>(&mut self, path: &'p [u8]) -> Result<(u32, &'p [u8]), WriteError> {
+        let comps = components(path)?;
+        let (last, parents) = comps
+            .split_last()
+            .ok_or_else(|| WriteError::InvalidPath(show(path)))?;
+        let mut cur = 0u32;
+        for c in parents {
+            let existing = match &self.nodes[cur as usize].kind {
+                Kind::Dir { children, .. } => children.get(*c).copied(),
+                _ => return Err(WriteError::NotADirectory(show(path))),
+            };
+            cur = match existing {
+                Some(id) => {
+                    if !matches!(self.nodes[id as usize].kind, Kind::Dir { .. }) {
+                        return Err(WriteError::NotADirectory(show(path)));
+                    }
+                    id
+                }
+                None => {
+                    let id = self.push_node(Node {
+                        meta: self.implicit_dir_meta(),
+                        kind: Kind::Dir {
+                            children: BTreeMap::new(),
+                            explicit: false,
+                        },
+                        links: 1,
+                    })?;
+                    self.children_mut(cur).insert(c.to_vec(), id);
+                    id
+                }
+            };
+        }
+        Ok((cur, last))
+    }
+
+    fn push_node(&mut self, node: Node) -> Result<u32, WriteError> {
+        let id = u32::try_from(self.nodes.len())
+            .ok()
+            .filter(|&n| n < u32::MAX - 2)
+            .ok_or_else(|| WriteError::TooLarge("too many inodes".into()))?;
+        self.nodes.push(node);
+        Ok(id)
+    }
+
+    fn children_mut(&mut self, dir: u32) -> &mut BTreeMap<Vec<u8>, u32> {
+        match &mut self.nodes[dir as usize].kind {
+            Kind::Dir { children, .. } => children,
+            // parent_of only returns directories.
+            _ => unreachable!("parent is a directory"),
+        }
+    }
+
+    fn lookup(&self, dir: u32, name: &[u8]) -> Option<u32> {
+        match &self.nodes[dir as usize].kind {
+            Kind::Dir { children, .. } => children.get(name).copied(),
+            _ => None,
+        }
+    }
+
+    /// Validates, then inserts a new non-directory node at `path`.
+    fn insert(&mut self, path: &[u8], meta: Meta, kind: Kind) -> Result<(), WriteError> {
+        let (parent, name) = self.parent_of(path)?;
+        if self.lookup(parent, name).is_some() {
+            return Err(WriteError::Duplicate(show(path)));
+        }
+        let id = self.push_node(Node {
+            meta,
+            kind,
+            links: 1,
+        })?;
+        self.children_mut(parent).insert(name.to_vec(), id);
+        Ok(())
+    }
+
+    /// Fails when `path` cannot take a new entry (bad path, exists, parent
+    /// not a directory), without changing anything.
+    fn check_free(&self, path: &[u8]) -> Result<(), WriteError> {
+        let comps = components(path)?;
+        let mut cur = 0u32;
+        for (i, c) in comps.iter().enumerate() {
+            match &self.nodes[cur as usize].kind {
+                Kind::Dir { children, .. } => match children.get(*c) {
+                    Some(_) if i + 1 == comps.len() => {
+                        return Err(WriteError::Duplicate(show(path)));
+                    }
+                    Some(&id) => cur = id,
+                    None => return Ok(()),
+                },
+                _ => return Err(WriteError::NotADirectory(show(path))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a directory. A directory created implicitly as the parent of an
+    /// earlier entry gets `meta` now; adding the same directory twice is
+    /// [`WriteError::Duplicate`].
+    pub fn add_dir(&mut self, path: &[u8], meta: Meta) -> Result<(), WriteError> {
+        check_xattrs(path, &meta)?;
+        let (parent, name) = self.parent_of(path)?;
+        match self.lookup(parent, name) {
+            Some(id) => match &mut self.nodes[id as usize] {
+                Node {
+                    kind: Kind::Dir { explicit, .. },
+                    meta: m,
+                    ..
+                } if !*explicit => {
+                    *explicit = true;
+                    *m = meta;
+                    Ok(())
+                }
+                _ => Err(WriteError::Duplicate(show(path))),
+            },
+            None => {
+                let id = self.push_node(Node {
+                    meta,
+                    kind: Kind::Dir {
+                        children: BTreeMap::new(),
+                        explicit: true,
+                    },
+                    links: 1,
+                })?;
+                self.children_mut(parent).insert(name.to_vec(), id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds a regular file whose content is read from `data` to its end.
+    /// Returns the number of bytes read.
+    pub fn add_file(
+        &mut self,
+        path: &[u8],
+        meta: Meta,
+        data: &mut dyn Read,
+    ) -> Result<u64, WriteError> {
+        check_xattrs(path, &meta)?;
+        self.check_free(path)?;
+        let file = self.write_data(data)?;
+        let size = self.files[file as usize].size;
+        self.insert(path, meta, Kind::File { data: file })?;
+        Ok(size)
+    }
+
+    /// Adds a symbolic link; `target` is stored byte for byte.
+    pub fn add_symlink(
+        &mut self,
+        path: &[u8],
+        target: &[u8],
+        meta: Meta,
+    ) -> Result<(), WriteError> {
+        check_xattrs(path, &meta)?;
+        if target.is_empty() || target.len() > MAX_SYMLINK_LEN || target.contains(&0) {
+            return Err(WriteError::InvalidSymlink(show(path)));
+        }
+        self.insert(path, meta, Kind::Symlink(target.to_vec()))
+    }
+
+    /// Adds `path` as another name of the inode at `existing` (added earlier,
+    /// not a directory).
+    pub fn add_hardlink(&mut self, path: &[u8], existing: &[u8]) -> Result<(), WriteError> {
+        let target = self.resolve(existing)?;
+        if matches!(self.nodes[target as usize].kind, Kind::Dir { .. }) {
+            return Err(WriteError::HardlinkToDirectory(show(existing)));
+        }
+        let (parent, name) = self.parent_of(path)?;
+        if self.lookup(parent, name).is_some() {
+            return Err(WriteError::Duplicate(show(path)));
+        }
+        let node = &mut self.nodes[target as usize];
+        node.links = node
+            .links
+            .checked_add(1)
+            .ok_or_else(|| WriteError::TooLarge(format!("link count of {}", show(existing))))?;
+        self.children_mut(parent).insert(name.to_vec(), target);
+        Ok(())
+    }
+
+    fn resolve(&self, path: &[u8]) -> Result<u32, WriteError> {
+        let comps = components(path)?;
+        let mut cur = 0u32;
+        for c in comps {
+            cur = self
+                .lookup(cur, c)
+                .ok_or_else(|| WriteError::NotFound(show(path)))?;
+        }
+        Ok(cur)
+    }
+
+    /// Adds a character device node.
+    pub fn add_char_device(
+        &mut self,
+        path: &[u8],
+        meta: Meta,
+        major: u32,
+        minor: u32,
+    ) -> Result<(), WriteError> {
+        check_xattrs(path, &meta)?;
+        let dev = encode_dev(path, major, minor)?;
+        self.insert(path, meta, Kind::CharDev(dev))
+    }
+
+    /// Adds a block device node.
+    pub fn add_block_device(
+        &mut self,
+        path: &[u8],
+        meta: Meta,
+        major: u32,
+        minor: u32,
+    ) -> Result<(), WriteError> {
+        check_xattrs(path, &meta)?;
+        let dev = encode_dev(path, major, minor)?;
+        self.insert(path, meta, Kind::BlockDev(dev))
+    }
+
+    /// Adds a named pipe.
+    pub fn add_fifo(&mut self, path: &[u8], meta: Meta) -> Result<(), WriteError> {
+        check_xattrs(path, &meta)?;
+        self.insert(path, meta, Kind::Fifo)
+    }
+
+    /// Adds a unix socket node.
+    pub fn add_socket(&mut self, path: &[u8], meta: Meta) -> Result<(), WriteError> {
+        check_xattrs(path, &meta)?;
+        self.insert(path, meta, Kind::Socket)
+    }
+
+    /// Streams a file's content into the image; returns its [`FileData`] index.
+    fn write_data(&mut self, data: &mut dyn Read) -> Result<u32, WriteError> {
+        let bs = self.opts.block_size as usize;
+        let mut first = vec![0u8; bs];
+        let n = read_full(data, &mut first)?;
+        if n < bs {
+            first.truncate(n);
+            return self.write_small(first);
+        }
+        let start_seq = self.pipeline.next_seq();
+        let result = self.write_large(first, data);
+        match result {
+            Ok(id) => Ok(id),
+            Err(e) => {
+                // Drop what was queued for the failed file; the image stays
+                // consistent for the entries added so far.
+                let end = self.pipeline.next_seq();
+                let _ = self.pipeline.discard(start_seq..end);
+                Err(e)
+            }
+        }
+    }
+
+    fn new_file(&mut self, fd: FileData) -> Result<u32, WriteError> {
+        let id = u32::try_from(self.files.len())
+            .map_err(|_| WriteError::TooLarge("too many files".into()))?;
+        self.files.push(fd);
+        Ok(id)
+    }
+
+    /// A file smaller than one block: its content goes into a fragment
+    /// block (shared with identical earlier small files).
+    fn write_small(&mut self, content: Vec<u8>) -> Result<u32, WriteError> {
+        let size = content.len() as u64;
+        if size == 0 {
+            return self.new_file(FileData {
+                size,
+                blocks: Vec::new(),
+                fragment: None,
+                sparse: 0,
+            });
+        }
+        let key = (size, xxhash_rust::xxh3::xxh3_128(&content));
+        let fragment = match self.small_dups.get(&key) {
+            Some(&f) => {
+                self.duplicate_files += 1;
+                f
+            }
+            None => {
+                let f = self.add_fragment(&content)?;
+                self.small_dups.insert(key, f);
+                f
+            }
+        };
+        self.new_file(FileData {
+            size,
+            blocks: Vec::new(),
+            fragment: Some(fragment),
+            sparse: 0,
+        })
+    }
+
+    fn add_fragment(&mut self, content: &[u8]) -> Result<(u32, u32), WriteError> {
+        let bs = self.opts.block_size as usize;
+        if self.frag_buf.len() + content.len() > bs {
+            self.flush_fragment()?;
+        }
+        if self.frag_buf.capacity() == 0 {
+            self.frag_buf.reserve_exact(bs);
+        }
+        let index = u32::try_from(self.frag_seqs.len())
+            .ok()
+            .filter(|&i| i < u32::MAX)
+            .ok_or_else(|| WriteError::TooLarge("too many fragments".into()))?;
+        let offset = self.frag_buf.len() as u32;
+        self.frag_buf.extend_from_slice(content);
+        Ok((index, offset))
+    }
+
+    fn flush_fragment(&mut self) -> Result<(), WriteError> {
+        if self.frag_buf.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::take(&mut self.frag_buf);
+        let seq = self.pipeline.submit(block)?;
+        self.frag_seqs.push(seq);
+        Ok(())
+    }
+
+    /// A file of at least one block: every block (the last one possibly
+    /// short) is a data block; all-zero blocks are sparse.
+    fn write_large(&mut self, first: Vec<u8>, data: &mut dyn Read) -> Result<u32, WriteError> {
+        let bs = self.opts.block_size as usize;
+        let start_seq = self.pipeline.next_seq();
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut blocks = Vec::new();
+        let mut size = 0u64;
+        let mut sparse = 0u64;
+        let mut block = first;
+        loop {
+            let len = block.len();
+            hasher.update(&block);
+            size += len as u64;
+            if block[..] == self.zeros[..len] {
+                sparse += len as u64;
+                blocks.push(SPARSE);
+            } else {
+                blocks.push(self.pipeline.submit(block)?);
+            }
+            if len < bs {
+                break;
+            }
+            let mut next = vec![0u8; bs];
+            let n = read_full(data, &mut next)?;
+            if n == 0 {
+                break;
+            }
+            next.truncate(n);
+            block = next;
+        }
+        let key = (size, hasher.digest128());
+        if let Some(&earlier) = self.large_dups.get(&key) {
+            let end = self.pipeline.next_seq();
+            self.pipeline.discard(start_seq..end)?;
+            self.duplicate_files += 1;
+            let fd = self.files[earlier as usize].clone();
+            return self.new_file(fd);
+        }
+        let id = self.new_file(FileData {
+            size,
+            blocks,
+            fragment: None,
+            sparse,
+        })?;
+        self.large_dups.insert(key, id);
+        Ok(id)
+    }
+
+    /// Writes the tables and the superblock, pads the file to a multiple of
+    /// 4096 bytes and syncs nothing (the caller fsyncs and renames).
+    pub fn finish(mut self) -> Result<Summary, WriteError> {
+        self.flush_fragment()?;
+        let SquashfsWriter {
+            opts,
+            level,
+            comp_opts,
+            pipeline,
+            nodes,
+            files,
+            frag_seqs,
+            duplicate_files,
+            ..
+        } = self;
+        let (file, data_end, placed) = pipeline.finish()?;
+        tables::write_tables(tables::Input {
+            file,
+            data_end,
+            placed: &placed,
+            nodes: &nodes,
+            files: &files,
+            frag_seqs: &frag_seqs,
+            opts: &opts,
+            level,
+            comp_opts: &comp_opts,
+            duplicate_files,
+        })
+    }
+}
