@@ -9,6 +9,8 @@ use crate::fail::{CmdResult, Failure};
 pub enum CreateCommand {
     /// Create an ExtensionImage (SquashFS) from a directory, a tar archive or a .deb.
     Extension(ExtensionArgs),
+    /// Create an AppImage from an AppDir (runtime built into sik, no network).
+    Appimage(super::create_appimage::Args),
 }
 
 #[derive(clap::Args)]
@@ -60,6 +62,7 @@ pub struct ExtensionArgs {
 pub fn run(cmd: CreateCommand) -> CmdResult {
     match cmd {
         CreateCommand::Extension(a) => extension(a),
+        CreateCommand::Appimage(a) => super::create_appimage::run(a),
     }
 }
 

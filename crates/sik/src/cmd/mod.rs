@@ -3,6 +3,7 @@
 pub mod boot;
 pub mod completions;
 pub mod create;
+pub mod create_appimage;
 pub mod extract;
 pub mod inspect;
 pub mod link;
