@@ -212,10 +212,11 @@ pub fn xattr_name_supported(name: &[u8]) -> bool {
 /// Splits a full xattr name into the SquashFS prefix id and the rest.
 fn xattr_prefix(name: &[u8]) -> Option<(u16, &[u8])> {
     for (id, p) in [(0u16, &b"user."[..]), (1, b"trusted."), (2, b"security.")] {
-        if let Some(rest) = name.strip_prefix(p) {
-            if !rest.is_empty() && rest.len() <= 255 {
-                return Some((id, rest));
-            }
+        if let Some(rest) = name.strip_prefix(p)
+            && !rest.is_empty()
+            && rest.len() <= 255
+        {
+            return Some((id, rest));
         }
     }
     None

@@ -237,12 +237,15 @@ impl Ids {
     }
 }
 
+/// One xattr set: (full name, value) pairs sorted by name.
+type XattrSet = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Distinct xattr sets, numbered in first-use order.
 struct Xattrs {
     kv: MetaStream,
     /// Per set: reference into `kv`, count, size of its entries.
     ids: Vec<(u64, u32, u32)>,
-    index: HashMap<Vec<(Vec<u8>, Vec<u8>)>, u32>,
+    index: HashMap<XattrSet, u32>,
 }
 
 impl Xattrs {
