@@ -1,1 +1,386 @@
-//! Creation of ExtensionImages.
+//! Creation of ExtensionImages: one SquashFS file per OS extension.
+//!
+//! A source (directory, tar archive, or `.deb`) is streamed through
+//! [`squashfs::SquashfsWriter`], this project's own SquashFS 4.0 writer
+//! (hard links, extended attributes, parallel compression, bounded memory),
+//! together with the systemd-sysext metadata file
+//! `usr/lib/extension-release.d/extension-release.NAME`. The image is
+//! written to a temporary file beside the output and renamed into place only
+//! when complete, so a failure never leaves a half-written image.
+//!
+//! ```no_run
+//! use sik_create::{create_extension, ExtensionOptions, NoProgress};
+//! let opts = ExtensionOptions::new("tree".into(), "firmware.ExtensionImage".into());
+//! let report = create_extension(&opts, &NoProgress).unwrap();
+//! println!("{} files, {} bytes", report.stats.files, report.image_len);
+//! ```
+
+pub mod source;
+pub mod squashfs;
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use sik_image::release::{ReleaseFields, release_path};
+
+use crate::source::{Ingest, SourceKind, SourceOptions, SourceStats};
+use crate::squashfs::{Compressor, Meta, SquashfsWriter, WriteError, WriterOptions};
+
+/// Why an image could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The source could not be read.
+    #[error("cannot read source {path}: {source}")]
+    Source {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The source is not usable (bad archive, unsafe paths …).
+    #[error("bad source {path}: {why}")]
+    BadSource {
+        /// The source.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The output could not be written.
+    #[error("cannot write {path}: {source}")]
+    Output {
+        /// The output file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The SquashFS writer refused an entry or failed.
+    #[error("{0}")]
+    Write(#[from] WriteError),
+    /// Writing failed while reading a given source file.
+    #[error("{path}: {source}")]
+    WriteFrom {
+        /// The source file being read.
+        path: PathBuf,
+        /// The writer's error.
+        source: WriteError,
+    },
+    /// An option is invalid.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CreateError {
+    pub(crate) fn source(path: &Path, source: std::io::Error) -> Self {
+        CreateError::Source {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn in_source(path: &Path, source: WriteError) -> Self {
+        CreateError::WriteFrom {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Receives progress of long runs (bytes of file data read). The library
+/// never prints; the CLI decides whether this becomes a progress bar.
+pub trait Progress {
+    /// `bytes` more bytes were read.
+    fn advance(&self, bytes: u64);
+}
+
+/// A [`Progress`] that ignores everything.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn advance(&self, _bytes: u64) {}
+}
+
+/// Everything `sik create extension` can be told.
+#[derive(Debug, Clone)]
+pub struct ExtensionOptions {
+    /// Directory, tar archive or `.deb`.
+    pub source: PathBuf,
+    /// Output image.
+    pub output: PathBuf,
+    /// Extension name; default: the output's file name up to its first dot.
+    pub name: Option<String>,
+    /// Extension version (`SYSEXT_VERSION_ID`).
+    pub version: Option<String>,
+    /// Data compressor.
+    pub compressor: Compressor,
+    /// Compression level (`None`: compressor default).
+    pub level: Option<i32>,
+    /// Data block size.
+    pub block_size: u32,
+    /// Globs of paths to leave out.
+    pub exclude: Vec<String>,
+    /// `ID=` (default `_any`).
+    pub os_id: Option<String>,
+    /// `VERSION_ID=`.
+    pub os_version: Option<String>,
+    /// `SYSEXT_LEVEL=`.
+    pub sysext_level: Option<String>,
+    /// `ARCHITECTURE=`.
+    pub arch: Option<String>,
+    /// Keep uid/gid of the source.
+    pub keep_owner: bool,
+    /// `SOURCE_DATE_EPOCH`: the image's own timestamp. Default: the
+    /// modification time of SOURCE itself.
+    pub source_date_epoch: Option<u32>,
+    /// Compression threads (0: all cores).
+    pub threads: usize,
+}
+
+impl ExtensionOptions {
+    /// Defaults: zstd, 128 KiB blocks, root owners.
+    pub fn new(source: PathBuf, output: PathBuf) -> Self {
+        ExtensionOptions {
+            source,
+            output,
+            name: None,
+            version: None,
+            compressor: Compressor::Zstd,
+            level: None,
+            block_size: 128 * 1024,
+            exclude: Vec::new(),
+            os_id: None,
+            os_version: None,
+            sysext_level: None,
+            arch: None,
+            keep_owner: false,
+            source_date_epoch: None,
+            threads: 0,
+        }
+    }
+
+    fn has_release_options(&self) -> bool {
+        self.version.is_some()
+            || self.os_id.is_some()
+            || self.os_version.is_some()
+            || self.sysext_level.is_some()
+            || self.arch.is_some()
+    }
+}
+
+/// What was created.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExtensionReport {
+    /// Extension name.
+    pub name: String,
+    /// Output path.
+    pub output: PathBuf,
+    /// `directory`, `tar`, `tar+gzip` … or `deb`.
+    pub source_kind: String,
+    /// What the source held.
+    pub stats: SourceStats,
+    /// Length of the image file in bytes.
+    pub image_len: u64,
+    /// The extension-release fields in the image.
+    pub release: ReleaseFields,
+    /// Whether the extension-release file came from the source (not generated).
+    pub release_from_source: bool,
+}
+
+/// Check an extension name the way systemd-sysext needs it in file names.
+pub fn validate_name(name: &str) -> Result<(), CreateError> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(CreateError::Usage(format!(
+            "invalid extension name {name:?}: use letters, digits and . _ - + @, not starting with a dot"
+        )))
+    }
+}
+
+/// The default extension name for an output path: the file name up to its
+/// first dot (`firmware.ExtensionImage` → `firmware`).
+pub fn default_name(output: &Path) -> Option<String> {
+    let file = output.file_name()?.to_str()?;
+    let stem = file.split('.').next().unwrap_or(file);
+    if stem.is_empty() {
+        None
+    } else {
+        Some(stem.to_string())
+    }
+}
+
+/// Create an ExtensionImage.
+pub fn create_extension(
+    opts: &ExtensionOptions,
+    progress: &dyn Progress,
+) -> Result<ExtensionReport, CreateError> {
+    let name = match &opts.name {
+        Some(n) => n.clone(),
+        None => default_name(&opts.output).ok_or_else(|| {
+            CreateError::Usage(format!(
+                "cannot derive a name from {}; pass --name",
+                opts.output.display()
+            ))
+        })?,
+    };
+    validate_name(&name)?;
+    let kind = source::detect(&opts.source)?;
+    let source_meta =
+        std::fs::metadata(&opts.source).map_err(|e| CreateError::source(&opts.source, e))?;
+
+    let out_dir = match opts.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !out_dir.is_dir() {
+        return Err(CreateError::Output {
+            path: opts.output.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the output directory does not exist",
+            ),
+        });
+    }
+    if kind == SourceKind::Dir {
+        let src = std::fs::canonicalize(&opts.source)
+            .map_err(|e| CreateError::source(&opts.source, e))?;
+        let dst = std::fs::canonicalize(&out_dir).map_err(|e| CreateError::Output {
+            path: opts.output.clone(),
+            source: e,
+        })?;
+        if dst.starts_with(&src) {
+            return Err(CreateError::Usage(format!(
+                "the output {} lies inside the source directory {}",
+                opts.output.display(),
+                opts.source.display()
+            )));
+        }
+    }
+
+    let mod_time = opts.source_date_epoch.unwrap_or_else(|| {
+        source_meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+            .unwrap_or(0)
+    });
+
+    let out_err = |e: std::io::Error| CreateError::Output {
+        path: opts.output.clone(),
+        source: e,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".sik-create-")
+        .tempfile_in(&out_dir)
+        .map_err(out_err)?;
+    let file = tmp.as_file().try_clone().map_err(out_err)?;
+    let mut writer = SquashfsWriter::new(
+        file,
+        WriterOptions {
+            compressor: opts.compressor,
+            level: opts.level,
+            block_size: opts.block_size,
+            mod_time,
+            threads: opts.threads,
+        },
+    )?;
+
+    let release_rel = release_path(&name);
+    let source_opts = SourceOptions {
+        keep_owner: opts.keep_owner,
+        exclude: opts.exclude.clone(),
+    };
+    let mut ingest = Ingest::new(
+        &mut writer,
+        &source_opts,
+        progress,
+        vec![release_rel.as_bytes().to_vec()],
+    )?;
+    let source_kind = match kind {
+        SourceKind::Dir => {
+            ingest.dir(&opts.source)?;
+            "directory".to_string()
+        }
+        SourceKind::Tar(c) => {
+            let stream = source::open_tar(&opts.source, c)?;
+            ingest.tar(stream, &opts.source)?;
+            match c {
+                source::TarCompression::None => "tar".into(),
+                other => format!("tar+{}", format!("{other:?}").to_lowercase()),
+            }
+        }
+        SourceKind::Deb => {
+            let stream = source::open_deb(&opts.source)?;
+            ingest.tar(stream, &opts.source)?;
+            "deb".to_string()
+        }
+    };
+    let stats = ingest.stats;
+    let release_from_source = !stats.seen.is_empty();
+
+    let mut release = ReleaseFields::default();
+    if release_from_source {
+        if opts.has_release_options() {
+            return Err(CreateError::BadSource {
+                path: opts.source.clone(),
+                why: format!(
+                    "it already contains {release_rel}; remove it or leave out the metadata options"
+                ),
+            });
+        }
+    } else {
+        let mut set = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                release.0.insert(k.to_string(), v.clone());
+            }
+        };
+        set(
+            "ID",
+            &Some(opts.os_id.clone().unwrap_or_else(|| "_any".into())),
+        );
+        set("VERSION_ID", &opts.os_version);
+        set("SYSEXT_LEVEL", &opts.sysext_level);
+        set("ARCHITECTURE", &opts.arch);
+        set("SYSEXT_ID", &Some(name.clone()));
+        set("SYSEXT_VERSION_ID", &opts.version);
+        let text = release.to_text();
+        let meta = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: mod_time,
+            xattrs: Vec::new(),
+        };
+        writer.add_file(release_rel.as_bytes(), meta, &mut text.as_bytes())?;
+    }
+
+    writer.finish()?;
+    tmp.as_file().sync_all().map_err(out_err)?;
+    let image_len = tmp.as_file().metadata().map_err(out_err)?.len();
+    let file = tmp.persist(&opts.output).map_err(|e| out_err(e.error))?;
+    set_mode(&file, 0o644).map_err(out_err)?;
+    drop(file);
+    if let Ok(dir) = std::fs::File::open(&out_dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(ExtensionReport {
+        name,
+        output: opts.output.clone(),
+        source_kind,
+        stats,
+        image_len,
+        release,
+        release_from_source,
+    })
+}
+
+fn set_mode(file: &std::fs::File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+}

@@ -11,6 +11,10 @@
 //! * [`elf`]: the ELF section table of an AppImage runtime, the reserved
 //!   AppImage sections and the offset where the SquashFS payload starts.
 //! * [`release`]: the extension-release metadata (systemd-sysext format).
+//! * [`desktop`]: desktop entries of AppImages.
+//! * [`iso9660`]: the volume label of ISO images.
+//! * [`signature`]: what a signature covers (the payload), where it lives
+//!   in an image, and the SSHSIG wire format.
 //!
 //! ```no_run
 //! use sik_image::kind::{detect_path, ImageKind};
@@ -20,10 +24,13 @@
 //! }
 //! ```
 
+pub mod desktop;
 pub mod elf;
 pub mod error;
+pub mod iso9660;
 pub mod kind;
 pub mod release;
+pub mod signature;
 pub mod squashfs;
 
 pub use error::{Error, Result};

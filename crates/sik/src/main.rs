@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// Create, sign, verify, inspect and link ExtensionImages and AppImages; build boot media.
 #[derive(Parser)]
-#[command(name = "sik", version, about, propagate_version = true, after_help = "Example:\n  sik create extension ./firmware-tree -o firmware.ExtensionImage\n  sik inspect firmware.ExtensionImage")]
+#[command(name = "sik", version, about, after_help = "Example:\n  sik create extension ./firmware-tree -o firmware.ExtensionImage\n  sik inspect firmware.ExtensionImage")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,6 +39,12 @@ enum Command {
     /// Boot media: detect live ISOs, generate grub.cfg and the initrd, install, add files.
     #[command(subcommand)]
     Boot(cmd::boot::BootCommand),
+    /// Generate Ed25519 signing keys and print fingerprints.
+    Key(cmd::key::Args),
+    /// Sign an ExtensionImage or AppImage in place (SSHSIG, OpenSSH keys).
+    Sign(cmd::sign::Args),
+    /// Check an image's signature against trusted keys.
+    Verify(cmd::verify::Args),
     /// Print a shell completion script.
     #[command(hide = true)]
     Completions(cmd::completions::Args),
@@ -63,10 +69,39 @@ fn main() -> ExitCode {
         Command::Unlink(a) => cmd::unlink::run(a),
         Command::Status(a) => cmd::status::run(a),
         Command::Boot(c) => cmd::boot::run(c),
+        Command::Key(a) => cmd::key::run(a),
+        Command::Sign(a) => cmd::sign::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
         Command::Completions(a) => cmd::completions::run(a),
     };
     match result {
         Ok(code) => code,
         Err(f) => f.report(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_subcommands().next().is_some() {
+                    walk(sub, &name);
+                    continue;
+                }
+                let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(help.contains("Example"), "`{name} --help` shows no example");
+            }
+        }
+        walk(&super::Cli::command(), "sik");
     }
 }

@@ -1,9 +1,13 @@
 //! `sik create extension|appimage`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::fail::{CmdResult, Failure};
+use sik_create::squashfs::Compressor;
+use sik_create::{CreateError, ExtensionOptions, Progress};
+
+use crate::fail::{CmdResult, Failure, warn};
+use crate::output::print_json;
 
 #[derive(clap::Subcommand)]
 pub enum CreateCommand {
@@ -14,7 +18,9 @@ pub enum CreateCommand {
 }
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  sik create extension ./tree -o firmware.ExtensionImage --os-id _any\n  sik create extension codecs.deb -o codecs.ExtensionImage --compression xz")]
+#[command(
+    after_help = "Examples:\n  sik create extension ./tree -o firmware.ExtensionImage --os-id _any\n  sik create extension codecs.deb -o codecs.ExtensionImage --compression xz"
+)]
 pub struct ExtensionArgs {
     /// Directory, tar archive (plain, gzip, xz, zstd) or Debian package.
     pub source: PathBuf,
@@ -54,9 +60,15 @@ pub struct ExtensionArgs {
     /// Keep owners (uid/gid) of the source instead of root.
     #[arg(long)]
     pub keep_owner: bool,
-    /// Print nothing but errors; no progress bar.
+    /// Print nothing but errors and warnings; no progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Compression threads (default: all cores). The output is the same for any number.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print a JSON report (schema: formats/schema/create.json).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(cmd: CreateCommand) -> CmdResult {
@@ -67,11 +79,165 @@ pub fn run(cmd: CreateCommand) -> CmdResult {
 }
 
 fn extension(a: ExtensionArgs) -> CmdResult {
-    let _ = a;
-    Err(Failure::input("create extension", None, "not available in this build"))
+    let compressor = parse_compressor(&a.compression)?;
+    let block_size = parse_block_size(&a.block_size)?;
+    if let Some(level) = a.level {
+        match compressor.level_range() {
+            None => {
+                return Err(Failure::input(
+                    "invalid --level",
+                    None,
+                    format!("{} has no compression level", a.compression),
+                ));
+            }
+            Some((lo, hi)) if level < lo || level > hi => {
+                return Err(Failure::input(
+                    "invalid --level",
+                    None,
+                    format!("{level} is outside {lo}..={hi} for {}", a.compression),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(v.trim().parse::<u32>().map_err(|_| {
+            Failure::input(
+                "invalid SOURCE_DATE_EPOCH",
+                None,
+                format!("{v:?} is not a number of seconds"),
+            )
+        })?),
+        _ => None,
+    };
+    let mut opts = ExtensionOptions::new(a.source.clone(), a.output.clone());
+    opts.name = a.name;
+    opts.version = a.version;
+    opts.compressor = compressor;
+    opts.level = a.level;
+    opts.block_size = block_size;
+    opts.exclude = a.exclude;
+    opts.os_id = a.os_id;
+    opts.os_version = a.os_version;
+    opts.sysext_level = a.sysext_level;
+    opts.arch = a.arch;
+    opts.keep_owner = a.keep_owner;
+    opts.source_date_epoch = source_date_epoch;
+    opts.threads = a.threads;
+
+    let total = if a.source.is_dir() {
+        sik_create::source::dir_size(&a.source)
+    } else {
+        0
+    };
+    let bar = crate::output::progress(total, a.quiet || total < 64 << 20, "creating");
+    let progress = BarProgress(bar.clone());
+    let result = sik_create::create_extension(&opts, &progress);
+    bar.finish_and_clear();
+    let report = result.map_err(|e| create_error(&a.source, &a.output, e))?;
+
+    if !report.stats.special_modes.is_empty() {
+        let n = report.stats.special_modes.len();
+        let shown: Vec<_> = report.stats.special_modes.iter().take(5).cloned().collect();
+        let more = if n > 5 {
+            format!(" and {} more", n - 5)
+        } else {
+            String::new()
+        };
+        warn(format!(
+            "{n} entries carry setuid, setgid or sticky bits: {}{more}",
+            shown.join(", ")
+        ));
+    }
+    if a.json {
+        print_json(&report);
+    } else if !a.quiet {
+        let s = &report.stats;
+        eprintln!(
+            "created {} ({}): {} files, {} dirs, {} symlinks, {} hard links, {} special files; {} bytes in, {} bytes out{}",
+            report.output.display(),
+            report.name,
+            s.files,
+            s.dirs,
+            s.symlinks,
+            s.hardlinks,
+            s.specials,
+            s.bytes,
+            report.image_len,
+            if report.stats.extension_run {
+                "; ExtensionRun present"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-#[allow(dead_code)]
-fn ok() -> ExitCode {
-    ExitCode::SUCCESS
+/// Adapts the library's progress callback to a progress bar.
+struct BarProgress(indicatif::ProgressBar);
+
+impl Progress for BarProgress {
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+/// Parse `--compression`.
+pub fn parse_compressor(name: &str) -> Result<Compressor, Failure> {
+    Ok(match name {
+        "zstd" => Compressor::Zstd,
+        "xz" => Compressor::Xz,
+        "gzip" | "zlib" => Compressor::Gzip,
+        "lz4" => Compressor::Lz4,
+        other => {
+            return Err(Failure::input(
+                "invalid --compression",
+                None,
+                format!("{other:?} is not one of zstd, xz, gzip, lz4"),
+            ));
+        }
+    })
+}
+
+/// Parse `--block-size` (bytes, or with a K/M suffix).
+pub fn parse_block_size(text: &str) -> Result<u32, Failure> {
+    let t = text.trim();
+    let (num, mul) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1024),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1024 * 1024),
+        _ => (t, 1),
+    };
+    let bad = || {
+        Failure::input(
+            "invalid --block-size",
+            None,
+            format!("{text:?}: use a power of two from 4K to 1M"),
+        )
+    };
+    let n: u32 = num
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(bad)?;
+    if !(4096..=1 << 20).contains(&n) || !n.is_power_of_two() {
+        return Err(bad());
+    }
+    Ok(n)
+}
+
+/// Word a library error for the user.
+pub fn create_error(source: &Path, output: &Path, e: CreateError) -> Failure {
+    match e {
+        CreateError::Source { path, source } => {
+            Failure::input("cannot read source", Some(&path), source)
+        }
+        CreateError::BadSource { path, why } => Failure::input("bad source", Some(&path), why),
+        CreateError::Output { path, source } => Failure::input("cannot write", Some(&path), source),
+        CreateError::WriteFrom { path, source } => {
+            Failure::input("cannot write image", Some(&path), source)
+        }
+        CreateError::Write(w) => Failure::input("cannot write image", Some(output), w),
+        CreateError::Usage(why) => Failure::input("invalid options", Some(source), why),
+    }
 }

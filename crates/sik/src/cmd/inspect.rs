@@ -1,22 +1,157 @@
-//! `sik inspect FILE`.
+//! `sik inspect FILE`: what a file is and the facts users ask about.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sik_inspect::{InspectError, Report};
 
 use crate::fail::{CmdResult, Failure};
+use crate::output::print_json;
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  sik inspect firmware.ExtensionImage\n  sik inspect --list --json App-1.0-x86_64.AppImage")]
+#[command(
+    after_help = "Examples:\n  sik inspect firmware.ExtensionImage\n  sik inspect --list App-1.0-x86_64.AppImage\n  sik inspect --json live.iso"
+)]
 pub struct Args {
     /// The file to inspect.
     pub file: PathBuf,
-    /// Print one JSON document (schema: formats/schema/inspect.json).
+    /// Print one JSON document (schema: formats/schema/inspect.json, or
+    /// formats/schema/list.json with --list).
     #[arg(long)]
     pub json: bool,
-    /// List the tree like `unsquashfs -lls`.
+    /// List the tree like `unsquashfs -lln` (type and mode, uid/gid, size,
+    /// mtime in UTC, path, link target; directories show size 0).
     #[arg(long)]
     pub list: bool,
 }
 
+/// Map a library error to the CLI's wording (exit 2: input error).
+pub fn input_error(what: &str, file: &std::path::Path, e: InspectError) -> Failure {
+    let f = Failure::input(what, Some(file), &e);
+    match e {
+        InspectError::Unknown => {
+            f.hint("sik knows ExtensionImages (SquashFS), AppImages and ISO 9660 images")
+        }
+        _ => f,
+    }
+}
+
 pub fn run(a: Args) -> CmdResult {
-    Err(Failure::input("inspect", Some(&a.file), "not available in this build"))
+    if a.list {
+        let entries =
+            sik_inspect::list(&a.file).map_err(|e| input_error("cannot list", &a.file, e))?;
+        if a.json {
+            print_json(&serde_json::json!({ "path": a.file, "entries": entries }));
+        } else {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for e in &entries {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    sik_inspect::tree::format_line(e, "squashfs-root")
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report =
+        sik_inspect::inspect(&a.file).map_err(|e| input_error("cannot inspect", &a.file, e))?;
+    if a.json {
+        print_json(&report);
+    } else {
+        print_text(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_text(r: &Report) {
+    println!("{}: {}", r.path.display(), r.kind);
+    println!("  size:               {} bytes", r.file_len);
+    let sq = |s: &sik_inspect::SquashfsSummary| {
+        println!("  compression:        {}", s.compression);
+        println!("  block size:         {}", s.block_size);
+        println!("  inodes:             {}", s.inodes);
+        println!("  bytes used:         {}", s.bytes_used);
+        println!("  created:            {} UTC", s.created_utc);
+        println!(
+            "  xattrs:             {}",
+            if s.xattrs { "yes" } else { "no" }
+        );
+    };
+    if let Some(x) = &r.extension {
+        sq(&x.squashfs);
+        println!(
+            "  name:               {}",
+            x.name
+                .as_deref()
+                .unwrap_or("(none: no extension-release file)")
+        );
+        for (k, v) in &x.release.0 {
+            println!("  release {k:<11} {v}");
+        }
+        println!(
+            "  ExtensionRun:       {}",
+            if x.extension_run { "yes" } else { "no" }
+        );
+        println!(
+            "  sysext compatible:  {} ({})",
+            if x.sysext.compatible { "yes" } else { "no" },
+            x.sysext.reason
+        );
+        println!("  signature:          {}", signature_text(x));
+    }
+    if let Some(a) = &r.appimage {
+        println!("  type:               {}", a.image_type);
+        println!("  architecture:       {}", a.arch);
+        println!("  runtime size:       {} bytes", a.runtime_size);
+        println!("  payload offset:     {}", a.payload_offset);
+        println!(
+            "  update info:        {}",
+            a.update_info.as_deref().unwrap_or("(none)")
+        );
+        println!(
+            "  signature:          {}",
+            if a.signature_present {
+                "present"
+            } else {
+                "absent"
+            }
+        );
+        if let Some(s) = &a.squashfs {
+            sq(s);
+        }
+        match &a.desktop {
+            Some(d) => {
+                println!("  desktop entry:      {}", d.file);
+                println!(
+                    "    Name:             {}",
+                    d.name.as_deref().unwrap_or("(missing)")
+                );
+                println!(
+                    "    Exec:             {}",
+                    d.exec.as_deref().unwrap_or("(missing)")
+                );
+                println!(
+                    "    Icon:             {}",
+                    d.icon.as_deref().unwrap_or("(missing)")
+                );
+            }
+            None => println!("  desktop entry:      (none)"),
+        }
+    }
+    if let Some(i) = &r.iso {
+        println!(
+            "  volume label:       {}",
+            i.label.as_deref().unwrap_or("(none)")
+        );
+    }
+}
+
+fn signature_text(x: &sik_inspect::ExtensionFacts) -> String {
+    if x.trailing_bytes == 0 {
+        "absent".into()
+    } else {
+        format!("present ({} bytes after the filesystem)", x.trailing_bytes)
+    }
 }

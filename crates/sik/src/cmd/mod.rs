@@ -9,3 +9,6 @@ pub mod inspect;
 pub mod link;
 pub mod status;
 pub mod unlink;
+pub mod key;
+pub mod sign;
+pub mod verify;

@@ -1,0 +1,690 @@
+//! Sources of an image: a directory, a tar archive (plain, gzip, xz, zstd,
+//! recognised by content) or a Debian package (its `data.tar.*` member).
+//!
+//! Every source is fed into a [`SquashfsWriter`] entry by entry, streaming
+//! file data, so memory does not grow with the size of the source.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::squashfs::{Meta, SquashfsWriter};
+use crate::{CreateError, Progress};
+
+/// What kind of source a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A directory tree.
+    Dir,
+    /// A tar archive with the given outer compression.
+    Tar(TarCompression),
+    /// A Debian package.
+    Deb,
+}
+
+/// Compression around a tar stream, recognised by magic number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TarCompression {
+    /// Plain tar.
+    None,
+    /// gzip (`1f 8b`).
+    Gzip,
+    /// xz (`fd 37 7a 58 5a 00`).
+    Xz,
+    /// zstd (`28 b5 2f fd`).
+    Zstd,
+    /// bzip2 (`BZh`): recognised to name it, not supported.
+    Bzip2,
+}
+
+impl TarCompression {
+    fn from_magic(head: &[u8]) -> Option<Self> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Some(TarCompression::Gzip)
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Some(TarCompression::Xz)
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(TarCompression::Zstd)
+        } else if head.starts_with(b"BZh") {
+            Some(TarCompression::Bzip2)
+        } else if is_tar_header(head) {
+            Some(TarCompression::None)
+        } else {
+            None
+        }
+    }
+}
+
+/// A 512-byte block is a tar header when its checksum field matches.
+fn is_tar_header(head: &[u8]) -> bool {
+    if head.len() < 512 {
+        return false;
+    }
+    let field = &head[148..156];
+    let digits: String = field
+        .iter()
+        .take_while(|&&b| b != 0 && b != b' ')
+        .map(|&b| b as char)
+        .collect();
+    let Ok(expected) = u32::from_str_radix(digits.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = head[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    sum == expected
+}
+
+/// Recognise the kind of `path` from its content.
+pub fn detect(path: &Path) -> Result<SourceKind, CreateError> {
+    let meta = std::fs::metadata(path).map_err(|e| CreateError::source(path, e))?;
+    if meta.is_dir() {
+        return Ok(SourceKind::Dir);
+    }
+    let mut f = File::open(path).map_err(|e| CreateError::source(path, e))?;
+    let mut head = vec![0u8; 512];
+    let n = read_full(&mut f, &mut head).map_err(|e| CreateError::source(path, e))?;
+    head.truncate(n);
+    if head.starts_with(b"!<arch>\n") {
+        return Ok(SourceKind::Deb);
+    }
+    match TarCompression::from_magic(&head) {
+        Some(c) => Ok(SourceKind::Tar(c)),
+        None => Err(CreateError::BadSource {
+            path: path.to_path_buf(),
+            why: "not a directory, a tar archive (plain, gzip, xz, zstd) or a Debian package"
+                .into(),
+        }),
+    }
+}
+
+/// How entries are turned into image metadata.
+pub struct SourceOptions {
+    /// Keep uid/gid instead of 0/0.
+    pub keep_owner: bool,
+    /// Globs of paths (relative to the source root) to leave out.
+    pub exclude: Vec<String>,
+}
+
+/// Counts of what a source held.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct SourceStats {
+    /// Regular files (each hard-link group counted once).
+    pub files: u64,
+    /// Directories, root excluded.
+    pub dirs: u64,
+    /// Symbolic links.
+    pub symlinks: u64,
+    /// Extra names of hard-linked files.
+    pub hardlinks: u64,
+    /// Character and block devices, fifos and sockets.
+    pub specials: u64,
+    /// Bytes of file data read.
+    pub bytes: u64,
+    /// Paths excluded by `--exclude`.
+    pub excluded: u64,
+    /// Paths whose mode has setuid, setgid or sticky bits.
+    pub special_modes: Vec<String>,
+    /// Whether an `ExtensionRun` executable is at the root.
+    pub extension_run: bool,
+    /// Image paths that were added, kept only for the few the caller asks about.
+    #[serde(skip)]
+    pub seen: Vec<Vec<u8>>,
+}
+
+pub(crate) struct Ingest<'a> {
+    pub writer: &'a mut SquashfsWriter,
+    pub opts: &'a SourceOptions,
+    pub progress: &'a dyn Progress,
+    pub stats: SourceStats,
+    pub exclude: GlobSet,
+    /// Paths whose presence the caller wants to know.
+    pub watch: Vec<Vec<u8>>,
+}
+
+impl<'a> Ingest<'a> {
+    pub fn new(
+        writer: &'a mut SquashfsWriter,
+        opts: &'a SourceOptions,
+        progress: &'a dyn Progress,
+        watch: Vec<Vec<u8>>,
+    ) -> Result<Self, CreateError> {
+        let mut b = GlobSetBuilder::new();
+        for g in &opts.exclude {
+            let g = g.trim_start_matches('/');
+            let glob =
+                Glob::new(g).map_err(|e| CreateError::Usage(format!("--exclude {g:?}: {e}")))?;
+            b.add(glob);
+        }
+        let exclude = b
+            .build()
+            .map_err(|e| CreateError::Usage(format!("--exclude: {e}")))?;
+        Ok(Ingest {
+            writer,
+            opts,
+            progress,
+            stats: SourceStats::default(),
+            exclude,
+            watch,
+        })
+    }
+
+    fn excluded(&mut self, rel: &[u8]) -> bool {
+        let hit = self
+            .exclude
+            .is_match(Path::new(std::ffi::OsStr::from_bytes(rel)));
+        if hit {
+            self.stats.excluded += 1;
+        }
+        hit
+    }
+
+    fn note(&mut self, rel: &[u8], mode: u32, is_file: bool) {
+        if mode & 0o7000 != 0 {
+            self.stats
+                .special_modes
+                .push(String::from_utf8_lossy(rel).into_owned());
+        }
+        if rel == b"ExtensionRun" && is_file && mode & 0o111 != 0 {
+            self.stats.extension_run = true;
+        }
+        if self.watch.iter().any(|w| w == rel) {
+            self.stats.seen.push(rel.to_vec());
+        }
+    }
+
+    fn owner(&self, uid: u64, gid: u64) -> (u32, u32) {
+        if self.opts.keep_owner {
+            (clamp_u32(uid), clamp_u32(gid))
+        } else {
+            (0, 0)
+        }
+    }
+
+    /// Feed a directory tree.
+    pub fn dir(&mut self, root: &Path) -> Result<(), CreateError> {
+        let root_meta =
+            std::fs::symlink_metadata(root).map_err(|e| CreateError::source(root, e))?;
+        let (uid, gid) = self.owner(u64::from(root_meta.uid()), u64::from(root_meta.gid()));
+        let xattrs = read_xattrs(root);
+        self.writer.set_root(Meta {
+            mode: (root_meta.mode() & 0o7777) as u16,
+            uid,
+            gid,
+            mtime: clamp_mtime(root_meta.mtime()),
+            xattrs,
+        });
+        let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        let mut walk = walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
+            .min_depth(1)
+            .into_iter();
+        while let Some(entry) = walk.next() {
+            let entry = entry.map_err(|e| {
+                let p = e.path().unwrap_or(root).to_path_buf();
+                CreateError::source(
+                    &p,
+                    e.into_io_error()
+                        .unwrap_or_else(|| io::Error::other("filesystem loop")),
+                )
+            })?;
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(path)
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            let md = entry.metadata().map_err(|e| {
+                CreateError::source(
+                    path,
+                    e.into_io_error()
+                        .unwrap_or_else(|| io::Error::other("metadata")),
+                )
+            })?;
+            if self.excluded(&rel) {
+                if md.is_dir() {
+                    walk.skip_current_dir();
+                }
+                continue;
+            }
+            let (uid, gid) = self.owner(u64::from(md.uid()), u64::from(md.gid()));
+            let mode = md.mode();
+            let ft = md.file_type();
+            let meta = Meta {
+                mode: (mode & 0o7777) as u16,
+                uid,
+                gid,
+                mtime: clamp_mtime(md.mtime()),
+                xattrs: read_xattrs(path),
+            };
+            self.note(&rel, mode, ft.is_file());
+            let w = &mut *self.writer;
+            if ft.is_dir() {
+                w.add_dir(&rel, meta)?;
+                self.stats.dirs += 1;
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(path).map_err(|e| CreateError::source(path, e))?;
+                w.add_symlink(&rel, target.as_os_str().as_bytes(), meta)?;
+                self.stats.symlinks += 1;
+            } else if ft.is_file() {
+                if md.nlink() > 1 {
+                    let key = (md.dev(), md.ino());
+                    if let Some(first) = links.get(&key) {
+                        w.add_hardlink(&rel, first)?;
+                        self.stats.hardlinks += 1;
+                        continue;
+                    }
+                    links.insert(key, rel.clone());
+                }
+                let f = File::open(path).map_err(|e| CreateError::source(path, e))?;
+                let mut r = CountingReader {
+                    inner: f,
+                    progress: self.progress,
+                };
+                let n = w
+                    .add_file(&rel, meta, &mut r)
+                    .map_err(|e| CreateError::in_source(path, e))?;
+                self.stats.files += 1;
+                self.stats.bytes += n;
+            } else if ft.is_char_device() || ft.is_block_device() {
+                let rdev = md.rdev();
+                let (major, minor) = (dev_major(rdev), dev_minor(rdev));
+                if ft.is_char_device() {
+                    w.add_char_device(&rel, meta, major, minor)?;
+                } else {
+                    w.add_block_device(&rel, meta, major, minor)?;
+                }
+                self.stats.specials += 1;
+            } else if ft.is_fifo() {
+                w.add_fifo(&rel, meta)?;
+                self.stats.specials += 1;
+            } else if ft.is_socket() {
+                w.add_socket(&rel, meta)?;
+                self.stats.specials += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feed a tar stream. `origin` names the source file in errors.
+    pub fn tar<R: Read>(&mut self, stream: R, origin: &Path) -> Result<(), CreateError> {
+        let mut archive = tar::Archive::new(stream);
+        let entries = archive
+            .entries()
+            .map_err(|e| CreateError::source(origin, e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| CreateError::source(origin, e))?;
+            let raw = entry.path_bytes().into_owned();
+            let Some(rel) = normalize_archive_path(&raw).map_err(|why| CreateError::BadSource {
+                path: origin.to_path_buf(),
+                why,
+            })?
+            else {
+                // The archive's root entry ("./"): its metadata becomes the image root's.
+                let h = entry.header();
+                let (uid, gid) = self.owner(h.uid().unwrap_or(0), h.gid().unwrap_or(0));
+                self.writer.set_root(Meta {
+                    mode: (h.mode().unwrap_or(0o755) & 0o7777) as u16,
+                    uid,
+                    gid,
+                    mtime: clamp_mtime(h.mtime().unwrap_or(0) as i64),
+                    xattrs: pax_xattrs(&mut entry),
+                });
+                continue;
+            };
+            if self.excluded(&rel) {
+                continue;
+            }
+            let xattrs = pax_xattrs(&mut entry);
+            let h = entry.header();
+            let mode = h.mode().map_err(|e| CreateError::source(origin, e))?;
+            let (uid, gid) = self.owner(h.uid().unwrap_or(0), h.gid().unwrap_or(0));
+            let meta = Meta {
+                mode: (mode & 0o7777) as u16,
+                uid,
+                gid,
+                mtime: clamp_mtime(h.mtime().unwrap_or(0) as i64),
+                xattrs,
+            };
+            let ty = h.entry_type();
+            let is_file = ty.is_file() || ty.is_contiguous() || ty.is_gnu_sparse();
+            self.note(&rel, mode, is_file);
+            let w = &mut *self.writer;
+            if ty.is_dir() {
+                w.add_dir(&rel, meta)?;
+                self.stats.dirs += 1;
+            } else if is_file {
+                let mut r = CountingReader {
+                    inner: &mut entry,
+                    progress: self.progress,
+                };
+                let n = w
+                    .add_file(&rel, meta, &mut r)
+                    .map_err(|e| CreateError::in_source(origin, e))?;
+                self.stats.files += 1;
+                self.stats.bytes += n;
+            } else if ty.is_symlink() {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                w.add_symlink(&rel, &target, meta)?;
+                self.stats.symlinks += 1;
+            } else if ty.is_hard_link() {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                let target = normalize_archive_path(&target)
+                    .map_err(|why| CreateError::BadSource {
+                        path: origin.to_path_buf(),
+                        why: format!("hard link {}: {why}", String::from_utf8_lossy(&rel)),
+                    })?
+                    .ok_or_else(|| CreateError::BadSource {
+                        path: origin.to_path_buf(),
+                        why: format!(
+                            "hard link {} points at the root",
+                            String::from_utf8_lossy(&rel)
+                        ),
+                    })?;
+                w.add_hardlink(&rel, &target)?;
+                self.stats.hardlinks += 1;
+            } else if ty.is_character_special() || ty.is_block_special() {
+                let major = h.device_major().ok().flatten().unwrap_or(0);
+                let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                if ty.is_character_special() {
+                    w.add_char_device(&rel, meta, major, minor)?;
+                } else {
+                    w.add_block_device(&rel, meta, major, minor)?;
+                }
+                self.stats.specials += 1;
+            } else if ty.is_fifo() {
+                w.add_fifo(&rel, meta)?;
+                self.stats.specials += 1;
+            }
+            // PAX/GNU long-name headers are consumed by the tar crate; other
+            // entry types (e.g. volume labels) carry nothing for the image.
+        }
+        Ok(())
+    }
+}
+
+/// Open a tar source with its compression layer removed.
+pub fn open_tar(path: &Path, compression: TarCompression) -> Result<Box<dyn Read>, CreateError> {
+    let f = File::open(path).map_err(|e| CreateError::source(path, e))?;
+    decompress(
+        Box::new(BufReader::with_capacity(1 << 20, f)),
+        compression,
+        path,
+    )
+}
+
+fn decompress<'r>(
+    r: Box<dyn Read + 'r>,
+    compression: TarCompression,
+    path: &Path,
+) -> Result<Box<dyn Read + 'r>, CreateError> {
+    Ok(match compression {
+        TarCompression::None => r,
+        TarCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        TarCompression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(r)),
+        TarCompression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(r).map_err(|e| CreateError::source(path, e))?)
+        }
+        TarCompression::Bzip2 => {
+            return Err(CreateError::BadSource {
+                path: path.to_path_buf(),
+                why: "bzip2-compressed archives are not supported; use gzip, xz or zstd".into(),
+            });
+        }
+    })
+}
+
+/// Open the `data.tar.*` member of a Debian package (an `ar` archive) as a
+/// decompressed tar stream.
+pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, CreateError> {
+    let bad = |why: String| CreateError::BadSource {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut f = File::open(path).map_err(|e| CreateError::source(path, e))?;
+    let len = f
+        .metadata()
+        .map_err(|e| CreateError::source(path, e))?
+        .len();
+    let mut magic = [0u8; 8];
+    f.read_exact(&mut magic)
+        .map_err(|e| CreateError::source(path, e))?;
+    let mut pos = 8u64;
+    loop {
+        let mut hdr = [0u8; 60];
+        if pos + 60 > len {
+            return Err(bad("Debian package has no data.tar member".into()));
+        }
+        f.seek(SeekFrom::Start(pos))
+            .map_err(|e| CreateError::source(path, e))?;
+        f.read_exact(&mut hdr)
+            .map_err(|e| CreateError::source(path, e))?;
+        if &hdr[58..60] != b"`\n" {
+            return Err(bad(format!("malformed ar member header at offset {pos}")));
+        }
+        let name = String::from_utf8_lossy(&hdr[0..16])
+            .trim_end()
+            .trim_end_matches('/')
+            .to_string();
+        let size: u64 = String::from_utf8_lossy(&hdr[48..58])
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("malformed ar member size at offset {pos}")))?;
+        let data = pos + 60;
+        if data.checked_add(size).is_none_or(|end| end > len) {
+            return Err(bad(format!(
+                "ar member {name:?} extends beyond the end of the file"
+            )));
+        }
+        if let Some(ext) = name.strip_prefix("data.tar") {
+            f.seek(SeekFrom::Start(data))
+                .map_err(|e| CreateError::source(path, e))?;
+            let mut head = [0u8; 6];
+            let member = BufReader::with_capacity(1 << 20, f).take(size);
+            let mut member = member;
+            // Peek the member's magic through a small buffer, then chain it back.
+            let n = read_full(&mut member, &mut head).map_err(|e| CreateError::source(path, e))?;
+            let head = head[..n].to_vec();
+            let compression = match ext {
+                "" => TarCompression::None,
+                _ => TarCompression::from_magic(&head)
+                    .ok_or_else(|| bad(format!("unknown compression of member data.tar{ext}")))?,
+            };
+            let stream: Box<dyn Read> = Box::new(io::Cursor::new(head).chain(member));
+            return decompress(stream, compression, path);
+        }
+        pos = data + size + (size & 1);
+    }
+}
+
+/// Turn an archive path into an image path: strip `./` and trailing `/`;
+/// `None` for the root itself; an error for absolute paths and `..`.
+pub fn normalize_archive_path(raw: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    if raw.first() == Some(&b'/') {
+        return Err(format!(
+            "absolute path {:?} in archive",
+            String::from_utf8_lossy(raw)
+        ));
+    }
+    if raw.contains(&0) {
+        return Err("path with a NUL byte in archive".into());
+    }
+    let mut out: Vec<&[u8]> = Vec::new();
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                return Err(format!(
+                    "path {:?} in archive leaves the tree (`..`)",
+                    String::from_utf8_lossy(raw)
+                ));
+            }
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(out.join(&b'/')))
+    }
+}
+
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<R>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(Some(exts)) = entry.pax_extensions() {
+        for ext in exts.flatten() {
+            if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                out.push((name.to_vec(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(names) = xattr::list(path) {
+        for name in names {
+            let n = name.as_bytes();
+            if !(n.starts_with(b"user.")
+                || n.starts_with(b"trusted.")
+                || n.starts_with(b"security."))
+            {
+                continue;
+            }
+            if let Ok(Some(v)) = xattr::get(path, &name) {
+                out.push((n.to_vec(), v));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+struct CountingReader<'p, R> {
+    inner: R,
+    progress: &'p dyn Progress,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn clamp_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// SquashFS stores unsigned 32-bit mtimes.
+pub(crate) fn clamp_mtime(t: i64) -> u32 {
+    t.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+fn dev_major(rdev: u64) -> u32 {
+    (((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff)) as u32
+}
+
+fn dev_minor(rdev: u64) -> u32 {
+    (((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff)) as u32
+}
+
+/// Total bytes of regular files below `root` (for a progress bar).
+pub fn dir_size(root: &Path) -> u64 {
+    walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_paths() {
+        assert_eq!(normalize_archive_path(b"./").unwrap(), None);
+        assert_eq!(normalize_archive_path(b".").unwrap(), None);
+        assert_eq!(
+            normalize_archive_path(b"./usr/bin/").unwrap().unwrap(),
+            b"usr/bin"
+        );
+        assert_eq!(
+            normalize_archive_path(b"a//b/./c").unwrap().unwrap(),
+            b"a/b/c"
+        );
+        assert!(normalize_archive_path(b"/etc/passwd").is_err());
+        assert!(normalize_archive_path(b"a/../../x").is_err());
+        assert!(normalize_archive_path(b"a/b\0c").is_err());
+    }
+
+    #[test]
+    fn device_numbers() {
+        // makedev(8, 1) and makedev(259, 65536) as glibc encodes them.
+        let mk = |ma: u64, mi: u64| {
+            ((ma & 0xfffff000) << 32)
+                | ((ma & 0xfff) << 8)
+                | ((mi & 0xffffff00) << 12)
+                | (mi & 0xff)
+        };
+        assert_eq!((dev_major(mk(8, 1)), dev_minor(mk(8, 1))), (8, 1));
+        assert_eq!(
+            (dev_major(mk(259, 65536)), dev_minor(mk(259, 65536))),
+            (259, 65536)
+        );
+    }
+
+    #[test]
+    fn magic_numbers() {
+        assert_eq!(
+            TarCompression::from_magic(&[0x1f, 0x8b, 8]),
+            Some(TarCompression::Gzip)
+        );
+        assert_eq!(
+            TarCompression::from_magic(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Some(TarCompression::Zstd)
+        );
+        assert_eq!(TarCompression::from_magic(b"hello"), None);
+    }
+}
