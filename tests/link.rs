@@ -1,3 +1,847 @@
-//! `sik link`, `sik unlink`, `sik status` against real loop mounts.
+//! `sik link`, `sik unlink`, `sik status` against real loop mounts, on
+//! merged-/usr and classic roots built in the test.
 
 mod util;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use util::*;
+
+/// Everything the issue compares: path, type, mode, owner, link target.
+fn listing(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        // /run is a tmpfs on a running system and holds the linker's state.
+        if rel == "run" {
+            continue;
+        }
+        let ft = m.file_type();
+        let (kind, extra) = if ft.is_symlink() {
+            ("l", std::fs::read_link(&p).unwrap().display().to_string())
+        } else if ft.is_dir() {
+            ("d", String::new())
+        } else {
+            (
+                "f",
+                std::fs::read(&p)
+                    .map(|b| {
+                        format!(
+                            "{} bytes {:x}",
+                            b.len(),
+                            b.iter().map(|&x| x as u64).sum::<u64>()
+                        )
+                    })
+                    .unwrap_or_default(),
+            )
+        };
+        out.insert(
+            rel,
+            format!(
+                "{kind} {:o} {}:{} {extra}",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid()
+            ),
+        );
+        if ft.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out
+}
+
+fn diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> String {
+    let mut s = String::new();
+    for (k, v) in a {
+        match b.get(k) {
+            None => s.push_str(&format!("- {k} {v}\n")),
+            Some(w) if w != v => s.push_str(&format!("~ {k} {v} -> {w}\n")),
+            _ => {}
+        }
+    }
+    for (k, v) in b {
+        if !a.contains_key(k) {
+            s.push_str(&format!("+ {k} {v}\n"));
+        }
+    }
+    s
+}
+
+fn assert_same(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, what: &str) {
+    let d = diff(a, b);
+    assert!(d.is_empty(), "{what}: listings differ:\n{d}");
+}
+
+/// A Debian-like root: merged /usr (bin, sbin, lib, lib64 -> usr/...),
+/// os-release as a relative symlink, a static busybox as /bin/sh.
+fn merged_root(t: &TestDir, name: &str) -> PathBuf {
+    let r = t.mkdir(name);
+    for d in [
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib/x86_64-linux-gnu",
+        "usr/lib64",
+        "usr/share",
+        "etc",
+        "var/lib",
+        "run",
+        "tmp",
+        "home",
+    ] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    for (l, t) in [
+        ("bin", "usr/bin"),
+        ("sbin", "usr/sbin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        std::os::unix::fs::symlink(t, r.join(l)).unwrap();
+    }
+    std::fs::write(
+        r.join("usr/lib/os-release"),
+        "ID=debian\nVERSION_ID=12\nSIK_TEST_ROOT=merged\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../usr/lib/os-release", r.join("etc/os-release")).unwrap();
+    std::fs::write(r.join("etc/hostname"), "test\n").unwrap();
+    add_shell(&r);
+    r
+}
+
+/// A classic root: real /bin, /lib directories.
+fn classic_root(t: &TestDir, name: &str) -> PathBuf {
+    let r = t.mkdir(name);
+    for d in [
+        "bin", "sbin", "lib", "usr/bin", "usr/lib", "etc", "run", "tmp",
+    ] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    std::fs::write(
+        r.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=12\nSIK_TEST_ROOT=classic\n",
+    )
+    .unwrap();
+    add_shell(&r);
+    r
+}
+
+fn add_shell(r: &Path) {
+    let bb = which("busybox").expect("busybox");
+    std::fs::copy(bb, r.join("usr/bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", r.join("usr/bin/sh")).unwrap();
+    if !r.join("bin").is_symlink() {
+        std::os::unix::fs::symlink("../usr/bin/busybox", r.join("bin/sh")).unwrap();
+    }
+}
+
+/// Build an ExtensionImage from `files` (path, content; a content starting
+/// with `->` makes a symlink) with an extension-release of `release`.
+fn image(t: &TestDir, name: &str, release: Option<&str>, files: &[(&str, &str)]) -> PathBuf {
+    let tree = t.join(format!("tree-{name}"));
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(&tree).unwrap();
+    if let Some(rel) = release {
+        let p = tree.join(format!(
+            "usr/lib/extension-release.d/extension-release.{name}"
+        ));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, rel).unwrap();
+    }
+    for (p, c) in files {
+        let full = tree.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        if let Some(target) = c.strip_prefix("->") {
+            std::os::unix::fs::symlink(target, &full).unwrap();
+        } else {
+            std::fs::write(&full, c).unwrap();
+            if p.contains("bin/") || *p == "ExtensionRun" {
+                std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+    }
+    let img = t.join(format!("{name}.ExtensionImage"));
+    run_ok(
+        cmd("mksquashfs")
+            .arg(&tree)
+            .arg(&img)
+            .args(["-quiet", "-noappend", "-no-progress"]),
+    );
+    img
+}
+
+const RUN_SCRIPT: &str = "#!/bin/sh\nwhile read l; do echo \"$l\"; done < /etc/os-release > /run/acme-ran\necho \"$SIK_EXTENSION\" >> /run/acme-ran\n";
+
+fn acme(t: &TestDir) -> PathBuf {
+    image(
+        t,
+        "acme",
+        Some("ID=_any\nSYSEXT_VERSION_ID=1.2\n"),
+        &[
+            ("lib/firmware/acme/fw.bin", "firmware"),
+            ("usr/bin/acme-tool", "#!/bin/sh\necho acme\n"),
+            ("usr/share/acme/data/a.txt", "a"),
+            ("etc/acme/acme.conf", "conf"),
+            ("etc/hostname", "other"),
+            ("ExtensionRun", RUN_SCRIPT),
+        ],
+    )
+}
+
+fn link(root: &Path, extra: &[&str], sources: &[&Path]) -> std::process::Output {
+    let mut c = sik();
+    c.arg("link").arg("--root").arg(root).args(extra);
+    for s in sources {
+        c.arg(s);
+    }
+    run(&mut c)
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn unlink(root: &Path, names: &[&str]) -> String {
+    ok(&run(sik()
+        .arg("unlink")
+        .arg("--root")
+        .arg(root)
+        .args(names)))
+}
+
+fn status(root: &Path) -> serde_json::Value {
+    let out = ok(&run(sik().args(["status", "--json", "--root"]).arg(root)));
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../formats/schema/status.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "status --json does not match its schema: {errors:?}\n{doc:#}"
+    );
+    doc
+}
+
+fn ext<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {doc:#}"))
+}
+
+/// No loop device is left attached to `img` (auto-clear after unmount may
+/// finish a moment later, so wait for it).
+fn assert_detached(img: &Path) {
+    for _ in 0..200 {
+        let out = run_ok(cmd("losetup").arg("-j").arg(img));
+        if out.trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("loop device still attached to {}", img.display());
+}
+
+fn ready() -> bool {
+    require_root()
+        && require_tool("mksquashfs")
+        && require_tool("busybox")
+        && require_tool("losetup")
+}
+
+fn read_link_in_root(root: &Path, p: &str) -> String {
+    std::fs::read_link(root.join(p))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// Read a file of ROOT as a process chrooted into ROOT would: absolute
+/// symlink targets are taken inside ROOT.
+fn read_in_root(root: &Path, rel: &str) -> String {
+    let mut p = root.join(rel);
+    for _ in 0..20 {
+        match std::fs::read_link(&p) {
+            Ok(t) if t.is_absolute() => p = root.join(t.strip_prefix("/").unwrap()),
+            Ok(t) => p = p.parent().unwrap().join(t),
+            Err(_) => {
+                return std::fs::read_to_string(&p)
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            }
+        }
+    }
+    panic!("symlink loop at {}", p.display());
+}
+
+fn state_of_link_dir(root: &Path) -> PathBuf {
+    root.join("run/sik/extensions")
+}
+
+#[test]
+fn merged_usr_link_twice_unlink_leaves_root_as_before() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let img = acme(&t);
+    let before = listing(&root);
+
+    let out = ok(&link(&root, &["--allow-unsigned"], &[&img]));
+    assert!(out.contains("linked acme 1.2"), "{out}");
+    // lib/ lands in usr/lib through ROOT's lib -> usr/lib.
+    assert!(root.join("usr/lib/firmware/acme/fw.bin").is_symlink());
+    assert!(
+        std::fs::symlink_metadata(root.join("usr/lib/firmware"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(
+        read_link_in_root(&root, "usr/lib/firmware/acme/fw.bin"),
+        "/run/sik/extensions/acme/mnt/lib/firmware/acme/fw.bin"
+    );
+    assert_eq!(
+        read_in_root(
+            &root,
+            "run/sik/extensions/acme/mnt/lib/firmware/acme/fw.bin"
+        ),
+        "firmware"
+    );
+    assert_eq!(
+        read_link_in_root(&root, "usr/bin/acme-tool"),
+        "/run/sik/extensions/acme/mnt/usr/bin/acme-tool"
+    );
+    assert!(root.join("etc/acme/acme.conf").is_symlink());
+    // The existing /etc/hostname is kept and reported.
+    assert_eq!(read_in_root(&root, "etc/hostname"), "test\n");
+    // ExtensionRun ran inside ROOT (chroot): it saw ROOT's os-release.
+    let ran = read_in_root(&root, "run/acme-ran");
+    assert!(
+        ran.contains("SIK_TEST_ROOT=merged") && ran.contains("acme"),
+        "{ran}"
+    );
+    assert!(!root.join("ExtensionRun").exists());
+    // Directories created get the image's modes.
+    assert_eq!(
+        std::fs::metadata(root.join("usr/share/acme/data"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o755
+    );
+
+    let doc = status(&root);
+    let e = ext(&doc, "acme");
+    assert_eq!(e["version"], "1.2");
+    assert_eq!(e["mode"], "mount");
+    assert_eq!(e["files"], 5);
+    assert_eq!(e["complete"], true);
+    assert_eq!(e["run"]["exit_code"], 0);
+    let conflicts = e["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0]["path"], "/etc/hostname");
+    assert_eq!(conflicts[0]["kind"], "kept");
+    let text = ok(&run(sik().args(["status", "--root"]).arg(&root)));
+    assert!(text.contains("acme 1.2: 5 files"), "{text}");
+
+    // Linking again changes nothing (not even the journal).
+    let after1 = listing(&root);
+    let journal = std::fs::read(state_of_link_dir(&root).join("acme/journal")).unwrap();
+    let out = ok(&link(&root, &["--allow-unsigned"], &[&img]));
+    assert!(out.contains("(0 new)"), "{out}");
+    assert_same(&after1, &listing(&root), "second link");
+    assert_eq!(
+        journal,
+        std::fs::read(state_of_link_dir(&root).join("acme/journal")).unwrap()
+    );
+
+    let out = unlink(&root, &["acme"]);
+    assert!(out.contains("5 links"), "{out}");
+    assert_same(&before, &listing(&root), "after unlink");
+    assert!(
+        !root.join("run/sik").exists(),
+        "state directory left behind"
+    );
+    assert_detached(&img);
+    // Unlinking what is not linked is an error (exit 1), with one error line.
+    assert_fails(
+        &run(sik().args(["unlink", "acme", "--root"]).arg(&root)),
+        1,
+        &["not everything was unlinked"],
+    );
+}
+
+#[test]
+fn classic_root_links_into_real_directories() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = classic_root(&t, "root");
+    let img = acme(&t);
+    let before = listing(&root);
+    ok(&link(&root, &["--allow-unsigned"], &[&img]));
+    assert!(root.join("lib/firmware/acme/fw.bin").is_symlink());
+    assert!(!root.join("usr/lib/firmware").exists());
+    assert_eq!(
+        read_in_root(&root, "usr/bin/acme-tool"),
+        "#!/bin/sh\necho acme\n"
+    );
+    let ran = read_in_root(&root, "run/acme-ran");
+    assert!(ran.contains("SIK_TEST_ROOT=classic"), "{ran}");
+    unlink(&root, &["acme"]);
+    assert_same(&before, &listing(&root), "after unlink");
+    assert_detached(&img);
+}
+
+#[test]
+fn conflicts_kept_or_replaced_and_restored() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    std::fs::create_dir_all(root.join("etc/acme")).unwrap();
+    std::fs::write(root.join("etc/acme/acme.conf"), "mine").unwrap();
+    std::fs::set_permissions(
+        root.join("etc/acme/acme.conf"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("usr/bin/acme-tool")).unwrap(); // a directory where the image has a file
+    let img = acme(&t);
+    let before = listing(&root);
+
+    // Without --replace: kept and reported.
+    let out = link(&root, &["--allow-unsigned"], &[&img]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("sik: conflict: acme: /etc/acme/acme.conf: an existing file of ROOT is kept"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/usr/bin/acme-tool: ROOT has a directory"),
+        "{stderr}"
+    );
+    assert_eq!(read_in_root(&root, "etc/acme/acme.conf"), "mine");
+    unlink(&root, &["acme"]);
+    assert_same(&before, &listing(&root), "after unlink (kept)");
+
+    // With --replace: moved aside into the state directory, put back on unlink.
+    ok(&link(&root, &["--allow-unsigned", "--replace"], &[&img]));
+    assert!(root.join("etc/acme/acme.conf").is_symlink());
+    assert_eq!(read_in_root(&root, "etc/acme/acme.conf"), "conf");
+    assert!(root.join("etc/hostname").is_symlink());
+    let doc = status(&root);
+    let mut replaced: Vec<_> = ext(&doc, "acme")["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "replaced")
+        .map(|c| c["path"].as_str().unwrap().to_string())
+        .collect();
+    replaced.sort();
+    assert_eq!(replaced, ["/etc/acme/acme.conf", "/etc/hostname"]);
+    // A replaced link that is no longer ours is left alone by unlink.
+    std::fs::remove_file(root.join("usr/share/acme/data/a.txt")).unwrap();
+    std::fs::write(root.join("usr/share/acme/data/a.txt"), "user").unwrap();
+    let out = run(sik().args(["unlink", "acme", "--root"]).arg(&root));
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/usr/share/acme/data/a.txt: no longer ours")
+    );
+    assert_eq!(read_in_root(&root, "usr/share/acme/data/a.txt"), "user");
+    std::fs::remove_dir_all(root.join("usr/share/acme")).unwrap();
+    assert_same(&before, &listing(&root), "after unlink (replace)");
+    assert_detached(&img);
+}
+
+#[test]
+fn overlapping_extensions_first_name_wins() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let a = image(
+        &t,
+        "aaa",
+        Some("ID=_any\n"),
+        &[("usr/bin/shared", "from a"), ("usr/share/x/a", "a")],
+    );
+    let b = image(
+        &t,
+        "bbb",
+        Some("ID=_any\n"),
+        &[("usr/bin/shared", "from b"), ("usr/share/x/b", "b")],
+    );
+    let before = listing(&root);
+    let out = link(&root, &["--allow-unsigned"], &[&b, &a]);
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("sik: conflict: bbb: /usr/bin/shared: already provided by extension aaa")
+    );
+    assert_eq!(read_in_root(&root, "usr/bin/shared"), "from a");
+    assert_eq!(read_in_root(&root, "usr/share/x/b"), "b");
+    let doc = status(&root);
+    assert_eq!(ext(&doc, "bbb")["conflicts"][0]["kind"], "other-extension");
+    assert_eq!(ext(&doc, "bbb")["conflicts"][0]["detail"], "aaa");
+    // Unlinking the one that created the shared directory keeps it while bbb uses it.
+    unlink(&root, &["aaa"]);
+    assert!(!root.join("usr/bin/shared").exists());
+    assert_eq!(read_in_root(&root, "usr/share/x/b"), "b");
+    unlink(&root, &["bbb"]);
+    assert_same(&before, &listing(&root), "after unlink");
+}
+
+#[test]
+fn refused_images_skip_while_the_rest_link() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let good = image(
+        &t,
+        "good",
+        Some("ID=debian\nVERSION_ID=12\n"),
+        &[("usr/bin/good", "g")],
+    );
+    let fedora = image(
+        &t,
+        "fedora",
+        Some("ID=fedora\nVERSION_ID=40\n"),
+        &[("usr/bin/fedora", "f")],
+    );
+    let old = image(
+        &t,
+        "old",
+        Some("ID=debian\nVERSION_ID=11\n"),
+        &[("usr/bin/old", "o")],
+    );
+    let arm = image(
+        &t,
+        "arm",
+        Some("ID=_any\nARCHITECTURE=arm64\n"),
+        &[("usr/bin/arm", "a")],
+    );
+    let norelease = image(&t, "norel", None, &[("usr/bin/norel", "n")]);
+    let junk = t.write("junk.ExtensionImage", "not a squashfs at all");
+    let before = listing(&root);
+
+    // Unsigned images are refused without --allow-unsigned.
+    let out = link(&root, &[], &[&good]);
+    assert_fails(&out, 1, &["1 of 1 sources refused"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sik: refused: good:"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsigned"));
+    assert!(!root.join("usr/bin/good").exists());
+    let doc = status(&root);
+    assert_eq!(doc["refused"][0]["name"], "good");
+
+    let out = link(
+        &root,
+        &["--allow-unsigned"],
+        &[&fedora, &good, &old, &junk, &arm, &norelease],
+    );
+    let stderr = assert_fails(&out, 1, &["5 of 6 sources refused"]);
+    for needle in [
+        "refused: fedora:",
+        "built for ID=fedora, ROOT is ID=debian",
+        "built for debian VERSION_ID=11",
+        "refused: junk:",
+        "not an ExtensionImage",
+        "architecture arm64",
+        "no usr/lib/extension-release.d/extension-release.norel",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+    assert_eq!(read_in_root(&root, "usr/bin/good"), "g");
+    for n in ["fedora", "old", "arm", "norel"] {
+        assert!(!root.join("usr/bin").join(n).exists());
+        assert!(
+            !state_of_link_dir(&root).join(n).exists(),
+            "state of refused {n} left behind"
+        );
+    }
+    let doc = status(&root);
+    assert_eq!(doc["extensions"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["refused"].as_array().unwrap().len(), 5);
+
+    // --ignore-compat links the incompatible ones.
+    ok(&link(
+        &root,
+        &["--allow-unsigned", "--ignore-compat"],
+        &[&fedora, &norelease],
+    ));
+    assert!(root.join("usr/bin/fedora").is_symlink());
+    ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
+    assert_same(&before, &listing(&root), "after unlink");
+    for i in [&good, &fedora, &old, &arm, &norelease] {
+        assert_detached(i);
+    }
+}
+
+#[test]
+fn symlinks_leading_out_of_root_never_write_outside() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let outside = t.mkdir("outside");
+    std::fs::write(outside.join("keep"), "k").unwrap();
+    // ROOT symlinks that lead out of ROOT (relative) or to an absolute host path.
+    std::os::unix::fs::symlink("../../../outside", root.join("usr/share/escape")).unwrap();
+    std::os::unix::fs::symlink("../outside", root.join("opt")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("srv")).unwrap();
+    let evil = image(
+        &t,
+        "evil",
+        Some("ID=_any\n"),
+        &[
+            ("usr/share/escape/pwned", "x"),
+            ("opt/pwned", "x"),
+            ("srv/pwned", "x"),
+            ("usr/bin/up", "->../../../../../../../../outside/keep"),
+            ("usr/bin/abs", &format!("->{}", outside.display())),
+            ("usr/share/dirlink", "->/"),
+        ],
+    );
+    // A second extension that has a directory where the first has a symlink to /.
+    let follow = image(
+        &t,
+        "follow",
+        Some("ID=_any\n"),
+        &[
+            ("usr/share/dirlink/pwned", "x"),
+            ("usr/share/dirlink/etc/pwned", "x"),
+        ],
+    );
+    let outside_before = listing(&outside);
+    let before = listing(&root);
+    let out = link(&root, &["--allow-unsigned"], &[&evil, &follow]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/usr/share/escape: a symlink of ROOT leads outside ROOT"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/opt: a symlink of ROOT leads outside ROOT"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "sik: conflict: follow: /usr/share/dirlink: already provided by extension evil"
+        ),
+        "{stderr}"
+    );
+    assert_same(&outside_before, &listing(&outside), "outside ROOT");
+    // The absolute /srv symlink is resolved inside ROOT, never on the host.
+    assert!(root.join("tmp").exists());
+    assert!(!root.join("pwned").exists() && !root.join("etc/pwned").exists());
+    // The image's own symlinks are linked as entries, not followed.
+    assert_eq!(
+        read_link_in_root(&root, "usr/bin/up"),
+        "/run/sik/extensions/evil/mnt/usr/bin/up"
+    );
+    unlink(&root, &["evil", "follow"]);
+    assert_same(&outside_before, &listing(&outside), "outside ROOT");
+    let after = listing(&root);
+    // srv -> /abs/outside was resolved inside ROOT: the directories made there are removed again.
+    assert_same(&before, &after, "after unlink");
+}
+
+#[test]
+fn killed_linker_is_completed_by_the_next_link_or_unlink() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let img = acme(&t);
+    let other = image(
+        &t,
+        "zeta",
+        Some("ID=_any\n"),
+        &[("usr/bin/zeta", "z"), ("etc/zeta/z.conf", "z")],
+    );
+    std::fs::create_dir_all(root.join("etc/acme")).unwrap();
+    std::fs::write(root.join("etc/acme/acme.conf"), "mine").unwrap();
+    let before = listing(&root);
+    for n in 1..=12 {
+        for then_link in [true, false] {
+            let out = run(sik()
+                .env("SIK_LINK_TEST_ABORT_AFTER", n.to_string())
+                .arg("link")
+                .arg("--root")
+                .arg(&root)
+                .args(["--allow-unsigned", "--replace"])
+                .arg(&img)
+                .arg(&other));
+            assert!(!out.status.success(), "n={n}: the linker was not aborted");
+            let doc = status(&root);
+            assert_eq!(ext(&doc, "acme")["complete"], false, "n={n}");
+            if then_link {
+                ok(&link(
+                    &root,
+                    &["--allow-unsigned", "--replace"],
+                    &[&img, &other],
+                ));
+                let doc = status(&root);
+                assert_eq!(ext(&doc, "acme")["files"], 6, "n={n}");
+                assert_eq!(read_in_root(&root, "etc/acme/acme.conf"), "conf");
+            }
+            ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
+            assert_same(
+                &before,
+                &listing(&root),
+                &format!("n={n}, link again: {then_link}"),
+            );
+            assert_eq!(read_in_root(&root, "etc/acme/acme.conf"), "mine");
+        }
+    }
+    assert_detached(&img);
+    assert_detached(&other);
+}
+
+#[test]
+fn fifty_extensions_at_once() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let imgs: Vec<PathBuf> = (0..50)
+        .map(|i| {
+            let bin = format!("usr/bin/tool{i:02}");
+            let fw = format!("lib/firmware/vendor{}/fw{i:02}.bin", i % 5);
+            let share = format!("usr/share/ext{i:02}/README");
+            image(
+                &t,
+                &format!("ext{i:02}"),
+                Some("ID=_any\n"),
+                &[
+                    (&bin, "t"),
+                    (&fw, "f"),
+                    (&share, "r"),
+                    ("usr/share/common/shared", "s"),
+                ],
+            )
+        })
+        .collect();
+    let before = listing(&root);
+    let refs: Vec<&Path> = imgs.iter().map(PathBuf::as_path).collect();
+    let out = link(&root, &["--allow-unsigned", "--quiet"], &refs);
+    ok(&out);
+    let doc = status(&root);
+    assert_eq!(doc["extensions"].as_array().unwrap().len(), 50);
+    for i in 0..50 {
+        assert!(root.join(format!("usr/bin/tool{i:02}")).is_symlink());
+        assert!(
+            root.join(format!("usr/lib/firmware/vendor{}/fw{i:02}.bin", i % 5))
+                .is_symlink()
+        );
+    }
+    assert_eq!(
+        read_link_in_root(&root, "usr/share/common/shared"),
+        "/run/sik/extensions/ext00/mnt/usr/share/common/shared"
+    );
+    ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
+    assert_same(&before, &listing(&root), "after unlink");
+    for i in &imgs {
+        assert_detached(i);
+    }
+}
+
+#[test]
+fn extract_when_mounting_is_impossible_and_directory_sources() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let img = acme(&t);
+    let overlay = t.mkdir("overlay");
+    std::fs::create_dir_all(overlay.join("etc/skel")).unwrap();
+    std::fs::write(overlay.join("etc/skel/.profile-extra"), "x").unwrap();
+    std::fs::write(overlay.join("etc/motd"), "hello").unwrap();
+    let before = listing(&root);
+
+    let out = run(sik()
+        .env("SIK_LINK_TEST_NO_MOUNT", "1")
+        .arg("link")
+        .arg("--root")
+        .arg(&root)
+        .arg("--allow-unsigned")
+        .arg(&img));
+    assert_fails(&out, 1, &["1 of 1 sources refused"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot mount"));
+
+    let out = run(sik()
+        .env("SIK_LINK_TEST_NO_MOUNT", "1")
+        .arg("link")
+        .arg("--root")
+        .arg(&root)
+        .args(["--allow-unsigned", "--extract"])
+        .arg(&img));
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("extracted into the state directory"));
+    assert!(
+        !util::run_ok(&mut cmd("findmnt").arg("-rn").arg("-o").arg("TARGET"))
+            .contains(&root.display().to_string())
+    );
+    assert_eq!(
+        read_in_root(&root, "usr/lib/firmware/acme/fw.bin"),
+        "firmware"
+    );
+    assert_eq!(ext(&status(&root), "acme")["mode"], "extract");
+    // Linking again reuses the staged content.
+    let after1 = listing(&root);
+    ok(&run(sik()
+        .env("SIK_LINK_TEST_NO_MOUNT", "1")
+        .arg("link")
+        .arg("--root")
+        .arg(&root)
+        .args(["--allow-unsigned", "--extract"])
+        .arg(&img)));
+    assert_same(&after1, &listing(&root), "second link");
+
+    // A directory: bind-mounted read-only, no extension-release needed.
+    ok(&link(&root, &[], &[&overlay]));
+    assert_eq!(read_in_root(&root, "etc/motd"), "hello");
+    assert_eq!(
+        read_link_in_root(&root, "etc/skel/.profile-extra"),
+        "/run/sik/extensions/overlay/mnt/etc/skel/.profile-extra"
+    );
+    assert_eq!(ext(&status(&root), "overlay")["mode"], "bind");
+    unlink(&root, &["acme", "overlay"]);
+    assert_same(&before, &listing(&root), "after unlink");
+    assert!(overlay.join("etc/motd").exists());
+}

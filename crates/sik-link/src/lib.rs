@@ -49,6 +49,8 @@ use resolve::{Dir, DirMeta, ResolveError, Root};
 pub const DEFAULT_STATE: &str = "run/sik/extensions";
 /// File of the refusals of the last `link` run, in the state directory.
 pub const REFUSED_FILE: &str = ".refused.json";
+/// File of directories still to remove once empty, in the state directory.
+pub const ORPHANS_FILE: &str = ".orphan-dirs";
 /// Environment variable (tests only): abort the process after this many changes in ROOT.
 pub const TEST_ABORT_ENV: &str = "SIK_LINK_TEST_ABORT_AFTER";
 /// Environment variable (tests only): behave as if mounting were impossible.
@@ -77,6 +79,9 @@ pub enum Error {
     /// The named extension is not linked.
     #[error("not linked")]
     NotLinked(String),
+    /// There is no state directory: nothing was ever linked there.
+    #[error("{0}: nothing is linked (no state directory)")]
+    NoState(PathBuf),
 }
 
 fn ioe(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
@@ -359,7 +364,10 @@ fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Result<Env, Erro
                     create.then_some(meta),
                     &mut |_| Ok(()),
                 )
-                .map_err(|e| resolve_error(&root_path, DEFAULT_STATE.as_bytes(), e))?;
+                .map_err(|e| match e {
+                    ResolveError::Missing(_) => Error::NoState(root_path.join(DEFAULT_STATE)),
+                    e => resolve_error(&root_path, DEFAULT_STATE.as_bytes(), e),
+                })?;
             let host = root_path.join(OsStr::from_bytes(&dir.rel));
             let mut seen = b"/".to_vec();
             seen.extend_from_slice(&dir.rel);
@@ -368,6 +376,8 @@ fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Result<Env, Erro
         Some(s) => {
             if create {
                 std::fs::create_dir_all(s).map_err(ioe(s))?;
+            } else if !s.is_dir() {
+                return Err(Error::NoState(s.to_path_buf()));
             }
             let s = std::fs::canonicalize(s).map_err(ioe(s))?;
             if root_path == Path::new("/") {
@@ -582,7 +592,11 @@ impl Counter {
         if let Some(n) = self.abort_after
             && self.changes >= n
         {
-            std::process::abort();
+            // A kill, as a crash or power loss would end the process.
+            // SAFETY: kill(2) on our own pid.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
         }
     }
 }
@@ -1267,13 +1281,62 @@ pub fn unlink(
     root: &Path,
     state: Option<&Path>,
 ) -> Result<Vec<(String, Result<UnlinkReport, Error>)>, Error> {
-    let env = open_env(root, state, false)?;
+    let env = match open_env(root, state, false) {
+        Ok(e) => e,
+        Err(Error::NoState(_)) => {
+            return Ok(names
+                .iter()
+                .map(|n| (n.clone(), Err(Error::NotLinked(n.clone()))))
+                .collect());
+        }
+        Err(e) => return Err(e),
+    };
     let out = names
         .iter()
         .map(|n| (n.clone(), unlink_state(&env, n)))
         .collect();
+    remove_orphans(&env);
     cleanup_base(&env);
     Ok(out)
+}
+
+/// Directories made by extensions that were unlinked while another
+/// extension still had entries in them: removed once empty.
+fn remove_orphans(env: &Env) {
+    let op = env.state.join(ORPHANS_FILE);
+    let Ok(text) = std::fs::read_to_string(&op) else {
+        return;
+    };
+    let mut dirs: Vec<Vec<u8>> = text.lines().filter_map(journal::unescape).collect();
+    dirs.sort();
+    dirs.dedup();
+    // Deepest first, so a parent is tried after its children.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.iter().filter(|&&c| c == b'/').count()));
+    let mut left = Vec::new();
+    for p in dirs {
+        let (parent, leaf) = split_parent(&p);
+        let Ok(d) = env.root.open_canonical(parent) else {
+            continue;
+        };
+        let Ok(c) = sys::cstr(leaf) else {
+            continue;
+        };
+        match sys::unlinkat(d.fd.as_raw_fd(), &c, true) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(_) => left.push(p),
+        }
+    }
+    if left.is_empty() {
+        let _ = std::fs::remove_file(&op);
+    } else {
+        let mut text = String::new();
+        for o in &left {
+            text.push_str(&journal::escape(o));
+            text.push('\n');
+        }
+        let _ = atomic_write(&op, text.as_bytes());
+    }
 }
 
 /// When no extension is left, remove the refusal record and the default
@@ -1282,11 +1345,16 @@ fn cleanup_base(env: &Env) {
     let Ok(rd) = std::fs::read_dir(&env.state) else {
         return;
     };
-    let left = rd.flatten().any(|e| e.file_name() != REFUSED_FILE);
+    let left = rd
+        .flatten()
+        .any(|e| !e.file_name().as_bytes().starts_with(b"."));
     if left {
         return;
     }
     let _ = std::fs::remove_file(env.state.join(REFUSED_FILE));
+    if env.state.join(ORPHANS_FILE).exists() {
+        return;
+    }
     if env.default_state {
         let _ = std::fs::remove_dir(&env.state);
         if let Some(p) = env.state.parent() {
@@ -1330,6 +1398,7 @@ fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
     .ok();
     let mut cache = ParentCache::default();
     let mut unrestored = false;
+    let mut orphans: Vec<Vec<u8>> = Vec::new();
     for r in recs.iter().rev() {
         match r {
             Record::Link(p, t) => {
@@ -1395,9 +1464,14 @@ fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
                 let Ok(c) = sys::cstr(leaf) else { continue };
                 // Only an empty, real directory goes (O_NOFOLLOW semantics:
                 // unlinkat(AT_REMOVEDIR) never follows a symlink).
-                if sys::unlinkat(d.fd.as_raw_fd(), &c, true).is_ok() {
-                    rep.dirs_removed += 1;
-                    cache.forget(p);
+                match sys::unlinkat(d.fd.as_raw_fd(), &c, true) {
+                    Ok(()) => {
+                        rep.dirs_removed += 1;
+                        cache.forget(p);
+                    }
+                    // Still used (by another extension): removed later, once empty.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => orphans.push(p.clone()),
+                    Err(_) => {}
                 }
             }
             Record::Source { .. } | Record::Mode(_) => {}
@@ -1405,6 +1479,21 @@ fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
     }
     drop(cache);
     drop(rfd);
+    if !orphans.is_empty() {
+        let mut text = String::new();
+        for o in &orphans {
+            text.push_str(&journal::escape(o));
+            text.push('\n');
+        }
+        use std::io::Write;
+        let op = env.state.join(ORPHANS_FILE);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&op)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(ioe(&op))?;
+    }
     let mnt = sdir.join("mnt");
     if sys::is_mountpoint(&mnt) {
         rep.lazy_unmount = sys::umount(&mnt).map_err(ioe(&mnt))?;
@@ -1416,8 +1505,21 @@ fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
                 why: "still mounted".into(),
             });
         }
-        make_writable(&mnt);
-        std::fs::remove_dir_all(&mnt).map_err(ioe(&mnt))?;
+        let staged = recs.iter().rev().find_map(|r| match r {
+            Record::Mode(m) => Some(m == "extract"),
+            _ => None,
+        });
+        if staged == Some(true) {
+            make_writable(&mnt);
+            std::fs::remove_dir_all(&mnt).map_err(ioe(&mnt))?;
+        } else {
+            // A mount point: only ever an empty directory once unmounted
+            // (or a staging killed before it was recorded).
+            if std::fs::remove_dir(&mnt).is_err() {
+                clear_dir(&mnt).map_err(ioe(&mnt))?;
+                std::fs::remove_dir(&mnt).map_err(ioe(&mnt))?;
+            }
+        }
     }
     let _ = std::fs::remove_file(sdir.join("run.log"));
     if unrestored {
@@ -1442,11 +1544,11 @@ fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
 pub fn status(root: &Path, state: Option<&Path>) -> Result<Status, Error> {
     let env = match open_env(root, state, false) {
         Ok(e) => e,
-        Err(Error::Invalid { why, .. }) if why == "does not exist" => {
+        Err(Error::NoState(st)) => {
             let rp = std::fs::canonicalize(root).map_err(ioe(root))?;
             return Ok(Status {
                 root: rp.display().to_string(),
-                state: rp.join(DEFAULT_STATE).display().to_string(),
+                state: st.display().to_string(),
                 extensions: Vec::new(),
                 refused: Vec::new(),
             });

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use sik_verify::{TrustStore, Verdict};
+
 /// What the signature check said about an image.
 #[derive(Debug, Clone)]
 pub enum SigCheck {
@@ -21,30 +23,47 @@ pub enum SigCheck {
 
 /// The trusted keys.
 pub struct Trust {
-    inner: Backend,
+    store: TrustStore,
 }
-
-type Backend = ();
 
 impl Trust {
     /// Load the trust store from files and directories of public keys.
-    pub fn load(_paths: &[PathBuf]) -> Result<Trust, String> {
-        Ok(Trust { inner: () })
+    pub fn load(paths: &[PathBuf]) -> Result<Trust, String> {
+        TrustStore::load(paths)
+            .map(|store| Trust { store })
+            .map_err(|e| e.to_string())
     }
 
     /// The default locations of trusted keys (outside ROOT).
     pub fn default_paths() -> Vec<PathBuf> {
-        vec![PathBuf::from("/etc/sik/trusted.d")]
+        TrustStore::default_paths()
     }
 
     /// Whether no key is trusted.
     pub fn is_empty(&self) -> bool {
-        let () = self.inner;
-        true
+        self.store.is_empty()
     }
 
     /// Check the signature of an image.
-    pub fn check(&self, _image: &Path) -> Result<SigCheck, String> {
-        Ok(SigCheck::Unsigned)
+    pub fn check(&self, image: &Path) -> Result<SigCheck, String> {
+        let v = sik_verify::verify_path(image, &self.store).map_err(|e| e.to_string())?;
+        Ok(match v {
+            Verdict::Trusted {
+                fingerprint,
+                principal,
+                comment,
+            } => {
+                let who = principal
+                    .filter(|p| !p.is_empty())
+                    .or_else(|| (!comment.is_empty()).then_some(comment));
+                SigCheck::Trusted(match who {
+                    Some(w) => format!("{w} ({fingerprint})"),
+                    None => fingerprint,
+                })
+            }
+            Verdict::Unsigned => SigCheck::Unsigned,
+            Verdict::Untrusted { fingerprint } => SigCheck::Untrusted(fingerprint),
+            other => SigCheck::Bad(other.reason()),
+        })
     }
 }

@@ -298,14 +298,49 @@ pub fn umount(target: &Path) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Whether `dir` is a mount point: its device differs from its parent's.
+/// Whether `dir` is a mount point: listed in /proc/self/mountinfo (bind
+/// mounts of the same file system included); without /proc, its device
+/// differs from its parent's.
 pub fn is_mountpoint(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
+    let Ok(canon) = std::fs::canonicalize(dir) else {
+        return false;
+    };
+    if let Ok(info) = std::fs::read("/proc/self/mountinfo") {
+        let want = canon.as_os_str().as_bytes();
+        return info.split(|&c| c == b'\n').any(|line| {
+            line.split(|&c| c == b' ')
+                .nth(4)
+                .is_some_and(|mp| unescape_octal(mp) == want)
+        });
+    }
     let (Ok(a), Ok(b)) = (
-        std::fs::symlink_metadata(dir),
-        std::fs::symlink_metadata(dir.join("..")),
+        std::fs::symlink_metadata(&canon),
+        std::fs::symlink_metadata(canon.join("..")),
     ) else {
         return false;
     };
     a.is_dir() && (a.dev() != b.dev() || a.ino() == b.ino())
+}
+
+/// Undo the `\ooo` escapes of /proc/self/mountinfo.
+fn unescape_octal(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
