@@ -195,10 +195,16 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
     let label_arg = label.replace(' ', "\\x20");
     let mut args: Vec<String> =
         fam.boot.args.split_whitespace().map(|a| a.replace("${label}", &label_arg)).filter(|a| grub_safe_template(a)).collect();
+    if fam.hook.method == RunMethod::Init {
+        if let Some(init) = fam.hook.init.as_deref().filter(|i| grub_safe(i)) {
+            args.push(format!("init={init}"));
+        }
+    }
     let mut dropped = Vec::new();
     if let Some((_, e)) = &from_cfg {
         for a in &e.args {
-            let drop = fam.boot.drop_args.iter().any(|k| k == arg_key(a) || k == a) || !grub_safe(a) || args.contains(a);
+            let ours = fam.hook.method == RunMethod::Init && arg_key(a) == "init";
+            let drop = ours || fam.boot.drop_args.iter().any(|k| k == arg_key(a) || k == a) || !grub_safe(a) || args.contains(a);
             if drop {
                 dropped.push(a.clone());
             } else {

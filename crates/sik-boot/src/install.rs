@@ -135,7 +135,22 @@ pub fn grub_mkimage(format: &str, prefix: &str, modules: &[&str], grub_lib: &Pat
 }
 
 /// Install onto an image file (created or resized to `opts.size`) or a device.
+/// An image file this call created is removed again when it fails.
 pub fn install(target: &Path, opts: &Options) -> Result<Report> {
+    if let Some(size) = opts.size {
+        if size < MIN_SIZE {
+            return Err(BootError::Refused(format!("{size} bytes is too small for a FAT32 medium (at least {MIN_SIZE})")));
+        }
+    }
+    let existed = target.exists();
+    let r = install_inner(target, opts);
+    if r.is_err() && !existed {
+        let _ = std::fs::remove_file(target);
+    }
+    r
+}
+
+fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
     let tmp = tempfile::tempdir().map_err(|e| io(Path::new("/tmp"), e))?;
     // GRUB images first: nothing is touched when GRUB is missing.
     let mut bios_mods: Vec<&str> = GRUB_MODULES.to_vec();

@@ -168,7 +168,7 @@ impl Medium {
                     return Ok(None);
                 }
                 let target = format!("::/{}", rel.trim_matches('/'));
-                Ok(Some(self.mtool("mtype", &["-t", &target]).or_else(|_| self.mtool("mcopy", &["-n", &target, "-"]))?))
+                Ok(Some(self.mtool("mcopy", &["-n", &target, "-"])?))
             }
         }
     }

@@ -197,6 +197,11 @@ fn install_cmd(a: InstallArgs) -> CmdResult {
             (img.clone(), Some(size))
         }
         (None, Some(dev)) => {
+            use std::os::unix::fs::FileTypeExt;
+            let md = std::fs::metadata(dev).map_err(|e| Failure::input(what, Some(dev), e))?;
+            if !md.file_type().is_block_device() {
+                return Err(Failure::input(what, Some(dev), "not a block device").hint("use --image FILE --size SIZE for a disk image"));
+            }
             sik_boot::install::check_not_mounted(dev).map_err(|e| Failure::input(what, Some(dev), e))?;
             if !a.yes {
                 use std::io::{BufRead, IsTerminal, Write};

@@ -1,0 +1,491 @@
+//! `sik boot`: detection of live ISOs built here with xorriso in each
+//! family's real layout, grub.cfg and initrd generation, and installation
+//! onto a disk image (as an ordinary user) that GRUB boots to its menu in
+//! QEMU with SeaBIOS and with OVMF.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::*;
+
+/// Build an ISO from (path, contents) pairs with xorriso (Rock Ridge + Joliet).
+fn make_iso(t: &TestDir, name: &str, label: &str, files: &[(&str, &str)]) -> PathBuf {
+    let tree = t.join(format!("tree-{name}"));
+    for (p, c) in files {
+        let f = tree.join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, c).unwrap();
+    }
+    std::fs::create_dir_all(&tree).unwrap();
+    let iso = t.join(format!("{name}.iso"));
+    run_ok(cmd("xorriso").args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", label, "-o"]).arg(&iso).arg(&tree));
+    iso
+}
+
+const KERNEL: &str = "fake kernel\n";
+const INITRD: &str = "fake initrd\n";
+
+fn family_isos(t: &TestDir) -> Vec<(PathBuf, &'static str)> {
+    let mut v = Vec::new();
+    v.push((
+        make_iso(t, "ubuntu-24.04.1-desktop-amd64", "Ubuntu 24.04.1 LTS amd64", &[
+            ("/casper/vmlinuz", KERNEL),
+            ("/casper/initrd", INITRD),
+            ("/casper/minimal.squashfs", "sq"),
+            ("/.disk/info", "Ubuntu 24.04.1 LTS \"Noble Numbat\" - Release amd64 (20240827.1)"),
+            (
+                "/boot/grub/loopback.cfg",
+                "menuentry \"Try or Install Ubuntu\" {\n\tset gfxpayload=keep\n\tlinux\t/casper/vmlinuz  iso-scan/filename=${iso_path} --- quiet splash\n\tinitrd\t/casper/initrd\n}\nmenuentry \"Ubuntu (safe graphics)\" {\n\tset gfxpayload=keep\n\tlinux\t/casper/vmlinuz  nomodeset  iso-scan/filename=${iso_path} --- quiet splash\n\tinitrd\t/casper/initrd\n}\n",
+            ),
+        ]),
+        "casper",
+    ));
+    v.push((
+        make_iso(t, "debian-live-12.7.0-amd64-xfce", "d-live 12.7.0 xf amd64", &[
+            ("/live/vmlinuz-6.1.0-25-amd64", KERNEL),
+            ("/live/initrd.img-6.1.0-25-amd64", INITRD),
+            ("/live/filesystem.squashfs", "sq"),
+            ("/.disk/info", "Debian GNU/Linux 12.7.0"),
+            (
+                "/boot/grub/grub.cfg",
+                "source /boot/grub/config.cfg\nmenuentry \"Live system (amd64)\" --hotkey=l {\n\tlinux\t/live/vmlinuz-6.1.0-25-amd64 boot=live components quiet splash findiso=${iso_path}\n\tinitrd\t/live/initrd.img-6.1.0-25-amd64\n}\n",
+            ),
+            (
+                "/isolinux/live.cfg",
+                "label live-amd64\n\tmenu label ^Live system (amd64)\n\tmenu default\n\tlinux /live/vmlinuz-6.1.0-25-amd64\n\tinitrd /live/initrd.img-6.1.0-25-amd64\n\tappend boot=live components quiet splash findiso=${iso_path}\n",
+            ),
+        ]),
+        "live-boot",
+    ));
+    v.push((
+        make_iso(t, "Fedora-Workstation-Live-x86_64-41-1.4", "Fedora-WS-Live-41-1-4", &[
+            ("/LiveOS/squashfs.img", "sq"),
+            ("/images/pxeboot/vmlinuz", KERNEL),
+            ("/images/pxeboot/initrd.img", INITRD),
+            (
+                "/EFI/BOOT/grub.cfg",
+                "set default=\"1\"\nfunction load_video {\n  insmod all_video\n}\nmenuentry 'Start Fedora-Workstation-Live 41' --class fedora --class gnu-linux --class gnu --class os {\n\tlinux /images/pxeboot/vmlinuz root=live:CDLABEL=Fedora-WS-Live-41-1-4  rd.live.image quiet rhgb\n\tinitrd /images/pxeboot/initrd.img\n}\nmenuentry 'Test this media & start Fedora-Workstation-Live 41' --class fedora --class gnu-linux --class gnu --class os {\n\tlinux /images/pxeboot/vmlinuz root=live:CDLABEL=Fedora-WS-Live-41-1-4  rd.live.image rd.live.check quiet\n\tinitrd /images/pxeboot/initrd.img\n}\n",
+            ),
+        ]),
+        "dracut-fedora",
+    ));
+    v.push((
+        make_iso(t, "Fedora-Workstation-Live-42-1.1.x86_64", "Fedora-WS-Live-42-1-1", &[
+            ("/LiveOS/squashfs.img", "sq"),
+            ("/boot/x86_64/loader/linux", KERNEL),
+            ("/boot/x86_64/loader/initrd", INITRD),
+            (
+                "/boot/grub2/grub.cfg",
+                "set timeout=10\nmenuentry \"Fedora-Workstation-Live-42\" --class fedora --class gnu-linux --class gnu --class os {\n    linux ($root)/boot/x86_64/loader/linux quiet rhgb root=live:CDLABEL=Fedora-WS-Live-42-1-1 rd.live.image\n    initrd ($root)/boot/x86_64/loader/initrd\n}\n",
+            ),
+        ]),
+        "dracut-loader",
+    ));
+    v.push((
+        make_iso(t, "CentOS-7-x86_64-LiveGNOME-1804", "CentOS-7-x86_64-LiveGNOME-1804", &[
+            ("/LiveOS/squashfs.img", "sq"),
+            ("/isolinux/vmlinuz0", KERNEL),
+            ("/isolinux/initrd0.img", INITRD),
+            (
+                "/isolinux/isolinux.cfg",
+                "default vesamenu.c32\ntimeout 100\nlabel linux0\n  menu label ^Start CentOS-7-x86_64-LiveGNOME-1804\n  kernel vmlinuz0\n  append initrd=initrd0.img root=live:CDLABEL=CentOS-7-x86_64-LiveGNOME-1804 rootfstype=auto ro rd.live.image quiet  rhgb rd.luks=0 rd.md=0 rd.dm=0\n  menu default\nlabel check0\n  menu label Test this ^media & start CentOS\n  kernel vmlinuz0\n  append initrd=initrd0.img root=live:CDLABEL=CentOS-7-x86_64-LiveGNOME-1804 rootfstype=auto ro rd.live.image quiet  rhgb rd.luks=0 rd.md=0 rd.dm=0 rd.live.check\n",
+            ),
+        ]),
+        "dracut-centos",
+    ));
+    v.push((
+        make_iso(t, "archlinux-2024.11.01-x86_64", "ARCH_202411", &[
+            ("/arch/boot/x86_64/vmlinuz-linux", KERNEL),
+            ("/arch/boot/x86_64/initramfs-linux.img", INITRD),
+            ("/arch/boot/intel-ucode.img", "ucode"),
+            ("/arch/boot/amd-ucode.img", "ucode"),
+            ("/arch/x86_64/airootfs.sfs", "sq"),
+            (
+                "/loader/entries/01-archiso-x86_64-linux.conf",
+                "title    Arch Linux install medium (x86_64, UEFI)\nsort-key 01\nlinux    /arch/boot/x86_64/vmlinuz-linux\ninitrd   /arch/boot/intel-ucode.img\ninitrd   /arch/boot/amd-ucode.img\ninitrd   /arch/boot/x86_64/initramfs-linux.img\noptions  archisobasedir=arch archisosearchuuid=2024-11-01-09-53-18-00\n",
+            ),
+        ]),
+        "archiso",
+    ));
+    v.push((
+        make_iso(t, "openSUSE-Leap-42.3-KDE-Live-x86_64", "openSUSE-Leap-42.3-KDE-Live", &[
+            ("/config.isoclient", "IMAGE='/dev/ram1;openSUSE-Leap-42.3-KDE-Live.x86_64;1.42.3'"),
+            ("/boot/x86_64/loader/linux", KERNEL),
+            ("/boot/x86_64/loader/initrd", INITRD),
+            (
+                "/boot/grub2/grub.cfg",
+                "menuentry 'openSUSE-Leap-42.3-KDE-Live' --class opensuse --class os {\n    set gfxpayload=keep\n    echo Loading kernel...\n    $linux ($root)/boot/x86_64/loader/linux ramdisk_size=512000 ramdisk_blocksize=4096 splash=silent quiet showopts\n    echo Loading initrd...\n    $initrd ($root)/boot/x86_64/loader/initrd\n}\n",
+            ),
+        ]),
+        "kiwi",
+    ));
+    v.push((
+        make_iso(t, "Mageia-8-Live-Xfce-x86_64", "Mageia-8-Live-Xfce-x86_64", &[
+            ("/loopbacks/distrib-lzma.sqfs", "sq"),
+            ("/isolinux/x86_64/vmlinuz", KERNEL),
+            ("/isolinux/x86_64/all.rdz", INITRD),
+            (
+                "/isolinux/isolinux.cfg",
+                "default vesamenu.c32\nlabel live\n  menu label ^Boot Mageia 8\n  kernel x86_64/vmlinuz\n  append initrd=x86_64/all.rdz root=mgalive:LABEL=Mageia-8-Live-Xfce-x86_64 splash quiet noiswmd audit=0 rd.luks=0 rd.lvm=0 rd.md=0 rd.dm=0 vga=788\n",
+            ),
+        ]),
+        "mageia",
+    ));
+    v.push((
+        make_iso(t, "grml64-full_2024.02", "grml64-full 2024.02", &[
+            ("/boot/grml64full/vmlinuz", KERNEL),
+            ("/boot/grml64full/initrd.img", INITRD),
+            ("/grml64-full/grml64-full.squashfs", "sq"),
+            (
+                "/boot/grub/loopback.cfg",
+                "menuentry \"grml64-full\" {\n  linux /boot/grml64full/vmlinuz apm=power-off boot=live live-media-path=/live/grml64-full/ bootid=grml64full202402 findiso=${iso_path}\n  initrd /boot/grml64full/initrd.img\n}\n",
+            ),
+        ]),
+        "loopback-cfg",
+    ));
+    v
+}
+
+fn detect_json(isos: &[&Path]) -> (Option<i32>, Value) {
+    let out = run(sik().args(["boot", "detect", "--json"]).args(isos));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), doc)
+}
+
+fn check_schema(schema_file: &str, doc: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../formats/schema").join(schema_file);
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let v = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = v.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{schema_file}: {errors:?}");
+}
+
+fn args_of(entry: &Value) -> Vec<String> {
+    entry["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn detect_recognises_every_family_layout() {
+    if !require_tool("xorriso") {
+        return;
+    }
+    let t = TestDir::new();
+    let isos = family_isos(&t);
+    let paths: Vec<&Path> = isos.iter().map(|(p, _)| p.as_path()).collect();
+    let (code, doc) = detect_json(&paths);
+    assert_eq!(code, Some(0), "{doc:#}");
+    check_schema("detect.json", &doc);
+    let entries = doc["isos"].as_array().unwrap();
+    for ((_, fam), e) in isos.iter().zip(entries) {
+        assert_eq!(e["status"], "detected", "{e:#}");
+        assert_eq!(e["family"], *fam, "{e:#}");
+    }
+    let by = |fam: &str| entries.iter().find(|e| e["family"] == fam).unwrap().clone();
+
+    let u = by("casper");
+    assert_eq!(u["label"], "Ubuntu 24.04.1 LTS amd64");
+    assert_eq!(u["kernel"], "/casper/vmlinuz");
+    assert_eq!(u["initrds"], serde_json::json!(["/casper/initrd"]));
+    assert_eq!(args_of(&u), ["boot=casper", "iso-scan/filename=${iso_path}", "quiet", "splash"]);
+    assert_eq!(u["config"], "/boot/grub/loopback.cfg");
+
+    let d = by("live-boot");
+    assert_eq!(d["kernel"], "/live/vmlinuz-6.1.0-25-amd64");
+    assert_eq!(d["initrds"], serde_json::json!(["/live/initrd.img-6.1.0-25-amd64"]));
+    assert_eq!(args_of(&d), ["boot=live", "components", "findiso=${iso_path}", "quiet", "splash"]);
+
+    let f = by("dracut-fedora");
+    assert_eq!(f["kernel"], "/images/pxeboot/vmlinuz");
+    assert_eq!(args_of(&f), ["root=live:CDLABEL=Fedora-WS-Live-41-1-4", "rd.live.image", "iso-scan/filename=${iso_path}", "quiet", "rhgb"]);
+
+    let n = by("dracut-loader");
+    assert_eq!(n["kernel"], "/boot/x86_64/loader/linux");
+    assert_eq!(n["initrds"], serde_json::json!(["/boot/x86_64/loader/initrd"]));
+    assert!(args_of(&n).contains(&"root=live:CDLABEL=Fedora-WS-Live-42-1-1".to_string()));
+
+    let c = by("dracut-centos");
+    assert_eq!(c["kernel"], "/isolinux/vmlinuz0");
+    assert_eq!(c["initrds"], serde_json::json!(["/isolinux/initrd0.img"]));
+    let cargs = args_of(&c);
+    assert!(cargs.contains(&"rd.luks=0".to_string()) && cargs.contains(&"rootfstype=auto".to_string()), "{cargs:?}");
+    assert!(!cargs.iter().any(|a| a.starts_with("initrd=")));
+
+    let a = by("archiso");
+    assert_eq!(
+        a["initrds"],
+        serde_json::json!(["/arch/boot/intel-ucode.img", "/arch/boot/amd-ucode.img", "/arch/boot/x86_64/initramfs-linux.img"])
+    );
+    let aargs = args_of(&a);
+    assert_eq!(aargs, ["img_dev=/dev/disk/by-uuid/${uuid}", "img_loop=${iso_path}", "archisobasedir=arch"]);
+
+    let k = by("kiwi");
+    assert_eq!(k["kernel"], "/boot/x86_64/loader/linux");
+    assert!(args_of(&k).starts_with(&["isofrom_device=/dev/disk/by-uuid/${uuid}".to_string(), "isofrom_system=${iso_path}".to_string()]));
+    assert!(args_of(&k).contains(&"showopts".to_string()));
+
+    let m = by("mageia");
+    assert_eq!(m["kernel"], "/isolinux/x86_64/vmlinuz");
+    assert_eq!(m["initrds"], serde_json::json!(["/isolinux/x86_64/all.rdz"]));
+    assert_eq!(args_of(&m)[0], "isofrom=/dev/disk/by-uuid/${uuid}:${iso_path}");
+
+    let g = by("loopback-cfg");
+    assert_eq!(g["use_loopback_cfg"], true);
+    assert_eq!(g["kernel"], "/boot/grml64full/vmlinuz");
+
+    // Plain text output names the family too.
+    let out = run_ok(sik().args(["boot", "detect"]).arg(&isos[0].0));
+    assert!(out.contains("casper") && out.contains("/casper/vmlinuz"), "{out}");
+}
+
+#[test]
+fn detect_skips_odd_inputs_with_a_reason() {
+    if !require_tool("xorriso") {
+        return;
+    }
+    let t = TestDir::new();
+    let no_kernel = make_iso(&t, "nokernel", "NOKERNEL", &[("/casper/filesystem.squashfs", "sq")]);
+    let unknown = make_iso(&t, "unknown", "SOMETHING", &[("/README.TXT", "hello")]);
+    let empty = t.write("empty.iso", b"");
+    let good = make_iso(&t, "good", "GOOD", &[("/casper/vmlinuz", KERNEL), ("/casper/initrd", INITRD)]);
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = t.write("truncated.iso", &bytes[..bytes.len().min(36 * 1024)]);
+    let garbage = t.write("garbage.iso", (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<u8>>());
+    // A descriptor whose root directory points far beyond the end.
+    let mut hostile = bytes.clone();
+    hostile.truncate(20 * 2048);
+    hostile[16 * 2048 + 156 + 2..16 * 2048 + 156 + 6].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+    let hostile = t.write("hostile.iso", &hostile);
+    let missing = t.join("missing.iso");
+    let list = [&no_kernel, &unknown, &empty, &truncated, &garbage, &hostile, &missing, &good];
+    let paths: Vec<&Path> = list.iter().map(|p| p.as_path()).collect();
+    let (code, doc) = detect_json(&paths);
+    assert_eq!(code, Some(1), "skipped ISOs make exit status 1: {doc:#}");
+    check_schema("detect.json", &doc);
+    let e = doc["isos"].as_array().unwrap();
+    let reason = |i: usize| e[i]["reason"].as_str().unwrap_or_default().to_string();
+    for i in 0..7 {
+        assert_eq!(e[i]["status"], "skipped", "{:#}", e[i]);
+    }
+    assert!(reason(0).contains("no kernel"), "{}", reason(0));
+    assert!(reason(1).contains("unknown layout"), "{}", reason(1));
+    assert!(reason(2).contains("not an ISO 9660 image"), "{}", reason(2));
+    assert!(reason(3).contains("beyond the image end"), "{}", reason(3));
+    assert!(reason(4).contains("not an ISO 9660 image"), "{}", reason(4));
+    assert!(reason(5).contains("malformed"), "{}", reason(5));
+    assert!(reason(6).contains("cannot open"), "{}", reason(6));
+    assert_eq!(e[7]["status"], "detected");
+    assert_eq!(doc["skipped"], 7);
+    assert_eq!(doc["detected"], 1);
+}
+
+/// A small stand-in for the static sik binary (the initrd only carries it).
+fn fake_sik(t: &TestDir) -> PathBuf {
+    let p = t.write("sik-static", b"#!/bin/sh\necho sik stand-in\n");
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn generate_writes_checked_grub_cfg_and_initrd_once() {
+    if !require_tool("xorriso") || !require_tool("grub-script-check") || !require_tool("cpio") {
+        return;
+    }
+    let t = TestDir::new();
+    let medium = t.mkdir("medium");
+    for (iso, _) in family_isos(&t) {
+        let name = iso.file_name().unwrap().to_owned();
+        std::fs::create_dir_all(medium.join("boot/iso")).unwrap();
+        std::fs::rename(&iso, medium.join("boot/iso").join(name)).unwrap();
+    }
+    t.write("medium/boot/customize/initrd/etc/sik-extra.conf", "extra=1\n");
+    t.write("medium/boot/grub/grub.cfg", "# hand-written\n");
+    let sikbin = fake_sik(&t);
+
+    // Dry run writes nothing.
+    let out = run_ok(sik().args(["boot", "generate", "--dry-run", "--json", "--sik-binary"]).arg(&sikbin).arg(&medium));
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    check_schema("generate.json", &doc);
+    assert!(doc["files"].as_array().unwrap().iter().all(|f| f["action"] != "written"));
+    assert!(!medium.join("boot/sik/initrd.img").exists());
+
+    let out = run_ok(sik().args(["boot", "generate", "--json", "--sik-binary"]).arg(&sikbin).arg(&medium));
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    check_schema("generate.json", &doc);
+    assert_eq!(doc["script_checked"], true);
+    let cfg_path = medium.join("boot/grub/grub.cfg");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    assert_eq!(std::fs::read_to_string(medium.join("boot/grub/grub.cfg.old")).unwrap(), "# hand-written\n");
+    run_ok(cmd("grub-script-check").arg(&cfg_path));
+    assert_eq!(cfg.matches("menuentry ").count(), 9, "{cfg}");
+    assert!(cfg.contains("menuentry \"ubuntu-24.04.1-desktop-amd64 (casper)\""), "{cfg}");
+    assert!(cfg.contains("search --no-floppy --file --set=root \"${iso_path}\""));
+    assert!(cfg.contains("loopback loop \"${iso_path}\""));
+    assert!(cfg.contains("linux (loop)/casper/vmlinuz boot=casper iso-scan/filename=${iso_path} quiet splash\n"), "{cfg}");
+    assert!(cfg.contains("initrd (loop)/casper/initrd /boot/sik/initrd.img\n"), "{cfg}");
+    assert!(cfg.contains(
+        "initrd (loop)/arch/boot/intel-ucode.img (loop)/arch/boot/amd-ucode.img (loop)/arch/boot/x86_64/initramfs-linux.img /boot/sik/initrd.img\n"
+    ));
+    assert!(cfg.contains("init=") || !cfg.contains("archiso"), "archiso runs through init=");
+    assert!(cfg.contains("configfile /boot/grub/loopback.cfg"));
+    assert!(cfg.contains("terminal_output serial console"));
+    for m in ["part_msdos", "fat", "iso9660", "loopback", "search_fs_file", "probe"] {
+        assert!(cfg.contains(&format!("insmod {m}\n")), "{m}");
+    }
+
+    // The initrd: newc cpio (gzip) with our program and each framework's hook.
+    let initrd = medium.join("boot/sik/initrd.img");
+    let listing = sh(t.path(), &format!("gzip -dc '{}' | cpio -t --quiet", initrd.display()));
+    let names: Vec<&str> = listing.lines().collect();
+    for want in [
+        "sik/sik",
+        "sik/boot.sh",
+        "usr/lib/dracut/hooks/pre-pivot/90-sik.sh",
+        "lib/dracut/hooks/pre-pivot/90-sik.sh",
+        "conf/conf.d/zz-sik.conf",
+        "sik/initramfs-tools-hook",
+        "etc/sik-extra.conf",
+    ] {
+        assert!(names.contains(&want), "{want} missing from initrd: {names:?}");
+    }
+    // No directory entries for paths a base initramfs may have as symlinks.
+    for bad in ["lib", "usr", "usr/lib", "bin", "sbin", "conf"] {
+        assert!(!names.contains(&bad), "{bad} would replace the base initramfs's own: {names:?}");
+    }
+    let x = t.mkdir("x");
+    sh(&x, &format!("gzip -dc '{}' | cpio -id --quiet", initrd.display()));
+    let hook = std::fs::read_to_string(x.join("usr/lib/dracut/hooks/pre-pivot/90-sik.sh")).unwrap();
+    assert!(hook.contains("/sik/boot.sh"));
+    let boot = std::fs::read_to_string(x.join("sik/boot.sh")).unwrap();
+    for w in ["/run/initramfs/isoscan", "/isodevice", "/run/live/findiso", "link", "--trust", "boot/keys", "home.img", "SIK-HOME", "customize/init"] {
+        assert!(boot.contains(w), "boot.sh lacks {w}");
+    }
+    if have_tool("busybox") {
+        run_ok(cmd("busybox").args(["sh", "-n"]).arg(x.join("sik/boot.sh")));
+    }
+    run_ok(cmd("sh").arg("-n").arg(x.join("sik/boot.sh")));
+    run_ok(cmd("sh").arg("-n").arg(x.join("conf/conf.d/zz-sik.conf")));
+    let conf = std::fs::read_to_string(x.join("conf/conf.d/zz-sik.conf")).unwrap();
+    assert!(conf.contains("/scripts/init-bottom/ORDER"));
+
+    // Second run: nothing rewritten, bytes and mtimes unchanged.
+    let files = ["boot/grub/grub.cfg", "boot/grub/grub.cfg.old", "boot/sik/initrd.img", "boot/sik/init", "boot/sik/boot.sh", "boot/sik/sik"];
+    let before: Vec<(Vec<u8>, std::time::SystemTime)> =
+        files.iter().map(|f| (std::fs::read(medium.join(f)).unwrap(), std::fs::metadata(medium.join(f)).unwrap().modified().unwrap())).collect();
+    let out = run_ok(sik().args(["boot", "generate", "--json", "--sik-binary"]).arg(&sikbin).arg(&medium));
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert!(doc["files"].as_array().unwrap().iter().all(|f| f["action"] == "unchanged"), "{doc:#}");
+    for (f, (bytes, mtime)) in files.iter().zip(before) {
+        assert_eq!(std::fs::read(medium.join(f)).unwrap(), bytes, "{f} changed");
+        assert_eq!(std::fs::metadata(medium.join(f)).unwrap().modified().unwrap(), mtime, "{f} rewritten");
+    }
+}
+
+/// Boot a disk image in QEMU (TCG) and wait until the serial console shows `want`.
+fn qemu_menu(disk: &Path, ovmf: bool, want: &str, log: &Path) -> Result<Duration, String> {
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args(["-machine", "accel=tcg", "-m", "256", "-display", "none", "-monitor", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=ide,snapshot=on", disk.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if ovmf {
+        c.arg("-bios").arg("/usr/share/ovmf/OVMF.fd");
+    }
+    let start = Instant::now();
+    let mut child = c.spawn().map_err(|e| e.to_string())?;
+    let result = loop {
+        let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
+        if text.contains(want) {
+            break Ok(start.elapsed());
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            break Err(format!("qemu exited ({st}) before the menu; serial log:\n{text}"));
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            break Err(format!("no GRUB menu within 120 s; serial log:\n{text}"));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+#[test]
+fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
+    for tool in ["xorriso", "mformat", "grub-mkimage", "qemu-system-x86_64", "setpriv"] {
+        if !require_tool(tool) {
+            return;
+        }
+    }
+    if !require_root() {
+        return;
+    }
+    if !Path::new("/usr/share/ovmf/OVMF.fd").is_file() && !skip("needs /usr/share/ovmf/OVMF.fd (ovmf)") {
+        return;
+    }
+    let t = TestDir::new();
+    std::fs::set_permissions(t.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let sikbin = fake_sik(&t);
+    let iso = make_iso(&t, "ubuntu-24.04.1-desktop-amd64", "Ubuntu 24.04.1 LTS amd64", &[("/casper/vmlinuz", KERNEL), ("/casper/initrd", INITRD)]);
+    let disk = t.join("disk.img");
+    let as_nobody = |args: &[&std::ffi::OsStr]| {
+        let mut c = cmd("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(sik_bin()).args(args);
+        c
+    };
+    // install, add and generate as an ordinary user: no root, no mounting.
+    run_ok(&mut as_nobody(&["boot".as_ref(), "install".as_ref(), "--image".as_ref(), disk.as_os_str(), "--size".as_ref(), "96M".as_ref(), "--sik-binary".as_ref(), sikbin.as_os_str()]));
+    let md = std::fs::metadata(&disk).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), 65534, "the image was written by the ordinary user");
+    run_ok(&mut as_nobody(&["boot".as_ref(), "add".as_ref(), iso.as_os_str(), disk.as_os_str()]));
+    let out = run_ok(&mut as_nobody(&["boot".as_ref(), "generate".as_ref(), disk.as_os_str(), "--sik-binary".as_ref(), sikbin.as_os_str()]));
+    assert!(out.contains("written boot/grub/grub.cfg"), "{out}");
+    let cfg = run_ok(cmd("mtype").env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(format!("{}@@1M", disk.display())).arg("::/boot/grub/grub.cfg"));
+    assert!(cfg.contains("/boot/iso/ubuntu-24.04.1-desktop-amd64.iso"), "{cfg}");
+    let listing = run_ok(cmd("mdir").env("MTOOLS_SKIP_CHECK", "1").args(["-/", "-b", "-i"]).arg(format!("{}@@1M", disk.display())).arg("::"));
+    for p in ["::/EFI/BOOT/BOOTX64.EFI", "::/boot/sik/initrd.img", "::/boot/extensions/x86_64/", "::/boot/keys/", "::/Applications/"] {
+        assert!(listing.contains(p), "{p} missing:\n{listing}");
+    }
+    // MBR: GRUB boot code, core.img's LBA, one bootable FAT32 partition at 1 MiB.
+    let mbr = std::fs::read(&disk).unwrap()[..512].to_vec();
+    assert_eq!(&mbr[510..], &[0x55, 0xAA]);
+    assert_eq!(u64::from_le_bytes(mbr[0x5C..0x64].try_into().unwrap()), 1);
+    assert_eq!((mbr[446], mbr[450]), (0x80, 0x0C));
+    assert_eq!(u32::from_le_bytes(mbr[454..458].try_into().unwrap()), 2048);
+
+    let title = "ubuntu-24.04.1-desktop-amd64 (casper)";
+    for ovmf in [false, true] {
+        let log = t.join(if ovmf { "ovmf.log" } else { "seabios.log" });
+        match qemu_menu(&disk, ovmf, title, &log) {
+            Ok(d) => eprintln!("GRUB menu with {}: {:.1} s", if ovmf { "OVMF" } else { "SeaBIOS" }, d.as_secs_f64()),
+            Err(e) => panic!("{}: {e}", if ovmf { "OVMF" } else { "SeaBIOS" }),
+        }
+    }
+}
+
+#[test]
+fn install_and_add_refuse_bad_input() {
+    let t = TestDir::new();
+    let out = run(sik().args(["boot", "install", "--image"]).arg(t.join("d.img")).args(["--size", "lots"]));
+    assert_fails(&out, 2, &["boot install", "not a size"]);
+    let out = run(sik().args(["boot", "install", "--image"]).arg(t.join("d.img")).args(["--size", "1M", "--sik-binary", "/bin/sh"]));
+    if have_tool("grub-mkimage") {
+        assert_fails(&out, 2, &["too small"]);
+    }
+    let medium = t.mkdir("m");
+    let txt = t.write("notes.txt", "hello");
+    let out = run(sik().args(["boot", "add"]).arg(&txt).arg(&medium));
+    assert_fails(&out, 2, &["boot add", "not an ISO"]);
+    let out = run(sik().args(["boot", "install", "--device", "/dev/null-does-not-exist"]));
+    assert_eq!(out.status.code(), Some(2));
+}
