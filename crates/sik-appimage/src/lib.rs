@@ -267,7 +267,15 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
             .map_err(|e| Error::io(&out_dir, e))?;
         let f = out_tmp.as_file_mut();
         f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&output, e))?;
-        zsync::write_control(BufReader::new(&*f), size, &name, &name, i64::from(mtime), ztmp.as_file_mut())
+        // The file's own modification time, as zsyncmake records it.
+        let file_mtime = f
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(i64::from(mtime));
+        zsync::write_control(BufReader::new(&*f), size, &name, &name, file_mtime, ztmp.as_file_mut())
             .map_err(|e| Error::io(&zpath, e))?;
         ztmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(&zpath, e))?;
         ztmp.as_file().sync_all().map_err(|e| Error::io(&zpath, e))?;

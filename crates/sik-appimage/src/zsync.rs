@@ -143,6 +143,20 @@ mod tests {
         assert_eq!(out.len() - head_end, 3 * 5);
     }
 
+    /// Vectors of spec/appimage.md, measured with zsyncmake 0.6.2.
+    #[test]
+    fn hash_lengths_match_zsyncmake() {
+        for (len, bs, want) in [
+            (100u64, 2048u64, (1, 2, 4)),
+            (5000, 2048, (2, 2, 3)),
+            (1_048_576, 2048, (2, 2, 4)),
+            (150_000_000, 4096, (2, 2, 5)),
+        ] {
+            assert_eq!(block_size_for(len), bs, "{len}");
+            assert_eq!(hash_lengths(len, bs), want, "{len}");
+        }
+    }
+
     #[test]
     fn rsum_of_known_block() {
         // a = 1+2+3 = 6, b = 3*1 + 2*2 + 1*3 = 10
