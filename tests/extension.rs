@@ -368,7 +368,7 @@ fn same_input_gives_identical_bytes() {
         .env("SOURCE_DATE_EPOCH", "1234567890"));
     assert!(o.status.success());
     let json = run_ok(sik().args(["inspect", "--json"]).arg(&c));
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let v = assert_schema("inspect", &json);
     assert_eq!(
         v["extension"]["squashfs"]["created"], 1234567890,
         "SOURCE_DATE_EPOCH sets the image time"
@@ -383,7 +383,7 @@ fn every_compressor_round_trips_through_extract() {
         let img = t.join(format!("{comp}.ExtensionImage"));
         create(&src, &img, &["--compression", comp, "--name", "acme"]);
         let json = run_ok(sik().args(["inspect", "--json"]).arg(&img));
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let v = assert_schema("inspect", &json);
         assert_eq!(v["extension"]["squashfs"]["compression"], comp);
         let out = t.join(format!("out-{comp}"));
         run_ok(sik().args(["extract", "-q"]).arg(&img).arg("-o").arg(&out));
@@ -447,7 +447,7 @@ fn images_made_by_mksquashfs_inspect_and_extract() {
             comp,
         ]));
         let json = run_ok(sik().args(["inspect", "--json"]).arg(&img));
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let v = assert_schema("inspect", &json);
         assert_eq!(v["extension"]["squashfs"]["compression"], comp);
         assert_eq!(v["extension"]["extension_run"], true);
         let out = t.join(format!("x-{comp}"));
@@ -567,7 +567,7 @@ fn debian_package_data_becomes_the_image() {
         );
         assert!(!list.contains("DEBIAN"), "{comp}: control files stay out");
         let json = run_ok(sik().args(["inspect", "--json"]).arg(&img));
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let v = assert_schema("inspect", &json);
         assert_eq!(v["extension"]["release"]["SYSEXT_VERSION_ID"], "1.0");
     }
 }
@@ -591,7 +591,7 @@ fn systemd_sysext_lists_the_image() {
     );
     assert!(list.contains("acme"), "systemd-sysext list: {list}");
     let json = run_ok(sik().args(["inspect", "--json"]).arg(&img));
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let v = assert_schema("inspect", &json);
     assert_eq!(v["extension"]["sysext"]["compatible"], true, "{v}");
     assert_eq!(v["extension"]["name"], "acme");
 }
@@ -644,6 +644,12 @@ fn exclude_and_metadata_options() {
     );
     let text = run_ok(sik().arg("inspect").arg(&img));
     assert!(text.contains("ExtensionRun:       yes"), "{text}");
+    let list = assert_schema("list", &run_ok(sik().args(["inspect", "--list", "--json"]).arg(&img)));
+    assert!(list["entries"].as_array().unwrap().iter().any(|e| e["path"] == "usr/bin/fw-link" && e["target"] == "../lib/firmware/acme/fw.bin"));
+    let out = t.join("y.ExtensionImage");
+    let report = assert_schema("create", &run_ok(sik().args(["create", "extension", "--json"]).arg(&src).arg("-o").arg(&out)));
+    assert_eq!(report["name"], "y");
+    assert!(report["stats"]["hardlinks"].as_u64().unwrap() >= 2);
 }
 
 fn no_leftovers(dir: &Path) {

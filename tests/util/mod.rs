@@ -21,7 +21,9 @@ pub fn sik_bin() -> PathBuf {
 /// A `sik` command ready to get arguments.
 pub fn sik() -> Command {
     let mut c = Command::new(sik_bin());
-    c.env_remove("XDG_CONFIG_HOME").env("NO_COLOR", "1").stdin(Stdio::null());
+    c.env_remove("XDG_CONFIG_HOME")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
     c
 }
 
@@ -42,12 +44,20 @@ pub fn skip(reason: &str) -> bool {
 
 /// True when running as root; otherwise skip (or fail in CI).
 pub fn require_root() -> bool {
-    if unsafe_geteuid() == 0 { true } else { skip("needs root") }
+    if unsafe_geteuid() == 0 {
+        true
+    } else {
+        skip("needs root")
+    }
 }
 
 /// True when `tool` is on PATH; otherwise skip (or fail in CI).
 pub fn require_tool(tool: &str) -> bool {
-    if have_tool(tool) { true } else { skip(&format!("needs `{tool}` on PATH")) }
+    if have_tool(tool) {
+        true
+    } else {
+        skip(&format!("needs `{tool}` on PATH"))
+    }
 }
 
 /// Whether `tool` is on PATH.
@@ -59,7 +69,10 @@ pub fn have_tool(tool: &str) -> bool {
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let extra = [PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")];
-    std::env::split_paths(&path).chain(extra).map(|d| d.join(tool)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .chain(extra)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 fn unsafe_geteuid() -> u32 {
@@ -75,7 +88,9 @@ fn unsafe_geteuid() -> u32 {
 
 /// Run a command, panic with its output when it fails, return its stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
@@ -89,7 +104,8 @@ pub fn run_ok(cmd: &mut Command) -> String {
 
 /// Run a command and return its whole output, whatever the status.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Shell out: `sh -c SCRIPT` in `dir`, must succeed.
@@ -112,9 +128,16 @@ pub struct TestDir {
 
 impl TestDir {
     pub fn new() -> Self {
-        let base = std::env::var_os("SIK_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let base = std::env::var_os("SIK_TEST_TMP")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
         let _ = std::fs::create_dir_all(&base);
-        TestDir { dir: tempfile::Builder::new().prefix("sik-test-").tempdir_in(base).expect("tempdir") }
+        TestDir {
+            dir: tempfile::Builder::new()
+                .prefix("sik-test-")
+                .tempdir_in(base)
+                .expect("tempdir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -170,12 +193,30 @@ impl Drop for TestDir {
 /// panic message. Returns stderr.
 pub fn assert_fails(out: &Output, code: i32, needles: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "exit code; stderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit code; stderr:\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let errors = stderr.lines().filter(|l| l.starts_with("sik: error:")).count();
+    let errors = stderr
+        .lines()
+        .filter(|l| l.starts_with("sik: error:"))
+        .count();
     assert_eq!(errors, 1, "exactly one error line expected:\n{stderr}");
     for n in needles {
         assert!(stderr.contains(n), "stderr lacks {n:?}:\n{stderr}");
     }
     stderr
+}
+
+/// Parse `json` and check it against `formats/schema/NAME.json`; returns the value.
+pub fn assert_schema(name: &str, json: &str) -> serde_json::Value {
+    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../formats/schema").join(format!("{name}.json"));
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&schema_path).expect("schema file")).expect("schema is JSON");
+    let value: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
+    let validator = jsonschema::validator_for(&schema).expect("valid schema");
+    let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{name}.json rejects the output:\n{}\n{json}", errors.join("\n"));
+    value
 }
