@@ -48,6 +48,9 @@ enum Command {
     /// Print a shell completion script.
     #[command(hide = true)]
     Completions(cmd::completions::Args),
+    /// Write man pages.
+    #[command(hide = true)]
+    Manpages(cmd::manpages::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Sign(a) => cmd::sign::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Completions(a) => cmd::completions::run(a),
+        Command::Manpages(a) => cmd::manpages::run(a),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ pub mod create;
 pub mod create_appimage;
 pub mod extract;
 pub mod inspect;
+pub mod manpages;
 pub mod link;
 pub mod status;
 pub mod unlink;
