@@ -29,17 +29,29 @@ const DESKTOP: &str = "[Desktop Entry]\nType=Application\nName=Hello World\nExec
 fn appdir(t: &TestDir, name: &str) -> PathBuf {
     let d = t.mkdir(&format!("{name}/usr/bin"));
     let root = d.parent().unwrap().parent().unwrap().to_path_buf();
-    std::fs::copy("/bin/busybox", d.join("busybox")).expect("busybox-static is needed (/bin/busybox)");
+    std::fs::copy("/bin/busybox", d.join("busybox"))
+        .expect("busybox-static is needed (/bin/busybox)");
     std::fs::write(root.join("AppRun"), APPRUN).unwrap();
     std::fs::set_permissions(root.join("AppRun"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(root.join("hello.desktop"), DESKTOP).unwrap();
-    std::fs::write(root.join("hello.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n").unwrap();
+    std::fs::write(
+        root.join("hello.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n",
+    )
+    .unwrap();
     root
 }
 
 /// Pack `dir` into `out` with extra arguments.
 fn pack(dir: &Path, out: &Path, extra: &[&str]) -> String {
-    run_ok(sik().args(["create", "appimage"]).arg(dir).arg("-o").arg(out).args(extra))
+    run_ok(
+        sik()
+            .args(["create", "appimage"])
+            .arg(dir)
+            .arg("-o")
+            .arg(out)
+            .args(extra),
+    )
 }
 
 fn require_fuse() -> bool {
@@ -58,7 +70,10 @@ fn app(t: &TestDir, image: &Path) -> Command {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn value<'a>(stdout: &'a str, key: &str) -> &'a str {
@@ -69,7 +84,10 @@ fn value<'a>(stdout: &'a str, key: &str) -> &'a str {
 }
 
 fn offset(t: &TestDir, image: &Path) -> u64 {
-    run_ok(&mut app(t, image).arg("--appimage-offset")).trim().parse().expect("offset")
+    run_ok(&mut app(t, image).arg("--appimage-offset"))
+        .trim()
+        .parse()
+        .expect("offset")
 }
 
 #[test]
@@ -81,19 +99,36 @@ fn runs_through_fuse_with_args_env_and_status() {
     let dir = appdir(&t, "Hello.AppDir");
     let outdir = t.mkdir("dir with spaces");
     // Default name from the desktop file, written in the current directory.
-    let out = run_ok(sik().args(["create", "appimage"]).arg(&dir).current_dir(&outdir));
+    let out = run_ok(
+        sik()
+            .args(["create", "appimage"])
+            .arg(&dir)
+            .current_dir(&outdir),
+    );
     assert!(out.contains("Hello_World-1.0-x86_64.AppImage"), "{out}");
     let image = outdir.join("Hello_World-1.0-x86_64.AppImage");
     let mode = std::fs::metadata(&image).unwrap().permissions().mode();
     assert_eq!(mode & 0o111, 0o111, "AppImage is executable");
-    assert!(std::fs::symlink_metadata(dir.join(".DirIcon")).unwrap().file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(dir.join(".DirIcon"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     let bytes = std::fs::read(&image).unwrap();
     assert_eq!(&bytes[8..11], b"AI\x02");
 
     let cwd = t.mkdir("work dir");
-    let o = run(app(&t, &image).args(["a b", "c"]).env("APP_EXIT", "3").current_dir(&cwd));
+    let o = run(app(&t, &image)
+        .args(["a b", "c"])
+        .env("APP_EXIT", "3")
+        .current_dir(&cwd));
     let (stdout, stderr) = text(&o);
-    assert_eq!(o.status.code(), Some(3), "exit status passes through\n{stdout}\n{stderr}");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "exit status passes through\n{stdout}\n{stderr}"
+    );
     assert!(stdout.starts_with("first line\n"), "{stdout}");
     assert!(stdout.contains("arg:[a b]\narg:[c]\n"), "{stdout}");
     assert!(stdout.contains("busybox ran"), "{stdout}");
@@ -101,9 +136,15 @@ fn runs_through_fuse_with_args_env_and_status() {
     assert_eq!(value(&stdout, "ARGV0"), image.to_str().unwrap());
     assert_eq!(value(&stdout, "OWD"), cwd.to_str().unwrap());
     let appdir = value(&stdout, "APPDIR");
-    assert!(appdir.starts_with(&format!("{}/.mount_", t.path().display())), "{appdir}");
+    assert!(
+        appdir.starts_with(&format!("{}/.mount_", t.path().display())),
+        "{appdir}"
+    );
     assert!(!stderr.contains("FUSE not usable"), "{stderr}");
-    assert!(!t.join("cache/sik-appimage").exists(), "no extraction when FUSE works");
+    assert!(
+        !t.join("cache/sik-appimage").exists(),
+        "no extraction when FUSE works"
+    );
     // Unmounted and removed after the app ended (the server does it right after).
     for _ in 0..50 {
         if !Path::new(appdir).exists() {
@@ -128,31 +169,53 @@ fn falls_back_to_cache_without_fuse_and_reuses_it() {
     // A mount namespace where /dev/fuse is /dev/null: mount(2) refuses.
     let no_fuse = |args: &[&str]| {
         let mut c = app(&t, Path::new("unshare"));
-        c.args(["-m", "sh", "-c", "mount --bind /dev/null /dev/fuse && exec \"$0\" \"$@\""])
-            .arg(&image)
-            .args(args);
+        c.args([
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind /dev/null /dev/fuse && exec \"$0\" \"$@\"",
+        ])
+        .arg(&image)
+        .args(args);
         run(&mut c)
     };
     let o = no_fuse(&["x y"]);
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("arg:[x y]") && stdout.contains("busybox ran"), "{stdout}");
+    assert!(
+        stdout.contains("arg:[x y]") && stdout.contains("busybox ran"),
+        "{stdout}"
+    );
     let appdir = value(&stdout, "APPDIR").to_string();
-    assert!(appdir.starts_with(t.join("cache/sik-appimage/").to_str().unwrap()), "{appdir}");
+    assert!(
+        appdir.starts_with(t.join("cache/sik-appimage/").to_str().unwrap()),
+        "{appdir}"
+    );
     assert_eq!(stderr.lines().count(), 1, "one line says why:\n{stderr}");
     assert!(stderr.contains("FUSE not usable"), "{stderr}");
     // The second start reuses the extracted copy.
     std::fs::write(Path::new(&appdir).join("marker"), "kept").unwrap();
     let o = no_fuse(&["again"]);
     let (stdout, _) = text(&o);
-    assert!(o.status.success() && stdout.contains("arg:[again]"), "{stdout}");
+    assert!(
+        o.status.success() && stdout.contains("arg:[again]"),
+        "{stdout}"
+    );
     assert_eq!(value(&stdout, "APPDIR"), appdir);
-    assert!(Path::new(&appdir).join("marker").exists(), "cache reused, not extracted again");
+    assert!(
+        Path::new(&appdir).join("marker").exists(),
+        "cache reused, not extracted again"
+    );
 
     // A mount helper that refuses (FUSERMOUNT_PROG) also falls back.
-    let o = run(app(&t, &image).env("FUSERMOUNT_PROG", "/bin/false").arg("h"));
+    let o = run(app(&t, &image)
+        .env("FUSERMOUNT_PROG", "/bin/false")
+        .arg("h"));
     let (stdout, stderr) = text(&o);
-    assert!(o.status.success() && stdout.contains("arg:[h]"), "{stdout}\n{stderr}");
+    assert!(
+        o.status.success() && stdout.contains("arg:[h]"),
+        "{stdout}\n{stderr}"
+    );
     assert!(stderr.contains("/bin/false refused to mount"), "{stderr}");
     assert_eq!(value(&stdout, "APPDIR"), appdir);
 
@@ -166,7 +229,10 @@ fn falls_back_to_cache_without_fuse_and_reuses_it() {
         }
         let o = run(&mut c);
         let (stdout, stderr) = text(&o);
-        assert!(o.status.success() && stdout.contains("arg:[z]"), "{stdout}\n{stderr}");
+        assert!(
+            o.status.success() && stdout.contains("arg:[z]"),
+            "{stdout}\n{stderr}"
+        );
         assert_eq!(value(&stdout, "APPDIR"), appdir);
         assert!(stderr.is_empty(), "{stderr}");
     }
@@ -185,18 +251,43 @@ fn offset_unsquashfs_updateinfo_and_extract_pattern() {
     let off = offset(&t, &image);
     let bytes = std::fs::read(&image).unwrap();
     assert_eq!(&bytes[off as usize..off as usize + 4], b"hsqs");
-    run_ok(cmd("unsquashfs").arg("-o").arg(off.to_string()).arg("-d").arg(t.join("sr")).arg(&image));
+    run_ok(
+        cmd("unsquashfs")
+            .arg("-o")
+            .arg(off.to_string())
+            .arg("-d")
+            .arg(t.join("sr"))
+            .arg(&image),
+    );
     assert!(t.join("sr/AppRun").is_file() && t.join("sr/usr/bin/busybox").is_file());
-    assert!(std::fs::symlink_metadata(t.join("sr/.DirIcon")).unwrap().file_type().is_symlink());
-    assert_eq!(run_ok(&mut app(&t, &image).arg("--appimage-updateinfo")).trim(), upd);
-    assert_eq!(run_ok(&mut app(&t, &image).arg("--appimage-updateinformation")).trim(), upd);
-    assert_eq!(run_ok(&mut app(&t, &image).arg("--appimage-signature")).trim(), "");
+    assert!(
+        std::fs::symlink_metadata(t.join("sr/.DirIcon"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        run_ok(&mut app(&t, &image).arg("--appimage-updateinfo")).trim(),
+        upd
+    );
+    assert_eq!(
+        run_ok(&mut app(&t, &image).arg("--appimage-updateinformation")).trim(),
+        upd
+    );
+    assert_eq!(
+        run_ok(&mut app(&t, &image).arg("--appimage-signature")).trim(),
+        ""
+    );
     assert!(run_ok(&mut app(&t, &image).arg("--appimage-help")).contains("--appimage-extract"));
     assert!(run_ok(&mut app(&t, &image).arg("--appimage-version")).starts_with("sik-runtime "));
 
     // Only the pattern's matches.
     let w1 = t.mkdir("w1");
-    let listed = run_ok(app(&t, &image).args(["--appimage-extract", "*.desktop"]).current_dir(&w1));
+    let listed = run_ok(
+        app(&t, &image)
+            .args(["--appimage-extract", "*.desktop"])
+            .current_dir(&w1),
+    );
     assert_eq!(listed.trim(), "squashfs-root/hello.desktop");
     assert!(w1.join("squashfs-root/hello.desktop").is_file());
     assert!(!w1.join("squashfs-root/AppRun").exists() && !w1.join("squashfs-root/usr").exists());
@@ -205,13 +296,23 @@ fn offset_unsquashfs_updateinfo_and_extract_pattern() {
     run_ok(app(&t, &image).arg("--appimage-extract").current_dir(&w2));
     let apprun = w2.join("squashfs-root/AppRun");
     assert_eq!(std::fs::read_to_string(&apprun).unwrap(), APPRUN);
-    assert_eq!(std::fs::metadata(&apprun).unwrap().permissions().mode() & 0o777, 0o755);
-    assert_eq!(std::fs::read_link(w2.join("squashfs-root/.DirIcon")).unwrap(), Path::new("hello.svg"));
+    assert_eq!(
+        std::fs::metadata(&apprun).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(
+        std::fs::read_link(w2.join("squashfs-root/.DirIcon")).unwrap(),
+        Path::new("hello.svg")
+    );
 
     // TARGET_APPIMAGE: the runtime of one file operates on another.
     let plain = t.join("plain.AppImage");
     pack(&dir, &plain, &[]);
-    let o = run_ok(app(&t, &plain).env("TARGET_APPIMAGE", &image).arg("--appimage-updateinfo"));
+    let o = run_ok(
+        app(&t, &plain)
+            .env("TARGET_APPIMAGE", &image)
+            .arg("--appimage-updateinfo"),
+    );
     assert_eq!(o.trim(), upd);
 }
 
@@ -227,8 +328,16 @@ fn extraction_never_follows_symlinks_out() {
     std::os::unix::fs::symlink(&outside, w.join("squashfs-root/usr")).unwrap();
     let o = run(app(&t, &image).arg("--appimage-extract").current_dir(&w));
     assert!(!o.status.success(), "refuses to extract through a symlink");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not a directory"), "{:?}", o);
-    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written outside");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a directory"),
+        "{:?}",
+        o
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
 }
 
 #[test]
@@ -243,11 +352,18 @@ fn xz_gzip_zstd_lz4_payloads_run() {
         pack(&dir, &image, &["--compression", comp]);
         let off = offset(&t, &image) as usize;
         let bytes = std::fs::read(&image).unwrap();
-        assert_eq!(u16::from_le_bytes([bytes[off + 20], bytes[off + 21]]), id, "{comp}");
+        assert_eq!(
+            u16::from_le_bytes([bytes[off + 20], bytes[off + 21]]),
+            id,
+            "{comp}"
+        );
         let o = run(app(&t, &image).arg(comp));
         let (stdout, stderr) = text(&o);
         assert!(o.status.success(), "{comp}: {stdout}\n{stderr}");
-        assert!(stdout.contains(&format!("arg:[{comp}]")) && stdout.contains("busybox ran"), "{comp}: {stdout}");
+        assert!(
+            stdout.contains(&format!("arg:[{comp}]")) && stdout.contains("busybox ran"),
+            "{comp}: {stdout}"
+        );
     }
 }
 
@@ -265,7 +381,13 @@ fn hand_assembled_image_and_other_runtime() {
     let runtime = t.write("runtime", &std::fs::read(&ours).unwrap()[..off]);
     // appimagetool's way: mksquashfs, then runtime + payload.
     let sqfs = t.join("payload.sqfs");
-    run_ok(cmd("mksquashfs").arg(&dir).arg(&sqfs).args(["-comp", "xz", "-root-owned", "-noappend", "-quiet"]));
+    run_ok(cmd("mksquashfs").arg(&dir).arg(&sqfs).args([
+        "-comp",
+        "xz",
+        "-root-owned",
+        "-noappend",
+        "-quiet",
+    ]));
     let mut bytes = std::fs::read(&runtime).unwrap();
     bytes.extend(std::fs::read(&sqfs).unwrap());
     let hand = t.write("hand.AppImage", &bytes);
@@ -273,12 +395,27 @@ fn hand_assembled_image_and_other_runtime() {
     assert_eq!(offset(&t, &hand) as usize, off);
     let o = run(app(&t, &hand).arg("by hand"));
     let (stdout, stderr) = text(&o);
-    assert!(o.status.success() && stdout.contains("arg:[by hand]"), "{stdout}\n{stderr}");
+    assert!(
+        o.status.success() && stdout.contains("arg:[by hand]"),
+        "{stdout}\n{stderr}"
+    );
     // --runtime FILE uses that runtime.
     let other = t.join("other.AppImage");
-    pack(&dir, &other, &["--runtime", runtime.to_str().unwrap(), "--update-info", "zsync|https://example.org/a.zsync"]);
+    pack(
+        &dir,
+        &other,
+        &[
+            "--runtime",
+            runtime.to_str().unwrap(),
+            "--update-info",
+            "zsync|https://example.org/a.zsync",
+        ],
+    );
     assert_eq!(offset(&t, &other) as usize, off);
-    assert_eq!(run_ok(&mut app(&t, &other).arg("--appimage-updateinfo")).trim(), "zsync|https://example.org/a.zsync");
+    assert_eq!(
+        run_ok(&mut app(&t, &other).arg("--appimage-updateinfo")).trim(),
+        "zsync|https://example.org/a.zsync"
+    );
 }
 
 #[test]
@@ -286,20 +423,48 @@ fn zsync_control_file_and_bad_update_info() {
     let t = TestDir::new();
     let dir = appdir(&t, "Hello.AppDir");
     let image = t.join("Hello.AppImage");
-    pack(&dir, &image, &["--update-info", "zsync|https://example.org/Hello.AppImage.zsync", "--zsync"]);
+    pack(
+        &dir,
+        &image,
+        &[
+            "--update-info",
+            "zsync|https://example.org/Hello.AppImage.zsync",
+            "--zsync",
+        ],
+    );
     let ours = std::fs::read(t.join("Hello.AppImage.zsync")).unwrap();
     assert!(ours.starts_with(b"zsync: 0.6.2\nFilename: Hello.AppImage\n"));
     if have_tool("zsyncmake") {
         // zsyncmake's output for the same file is byte-identical.
-        run_ok(cmd("zsyncmake").arg("-o").arg(t.join("ref.zsync")).arg("-u").arg("Hello.AppImage").arg(&image).current_dir(t.path()));
+        run_ok(
+            cmd("zsyncmake")
+                .arg("-o")
+                .arg(t.join("ref.zsync"))
+                .arg("-u")
+                .arg("Hello.AppImage")
+                .arg(&image)
+                .current_dir(t.path()),
+        );
         let theirs = std::fs::read(t.join("ref.zsync")).unwrap();
-        let head = |b: &[u8]| String::from_utf8_lossy(&b[..b.windows(2).position(|w| w == b"\n\n").unwrap_or(0)]).into_owned();
+        let head = |b: &[u8]| {
+            String::from_utf8_lossy(&b[..b.windows(2).position(|w| w == b"\n\n").unwrap_or(0)])
+                .into_owned()
+        };
         assert_eq!(head(&ours), head(&theirs));
         assert!(ours == theirs, "block checksums differ from zsyncmake's");
     }
-    for bad in ["zsync|ftp://x/y.zsync", "gh-releases-zsync|me|app", "bintray-zsync|a|b|c|d"] {
+    for bad in [
+        "zsync|ftp://x/y.zsync",
+        "gh-releases-zsync|me|app",
+        "bintray-zsync|a|b|c|d",
+    ] {
         let out = t.join("bad.AppImage");
-        let o = run(sik().args(["create", "appimage"]).arg(&dir).arg("-o").arg(&out).args(["--update-info", bad]));
+        let o = run(sik()
+            .args(["create", "appimage"])
+            .arg(&dir)
+            .arg("-o")
+            .arg(&out)
+            .args(["--update-info", bad]));
         assert_fails(&o, 2, &["--update-info"]);
         assert!(!out.exists());
     }
@@ -323,24 +488,62 @@ fn broken_appdirs_name_every_problem() {
     let a = appdir(&t, "A.AppDir");
     std::fs::set_permissions(a.join("AppRun"), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(a.join("second.desktop"), DESKTOP).unwrap();
-    let o = run(sik().args(["create", "appimage"]).arg(&a).current_dir(&outdir));
-    assert_fails(&o, 2, &["AppRun is not executable", "2 .desktop files", "hello.desktop, second.desktop"]);
+    let o = run(sik()
+        .args(["create", "appimage"])
+        .arg(&a)
+        .current_dir(&outdir));
+    assert_fails(
+        &o,
+        2,
+        &[
+            "AppRun is not executable",
+            "2 .desktop files",
+            "hello.desktop, second.desktop",
+        ],
+    );
     // No AppRun, icon missing, bad desktop keys.
     let b = appdir(&t, "B.AppDir");
     std::fs::remove_file(b.join("AppRun")).unwrap();
     std::fs::remove_file(b.join("hello.svg")).unwrap();
-    std::fs::write(b.join("hello.desktop"), "[Desktop Entry]\nType=Application\nName=B\nIcon=hello\nCategories=Utility;\n").unwrap();
-    let o = run(sik().args(["create", "appimage"]).arg(&b).arg("-o").arg(outdir.join("B.AppImage")));
-    assert_fails(&o, 2, &["AppRun is missing", "icon \"hello\"", "Exec= is missing"]);
-    assert!(leftovers(&outdir).is_empty(), "no output: {:?}", leftovers(&outdir));
+    std::fs::write(
+        b.join("hello.desktop"),
+        "[Desktop Entry]\nType=Application\nName=B\nIcon=hello\nCategories=Utility;\n",
+    )
+    .unwrap();
+    let o = run(sik()
+        .args(["create", "appimage"])
+        .arg(&b)
+        .arg("-o")
+        .arg(outdir.join("B.AppImage")));
+    assert_fails(
+        &o,
+        2,
+        &["AppRun is missing", "icon \"hello\"", "Exec= is missing"],
+    );
+    assert!(
+        leftovers(&outdir).is_empty(),
+        "no output: {:?}",
+        leftovers(&outdir)
+    );
     assert!(!b.join(".DirIcon").exists());
     // Not a directory at all.
-    let o = run(sik().args(["create", "appimage"]).arg(t.join("nothing")).arg("-o").arg(outdir.join("C.AppImage")));
+    let o = run(sik()
+        .args(["create", "appimage"])
+        .arg(t.join("nothing"))
+        .arg("-o")
+        .arg(outdir.join("C.AppImage")));
     assert_fails(&o, 2, &["nothing"]);
     // AppStream metainfo is checked when present.
     let c = appdir(&t, "C.AppDir");
-    t.write("C.AppDir/usr/share/metainfo/hello.appdata.xml", "<component><id>org.x.Hello</id></component>");
-    let o = run(sik().args(["create", "appimage"]).arg(&c).arg("-o").arg(outdir.join("C.AppImage")));
+    t.write(
+        "C.AppDir/usr/share/metainfo/hello.appdata.xml",
+        "<component><id>org.x.Hello</id></component>",
+    );
+    let o = run(sik()
+        .args(["create", "appimage"])
+        .arg(&c)
+        .arg("-o")
+        .arg(outdir.join("C.AppImage")));
     assert_fails(&o, 2, &["hello.appdata.xml", "<summary>"]);
     assert!(leftovers(&outdir).is_empty());
 }

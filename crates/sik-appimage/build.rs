@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let ws = manifest_dir.join("../..");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let dest = out_dir.join("sik-runtime");
@@ -27,17 +28,32 @@ fn main() {
         install(Path::new(&p), &dest);
         return;
     }
-    for p in ["crates/sik-runtime", "crates/sik-image/src", "crates/sik-image/Cargo.toml", "Cargo.lock"] {
+    for p in [
+        "crates/sik-runtime",
+        "crates/sik-image/src",
+        "crates/sik-image/Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", ws.join(p).display());
     }
     let target = std::env::var("TARGET").expect("TARGET");
-    let target_dir = find_target_dir(&out_dir).unwrap_or_else(|| out_dir.clone()).join("sik-runtime");
+    let target_dir = find_target_dir(&out_dir)
+        .unwrap_or_else(|| out_dir.clone())
+        .join("sik-runtime");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
         .arg("--manifest-path")
         .arg(ws.join("Cargo.toml"))
-        .args(["-p", "sik-runtime", "--profile", "runtime", "--target", &target, "--target-dir"])
+        .args([
+            "-p",
+            "sik-runtime",
+            "--profile",
+            "runtime",
+            "--target",
+            &target,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     // Start from a clean environment for the nested cargo: nothing of the
     // outer build script's environment (features, cfgs, wrappers such as
@@ -75,10 +91,17 @@ fn main() {
             cmd.env_remove(&k);
         }
     }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-C\x1ftarget-feature=+crt-static");
-    let status = cmd.status().expect("cannot run cargo to build the AppImage runtime");
+    cmd.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        "-C\x1ftarget-feature=+crt-static",
+    );
+    let status = cmd
+        .status()
+        .expect("cannot run cargo to build the AppImage runtime");
     if !status.success() {
-        panic!("building the AppImage runtime (cargo build -p sik-runtime --profile runtime) failed: {status}");
+        panic!(
+            "building the AppImage runtime (cargo build -p sik-runtime --profile runtime) failed: {status}"
+        );
     }
     let built = target_dir.join(&target).join("runtime").join("sik-runtime");
     install(&built, &dest);
@@ -87,8 +110,13 @@ fn main() {
 /// Copy the runtime and mark it as an AppImage type 2 runtime: bytes 8..11
 /// of the ELF identification padding are `AI\x02`.
 fn install(from: &Path, to: &Path) {
-    let mut bytes = std::fs::read(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display()));
-    assert!(bytes.len() > 64 && bytes.starts_with(b"\x7fELF"), "{} is not an ELF file", from.display());
+    let mut bytes =
+        std::fs::read(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display()));
+    assert!(
+        bytes.len() > 64 && bytes.starts_with(b"\x7fELF"),
+        "{} is not an ELF file",
+        from.display()
+    );
     bytes[8..11].copy_from_slice(b"AI\x02");
     let same = std::fs::read(to).is_ok_and(|old| old == bytes);
     if !same {
@@ -99,5 +127,8 @@ fn install(from: &Path, to: &Path) {
 /// The cargo target directory: the nearest ancestor of OUT_DIR holding
 /// `CACHEDIR.TAG`.
 fn find_target_dir(out_dir: &Path) -> Option<PathBuf> {
-    out_dir.ancestors().find(|a| a.join("CACHEDIR.TAG").is_file()).map(Path::to_path_buf)
+    out_dir
+        .ancestors()
+        .find(|a| a.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
 }

@@ -32,11 +32,13 @@ pub fn check(appdir: &Path) -> AppDirReport {
     match std::fs::metadata(appdir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
-            r.problems.push(format!("{} is not a directory", appdir.display()));
+            r.problems
+                .push(format!("{} is not a directory", appdir.display()));
             return r;
         }
         Err(e) => {
-            r.problems.push(format!("cannot read {}: {e}", appdir.display()));
+            r.problems
+                .push(format!("cannot read {}: {e}", appdir.display()));
             return r;
         }
     }
@@ -48,9 +50,9 @@ pub fn check(appdir: &Path) -> AppDirReport {
         }
         Err(_) => r.problems.push("AppRun is missing".into()),
         Ok(m) if !m.is_file() => r.problems.push("AppRun is not a regular file".into()),
-        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
-            r.problems.push("AppRun is not executable (chmod +x AppRun)".into())
-        }
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => r
+            .problems
+            .push("AppRun is not executable (chmod +x AppRun)".into()),
         Ok(_) => {}
     }
     // Exactly one .desktop file at the root.
@@ -61,7 +63,8 @@ pub fn check(appdir: &Path) -> AppDirReport {
             .filter(|p| p.extension().is_some_and(|x| x == "desktop") && p.is_file())
             .collect(),
         Err(e) => {
-            r.problems.push(format!("cannot list {}: {e}", appdir.display()));
+            r.problems
+                .push(format!("cannot list {}: {e}", appdir.display()));
             Vec::new()
         }
     };
@@ -80,15 +83,20 @@ pub fn check(appdir: &Path) -> AppDirReport {
     }
     if desktops.len() == 1 {
         let path = desktops.remove(0);
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match std::fs::read(&path) {
             Err(e) => r.problems.push(format!("cannot read {name}: {e}")),
             Ok(bytes) => match String::from_utf8(bytes) {
                 Err(_) => r.problems.push(format!("{name}: not UTF-8")),
                 Ok(text) => {
                     let (entry, syntax) = DesktopEntry::parse(&text);
-                    r.problems.extend(syntax.into_iter().map(|p| format!("{name}: {p}")));
-                    r.problems.extend(entry.check().into_iter().map(|p| format!("{name}: {p}")));
+                    r.problems
+                        .extend(syntax.into_iter().map(|p| format!("{name}: {p}")));
+                    r.problems
+                        .extend(entry.check().into_iter().map(|p| format!("{name}: {p}")));
                     if let Some(icon) = entry.icon().filter(|i| !i.is_empty() && !i.contains('/')) {
                         match find_icon(appdir, icon) {
                             Some(found) => r.icon = Some(found),
@@ -107,7 +115,9 @@ pub fn check(appdir: &Path) -> AppDirReport {
     let dir_icon = appdir.join(".DirIcon");
     match std::fs::symlink_metadata(&dir_icon) {
         Err(_) => r.dir_icon_missing = true,
-        Ok(_) if std::fs::metadata(&dir_icon).is_err() => r.problems.push(".DirIcon is a dangling symlink".into()),
+        Ok(_) if std::fs::metadata(&dir_icon).is_err() => {
+            r.problems.push(".DirIcon is a dangling symlink".into())
+        }
         Ok(_) => {}
     }
     // AppStream metainfo
@@ -117,7 +127,10 @@ pub fn check(appdir: &Path) -> AppDirReport {
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .filter(|p| {
-                let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let n = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 n.ends_with(".appdata.xml") || n.ends_with(".metainfo.xml")
             })
             .collect();
@@ -125,9 +138,13 @@ pub fn check(appdir: &Path) -> AppDirReport {
         for f in files {
             let rel = f.strip_prefix(appdir).unwrap_or(&f).to_path_buf();
             match std::fs::read_to_string(&f) {
-                Err(e) => r.problems.push(format!("cannot read {}: {e}", rel.display())),
+                Err(e) => r
+                    .problems
+                    .push(format!("cannot read {}: {e}", rel.display())),
                 Ok(text) => r.problems.extend(
-                    check_metainfo(&text).into_iter().map(|p| format!("{}: {p}", rel.display())),
+                    check_metainfo(&text)
+                        .into_iter()
+                        .map(|p| format!("{}: {p}", rel.display())),
                 ),
             }
             r.metainfo.push(rel);
@@ -152,8 +169,15 @@ fn find_icon(appdir: &Path, icon: &str) -> Option<PathBuf> {
         .collect();
     // Prefer scalable, then the largest size.
     sizes.sort_by_key(|p| {
-        let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let px: i64 = n.split('x').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let n = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let px: i64 = n
+            .split('x')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         if n == "scalable" { i64::MIN } else { -px }
     });
     for s in sizes {
@@ -211,12 +235,9 @@ pub fn main_executable(appdir: &Path, desktop: Option<&DesktopEntry>) -> Option<
     }
     let prog = desktop?.exec_program()?;
     let name = Path::new(&prog).file_name()?.to_owned();
-    for rel in [Path::new("usr/bin").join(&name), PathBuf::from(&name)] {
-        if is_elf(&appdir.join(&rel)) {
-            return Some(rel);
-        }
-    }
-    None
+    [Path::new("usr/bin").join(&name), PathBuf::from(&name)]
+        .into_iter()
+        .find(|rel| is_elf(&appdir.join(rel)))
 }
 
 #[cfg(test)]
@@ -234,7 +255,11 @@ mod tests {
     #[test]
     fn broken_appdir_lists_everything() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("a.desktop"), "[Desktop Entry]\nType=Application\n").unwrap();
+        std::fs::write(
+            d.path().join("a.desktop"),
+            "[Desktop Entry]\nType=Application\n",
+        )
+        .unwrap();
         std::fs::write(d.path().join("b.desktop"), "[Desktop Entry]\n").unwrap();
         let r = check(d.path());
         let all = r.problems.join("\n");

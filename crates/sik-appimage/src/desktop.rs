@@ -28,11 +28,15 @@ impl DesktopEntry {
                 match g.strip_suffix(']') {
                     Some(name) => {
                         if group.is_none() && name != "Desktop Entry" {
-                            problems.push(format!("line {}: the first group must be [Desktop Entry]", n + 1));
+                            problems.push(format!(
+                                "line {}: the first group must be [Desktop Entry]",
+                                n + 1
+                            ));
                         }
                         if name == "Desktop Entry" {
                             if seen_main {
-                                problems.push(format!("line {}: second [Desktop Entry] group", n + 1));
+                                problems
+                                    .push(format!("line {}: second [Desktop Entry] group", n + 1));
                             }
                             seen_main = true;
                         }
@@ -91,7 +95,11 @@ impl DesktopEntry {
         } else {
             exec.split_whitespace().next().unwrap_or("")
         };
-        if first.is_empty() { None } else { Some(first.to_string()) }
+        if first.is_empty() {
+            None
+        } else {
+            Some(first.to_string())
+        }
     }
 
     /// Problems of the keys an AppImage needs: `Type=Application`, `Name`,
@@ -110,13 +118,23 @@ impl DesktopEntry {
             }
         }
         if let Some(icon) = self.icon()
-            && (icon.contains('/') || [".png", ".svg", ".svgz", ".xpm"].iter().any(|e| icon.ends_with(e)))
+            && (icon.contains('/')
+                || [".png", ".svg", ".svgz", ".xpm"]
+                    .iter()
+                    .any(|e| icon.ends_with(e)))
         {
-            p.push(format!("Icon={icon}: must be an icon name without path or extension"));
+            p.push(format!(
+                "Icon={icon}: must be an icon name without path or extension"
+            ));
         }
         if let Some(c) = self.get("Categories").filter(|c| !c.is_empty()) {
             for cat in c.split(';').filter(|s| !s.is_empty()) {
-                if !cat.starts_with("X-") && !MAIN_CATEGORIES.contains(&cat) && !cat.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-') {
+                if !cat.starts_with("X-")
+                    && !MAIN_CATEGORIES.contains(&cat)
+                    && !cat
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+                {
                     p.push(format!("Categories: {cat:?} is not a valid category name"));
                 }
             }
@@ -166,7 +184,8 @@ mod tests {
 
     #[test]
     fn every_problem_named() {
-        let (e, _) = DesktopEntry::parse("[Desktop Entry]\nType=Link\nIcon=x.png\nCategories=Foo;\n");
+        let (e, _) =
+            DesktopEntry::parse("[Desktop Entry]\nType=Link\nIcon=x.png\nCategories=Foo;\n");
         let p = e.check().join("\n");
         for needle in ["Type=Link", "Name=", "Exec=", "Icon=x.png", "main category"] {
             assert!(p.contains(needle), "{needle}: {p}");

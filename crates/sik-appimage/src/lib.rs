@@ -99,7 +99,11 @@ impl Runtime {
             .ok_or_else(|| Error::Runtime(format!("has no {name} section")))?;
         let (off, size) = (sec.offset as usize, sec.size as usize);
         if text.len() >= size {
-            return Err(Error::Runtime(format!("{name} holds {} bytes, {} given", size - 1, text.len())));
+            return Err(Error::Runtime(format!(
+                "{name} holds {} bytes, {} given",
+                size - 1,
+                text.len()
+            )));
         }
         let area = &mut self.bytes[off..off + size];
         area.fill(0);
@@ -164,7 +168,13 @@ pub struct PackReport {
 fn default_name(name: &str, version: Option<&str>, arch: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_whitespace() || c == '/' { '_' } else { c })
+            .map(|c| {
+                if c.is_whitespace() || c == '/' {
+                    '_'
+                } else {
+                    c
+                }
+            })
             .collect()
     };
     match version.filter(|v| !v.is_empty()) {
@@ -175,7 +185,11 @@ fn default_name(name: &str, version: Option<&str>, arch: &str) -> String {
 
 /// Check the AppDir and write the AppImage (atomically, executable).
 pub fn pack(opts: &PackOptions) -> Result<PackReport> {
-    let update = opts.update_info.as_deref().map(UpdateInfo::parse).transpose()?;
+    let update = opts
+        .update_info
+        .as_deref()
+        .map(UpdateInfo::parse)
+        .transpose()?;
     let report = appdir::check(&opts.appdir);
     if !report.problems.is_empty() {
         return Err(Error::AppDir(report.problems));
@@ -216,7 +230,8 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
     if report.dir_icon_missing
         && let Some(icon) = &report.icon
     {
-        appdir::create_dir_icon(&opts.appdir, icon).map_err(|e| Error::io(opts.appdir.join(".DirIcon"), e))?;
+        appdir::create_dir_icon(&opts.appdir, icon)
+            .map_err(|e| Error::io(opts.appdir.join(".DirIcon"), e))?;
         dir_icon_created = Some(icon.clone());
     }
     let out_dir = match output.parent() {
@@ -229,7 +244,9 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
         .prefix(".sik-appimage-")
         .tempfile_in(&out_dir)
         .map_err(|e| Error::io(&out_dir, e))?;
-    let sqfs_file = sqfs_tmp.reopen().map_err(|e| Error::io(sqfs_tmp.path(), e))?;
+    let sqfs_file = sqfs_tmp
+        .reopen()
+        .map_err(|e| Error::io(sqfs_tmp.path(), e))?;
     let mtime = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
@@ -239,7 +256,13 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
                 .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
                 .unwrap_or(0)
         });
-    let wopts = WriterOptions { compressor: opts.compressor, level: None, block_size: 128 * 1024, mod_time: mtime, threads: 0 };
+    let wopts = WriterOptions {
+        compressor: opts.compressor,
+        level: None,
+        block_size: 128 * 1024,
+        mod_time: mtime,
+        threads: 0,
+    };
     let mut w = SquashfsWriter::new(sqfs_file, wopts).map_err(|e| Error::Create(e.to_string()))?;
     add_tree(&mut w, &opts.appdir, &opts.exclude, &mut warnings)?;
     w.finish().map_err(|e| Error::Create(e.to_string()))?;
@@ -250,23 +273,34 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
         .map_err(|e| Error::io(&out_dir, e))?;
     {
         let f = out_tmp.as_file_mut();
-        f.write_all(runtime.bytes()).map_err(|e| Error::io(&output, e))?;
-        let mut src = BufReader::new(File::open(sqfs_tmp.path()).map_err(|e| Error::io(sqfs_tmp.path(), e))?);
+        f.write_all(runtime.bytes())
+            .map_err(|e| Error::io(&output, e))?;
+        let mut src =
+            BufReader::new(File::open(sqfs_tmp.path()).map_err(|e| Error::io(sqfs_tmp.path(), e))?);
         std::io::copy(&mut src, f).map_err(|e| Error::io(&output, e))?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::io(&output, e))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io(&output, e))?;
         f.sync_all().map_err(|e| Error::io(&output, e))?;
     }
     drop(sqfs_tmp);
-    let size = out_tmp.as_file().metadata().map_err(|e| Error::io(&output, e))?.len();
+    let size = out_tmp
+        .as_file()
+        .metadata()
+        .map_err(|e| Error::io(&output, e))?
+        .len();
     let zsync = if opts.zsync {
-        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let zpath = PathBuf::from(format!("{}.zsync", output.display()));
         let mut ztmp = tempfile::Builder::new()
             .prefix(".sik-appimage-")
             .tempfile_in(&out_dir)
             .map_err(|e| Error::io(&out_dir, e))?;
         let f = out_tmp.as_file_mut();
-        f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&output, e))?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(&output, e))?;
         // The file's own modification time, as zsyncmake records it.
         let file_mtime = f
             .metadata()
@@ -275,28 +309,57 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64)
             .unwrap_or(i64::from(mtime));
-        zsync::write_control(BufReader::new(&*f), size, &name, &name, file_mtime, ztmp.as_file_mut())
+        zsync::write_control(
+            BufReader::new(&*f),
+            size,
+            &name,
+            &name,
+            file_mtime,
+            ztmp.as_file_mut(),
+        )
+        .map_err(|e| Error::io(&zpath, e))?;
+        ztmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(|e| Error::io(&zpath, e))?;
-        ztmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(&zpath, e))?;
-        ztmp.as_file().sync_all().map_err(|e| Error::io(&zpath, e))?;
-        ztmp.persist(&zpath).map_err(|e| Error::io(&zpath, e.error))?;
+        ztmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(&zpath, e))?;
+        ztmp.persist(&zpath)
+            .map_err(|e| Error::io(&zpath, e.error))?;
         Some(zpath)
     } else {
         None
     };
-    out_tmp.persist(&output).map_err(|e| Error::io(&output, e.error))?;
-    Ok(PackReport { output, size, offset: runtime.layout.end, arch, zsync, dir_icon_created, warnings })
+    out_tmp
+        .persist(&output)
+        .map_err(|e| Error::io(&output, e.error))?;
+    Ok(PackReport {
+        output,
+        size,
+        offset: runtime.layout.end,
+        arch,
+        zsync,
+        dir_icon_created,
+        warnings,
+    })
 }
 
 /// Add the AppDir's tree (sorted, owners 0:0, symlinks kept, hard links
 /// kept) to the writer.
-fn add_tree(w: &mut SquashfsWriter, root: &Path, exclude: &[String], warnings: &mut Vec<String>) -> Result<()> {
+fn add_tree(
+    w: &mut SquashfsWriter,
+    root: &Path,
+    exclude: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     let mut b = GlobSetBuilder::new();
     for g in exclude {
         let g = g.trim_start_matches('/');
         b.add(Glob::new(g).map_err(|e| Error::Usage(format!("--exclude {g:?}: {e}")))?);
     }
-    let set = b.build().map_err(|e| Error::Usage(format!("--exclude: {e}")))?;
+    let set = b
+        .build()
+        .map_err(|e| Error::Usage(format!("--exclude: {e}")))?;
     let root_md = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
     let meta = |md: &std::fs::Metadata| Meta {
         mode: (md.mode() & 0o7777) as u16,
@@ -316,7 +379,11 @@ fn add_tree(w: &mut SquashfsWriter, root: &Path, exclude: &[String], warnings: &
     while let Some(entry) = walk.next() {
         let entry = entry.map_err(|e| {
             let p = e.path().unwrap_or(root).to_path_buf();
-            Error::io(p, e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")))
+            Error::io(
+                p,
+                e.into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+            )
         })?;
         let path = entry.path();
         let rel = path.strip_prefix(root).unwrap_or(path);
@@ -333,7 +400,8 @@ fn add_tree(w: &mut SquashfsWriter, root: &Path, exclude: &[String], warnings: &
             w.add_dir(relb, meta(&md)).map_err(cerr)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(path).map_err(|e| Error::io(path, e))?;
-            w.add_symlink(relb, target.as_os_str().as_bytes(), meta(&md)).map_err(cerr)?;
+            w.add_symlink(relb, target.as_os_str().as_bytes(), meta(&md))
+                .map_err(cerr)?;
         } else if ft.is_file() {
             if md.nlink() > 1 {
                 let key = (md.dev(), md.ino());
@@ -344,7 +412,8 @@ fn add_tree(w: &mut SquashfsWriter, root: &Path, exclude: &[String], warnings: &
                 links.insert(key, relb.to_vec());
             }
             let mut f = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
-            w.add_file(relb, meta(&md), &mut f).map_err(|e| Error::Create(format!("{}: {e}", path.display())))?;
+            w.add_file(relb, meta(&md), &mut f)
+                .map_err(|e| Error::Create(format!("{}: {e}", path.display())))?;
         } else {
             warnings.push(format!("{}: special file left out", rel.display()));
         }
@@ -361,7 +430,10 @@ mod tests {
         let rt = Runtime::embedded().unwrap();
         assert_eq!(&rt.bytes()[8..11], b"AI\x02");
         for r in elf::RESERVED {
-            let s = rt.layout().section(r.name).unwrap_or_else(|| panic!("{} missing", r.name));
+            let s = rt
+                .layout()
+                .section(r.name)
+                .unwrap_or_else(|| panic!("{} missing", r.name));
             assert_eq!(s.size, r.size, "{}", r.name);
             let bytes = &rt.bytes()[s.offset as usize..(s.offset + s.size) as usize];
             assert!(bytes.iter().all(|&b| b == 0), "{} not zero", r.name);
@@ -372,16 +444,23 @@ mod tests {
     #[test]
     fn update_info_goes_into_section() {
         let mut rt = Runtime::embedded().unwrap();
-        rt.set_section(".upd_info", b"zsync|https://x.org/a.zsync").unwrap();
+        rt.set_section(".upd_info", b"zsync|https://x.org/a.zsync")
+            .unwrap();
         let s = rt.layout().section(".upd_info").unwrap().clone();
         let bytes = elf::read_section(&mut std::io::Cursor::new(rt.bytes()), &s).unwrap();
-        assert_eq!(elf::nul_padded_text(&bytes).as_deref(), Some("zsync|https://x.org/a.zsync"));
+        assert_eq!(
+            elf::nul_padded_text(&bytes).as_deref(),
+            Some("zsync|https://x.org/a.zsync")
+        );
         assert!(rt.set_section(".upd_info", &[b'x'; 1024]).is_err());
     }
 
     #[test]
     fn names() {
-        assert_eq!(default_name("My App", Some("1.0"), "x86_64"), "My_App-1.0-x86_64.AppImage");
+        assert_eq!(
+            default_name("My App", Some("1.0"), "x86_64"),
+            "My_App-1.0-x86_64.AppImage"
+        );
         assert_eq!(default_name("App", None, "aarch64"), "App-aarch64.AppImage");
     }
 }

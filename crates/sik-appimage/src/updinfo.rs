@@ -44,7 +44,9 @@ fn bad(s: &str, why: impl Into<String>) -> Error {
 }
 
 fn gh_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 impl UpdateInfo {
@@ -65,14 +67,19 @@ impl UpdateInfo {
                 if !url.ends_with(".zsync") {
                     return Err(bad(s, "the URL must name a .zsync file"));
                 }
-                Ok(UpdateInfo::Zsync { url: url.to_string() })
+                Ok(UpdateInfo::Zsync {
+                    url: url.to_string(),
+                })
             }
             ["gh-releases-zsync", user, repo, tag, pattern] => {
                 if !gh_name(user) || !gh_name(repo) {
                     return Err(bad(s, "USER and REPO must be GitHub names"));
                 }
                 if tag.is_empty() {
-                    return Err(bad(s, "TAG is empty (latest, latest-pre, latest-all or a tag name)"));
+                    return Err(bad(
+                        s,
+                        "TAG is empty (latest, latest-pre, latest-all or a tag name)",
+                    ));
                 }
                 if !pattern.ends_with(".zsync") {
                     return Err(bad(s, "the file pattern must end in .zsync"));
@@ -91,11 +98,15 @@ impl UpdateInfo {
                 if pattern.is_empty() {
                     return Err(bad(s, "FILE_PATTERN is empty"));
                 }
-                Ok(UpdateInfo::PlingV1Zsync { product: product.to_string(), pattern: pattern.to_string() })
+                Ok(UpdateInfo::PlingV1Zsync {
+                    product: product.to_string(),
+                    pattern: pattern.to_string(),
+                })
             }
-            [t, ..] if ["zsync", "gh-releases-zsync", "pling-v1-zsync"].contains(t) => {
-                Err(bad(s, format!("wrong number of |-separated fields for {t}")))
-            }
+            [t, ..] if ["zsync", "gh-releases-zsync", "pling-v1-zsync"].contains(t) => Err(bad(
+                s,
+                format!("wrong number of |-separated fields for {t}"),
+            )),
             [t, ..] => Err(bad(
                 s,
                 format!("unknown transport {t:?} (zsync, gh-releases-zsync or pling-v1-zsync)"),
@@ -111,8 +122,12 @@ mod tests {
 
     #[test]
     fn transports() {
-        assert!(UpdateInfo::parse("zsync|https://example.org/App-latest-x86_64.AppImage.zsync").is_ok());
-        assert!(UpdateInfo::parse("gh-releases-zsync|me|app|latest|App-*x86_64.AppImage.zsync").is_ok());
+        assert!(
+            UpdateInfo::parse("zsync|https://example.org/App-latest-x86_64.AppImage.zsync").is_ok()
+        );
+        assert!(
+            UpdateInfo::parse("gh-releases-zsync|me|app|latest|App-*x86_64.AppImage.zsync").is_ok()
+        );
         assert!(UpdateInfo::parse("pling-v1-zsync|1234567|App-*-x86_64.AppImage").is_ok());
         for bad in [
             "",

@@ -63,8 +63,15 @@ pub fn rfc2822(secs: i64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(m - 1) as usize];
-    format!("{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} +0000", rem / 3600, rem % 3600 / 60, rem % 60)
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    format!(
+        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} +0000",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Write the control file for `data` (length `len`) named `filename`,
@@ -109,7 +116,9 @@ pub fn write_control<R: Read, W: Write>(
         }
     }
     if total != len {
-        return Err(std::io::Error::other(format!("read {total} bytes, expected {len}")));
+        return Err(std::io::Error::other(format!(
+            "read {total} bytes, expected {len}"
+        )));
     }
     let sha_hex: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
     write!(
@@ -137,7 +146,10 @@ mod tests {
         write_control(&data[..], 5000, "A.AppImage", "A.AppImage", 0, &mut out).unwrap();
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("zsync: 0.6.2\nFilename: A.AppImage\n"));
-        assert!(text.contains("Blocksize: 2048\nLength: 5000\nHash-Lengths: 2,2,3\n"), "{text}");
+        assert!(
+            text.contains("Blocksize: 2048\nLength: 5000\nHash-Lengths: 2,2,3\n"),
+            "{text}"
+        );
         let head_end = out.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
         // 3 blocks, 2 rsum bytes + 3 checksum bytes each.
         assert_eq!(out.len() - head_end, 3 * 5);

@@ -33,7 +33,11 @@ fn relative(full: &Path) -> Result<Option<PathBuf>, String> {
             _ => return Err(format!("refusing unsafe path in image: {}", full.display())),
         }
     }
-    Ok(if rel.as_os_str().is_empty() { None } else { Some(rel) })
+    Ok(if rel.as_os_str().is_empty() {
+        None
+    } else {
+        Some(rel)
+    })
 }
 
 /// Make sure `dest/rel` is a real directory, creating missing components
@@ -44,8 +48,14 @@ fn ensure_dir(dest: &Path, rel: &Path) -> Result<(), String> {
         p.push(c);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("refusing to extract through {}: not a directory", p.display())),
-            Err(_) => std::fs::create_dir(&p).map_err(|e| format!("cannot create {}: {e}", p.display()))?,
+            Ok(_) => {
+                return Err(format!(
+                    "refusing to extract through {}: not a directory",
+                    p.display()
+                ));
+            }
+            Err(_) => std::fs::create_dir(&p)
+                .map_err(|e| format!("cannot create {}: {e}", p.display()))?,
         }
     }
     Ok(())
@@ -55,7 +65,9 @@ fn ensure_dir(dest: &Path, rel: &Path) -> Result<(), String> {
 fn clear(p: &Path) -> Result<(), String> {
     match std::fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => Err(format!("cannot replace directory {}", p.display())),
-        Ok(_) => std::fs::remove_file(p).map_err(|e| format!("cannot replace {}: {e}", p.display())),
+        Ok(_) => {
+            std::fs::remove_file(p).map_err(|e| format!("cannot replace {}: {e}", p.display()))
+        }
         Err(_) => Ok(()),
     }
 }
@@ -71,7 +83,8 @@ pub fn extract(
     match std::fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(format!("{} exists and is not a directory", dest.display())),
-        Err(_) => std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?,
+        Err(_) => std::fs::create_dir_all(dest)
+            .map_err(|e| format!("cannot create {}: {e}", dest.display()))?,
     }
     let mut dir_modes: Vec<(PathBuf, u32, u32)> = Vec::new();
     for node in fs.files() {
@@ -103,8 +116,11 @@ pub fn extract(
                     .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
                 let mut w = BufWriter::with_capacity(1 << 17, out);
                 let mut r = fs.file(f).reader();
-                std::io::copy(&mut r, &mut w).map_err(|e| format!("cannot extract {}: {e}", rel.display()))?;
-                let out = w.into_inner().map_err(|e| format!("cannot write {}: {}", target.display(), e.error()))?;
+                std::io::copy(&mut r, &mut w)
+                    .map_err(|e| format!("cannot extract {}: {e}", rel.display()))?;
+                let out = w
+                    .into_inner()
+                    .map_err(|e| format!("cannot write {}: {}", target.display(), e.error()))?;
                 out.set_permissions(std::fs::Permissions::from_mode(mode))
                     .map_err(|e| format!("cannot set mode of {}: {e}", target.display()))?;
                 let _ = out.set_modified(mtime);

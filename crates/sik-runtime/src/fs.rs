@@ -17,9 +17,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
 use backhand::{DataSize, FilesystemReader, InnerNode};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen,
-    ReplyStatfs, Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
 };
 
 /// The image never changes while mounted: let the kernel cache everything.
@@ -112,9 +111,9 @@ impl SquashFs {
                     let fragment = if f.frag_index() == NO_FRAGMENT {
                         None
                     } else {
-                        let fr = fragments
-                            .get(f.frag_index())
-                            .ok_or_else(|| format!("{}: fragment index out of range", path.display()))?;
+                        let fr = fragments.get(f.frag_index()).ok_or_else(|| {
+                            format!("{}: fragment index out of range", path.display())
+                        })?;
                         Some((offset + fr.start, fr.size, f.block_offset()))
                     };
                     e.data = Some(FileData {
@@ -207,7 +206,9 @@ impl SquashFs {
             return Err(Errno::EIO);
         }
         let mut raw = vec![0u8; len];
-        self.file.read_exact_at(&mut raw, at).map_err(|_| Errno::EIO)?;
+        self.file
+            .read_exact_at(&mut raw, at)
+            .map_err(|_| Errno::EIO)?;
         let out = if size.uncompressed() {
             raw
         } else {
@@ -247,7 +248,11 @@ impl SquashFs {
                 if s.size() == 0 {
                     out.resize(out.len() + want, 0);
                 } else {
-                    let at = d.start + d.sizes[..b].iter().map(|s| u64::from(s.size())).sum::<u64>();
+                    let at = d.start
+                        + d.sizes[..b]
+                            .iter()
+                            .map(|s| u64::from(s.size()))
+                            .sum::<u64>();
                     let blk = self.block(at, s)?;
                     let avail = blk.get(in_block..).ok_or(Errno::EIO)?;
                     let n = want.min(avail.len());

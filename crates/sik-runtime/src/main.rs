@@ -82,12 +82,18 @@ fn main() -> ExitCode {
 fn open_image() -> Result<Image, String> {
     let path = match std::env::var_os("TARGET_APPIMAGE").filter(|v| !v.is_empty()) {
         Some(t) => PathBuf::from(t),
-        None => std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot find own file: {e}"))?,
+        None => std::fs::read_link("/proc/self/exe")
+            .map_err(|e| format!("cannot find own file: {e}"))?,
     };
     let path = std::fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut f = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let layout = sik_image::elf::read_layout(&mut f).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Image { offset: layout.end, path, layout })
+    let layout =
+        sik_image::elf::read_layout(&mut f).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Image {
+        offset: layout.end,
+        path,
+        layout,
+    })
 }
 
 fn help() {
@@ -132,7 +138,11 @@ fn option(image: &Image, opt: &str, rest: &[OsString], argv0: &OsStr) -> ExitCod
         "version" => println!("sik-runtime {VERSION}"),
         "offset" => println!("{}", image.offset),
         "signature" | "updateinfo" | "updateinformation" => {
-            let name = if opt == "signature" { ".sha256_sig" } else { ".upd_info" };
+            let name = if opt == "signature" {
+                ".sha256_sig"
+            } else {
+                ".upd_info"
+            };
             match section_text(image, name) {
                 Ok(t) => println!("{t}"),
                 Err(e) => return die(e),
@@ -171,7 +181,11 @@ fn option(image: &Image, opt: &str, rest: &[OsString], argv0: &OsStr) -> ExitCod
             };
         }
         "portable-home" | "portable-config" => {
-            let suffix = if opt == "portable-home" { "home" } else { "config" };
+            let suffix = if opt == "portable-home" {
+                "home"
+            } else {
+                "config"
+            };
             let dir = portable(image, suffix);
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 return die(format!("cannot create {}: {e}", dir.display()));
@@ -268,14 +282,23 @@ fn fuse_start(image: &Image) -> Result<PathBuf, String> {
     let stem: String = image
         .path
         .file_name()
-        .map(|n| n.to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect())
+        .map(|n| {
+            n.to_string_lossy()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(8)
+                .collect()
+        })
         .unwrap_or_default();
     let template = temp_base().join(format!(".mount_{stem}XXXXXX"));
     let mut buf = template.into_os_string().into_vec();
     buf.push(0);
     // SAFETY: buf is a writable NUL-terminated template.
     if unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) }.is_null() {
-        return Err(format!("cannot create a mount point: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "cannot create a mount point: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     buf.pop();
     let mp = PathBuf::from(OsString::from_vec(buf));
@@ -339,11 +362,12 @@ fn serve(image: &Image, mp: &Path, ready_w: OwnedFd, keep_r: OwnedFd) -> ! {
         let fs = fs::SquashFs::open(&image.path, image.offset)?;
         let fsname = image.path.to_string_lossy().into_owned();
         let (fd, how) = mount::mount(mp, &fsname)?;
-        let session = fuser::Session::from_fd(fs, fd, fuser::SessionACL::Owner, fuser::Config::default())
-            .map_err(|e| {
-                mount::unmount(mp, &how);
-                format!("FUSE handshake failed: {e}")
-            })?;
+        let session =
+            fuser::Session::from_fd(fs, fd, fuser::SessionACL::Owner, fuser::Config::default())
+                .map_err(|e| {
+                    mount::unmount(mp, &how);
+                    format!("FUSE handshake failed: {e}")
+                })?;
         std::thread::Builder::new()
             .name("fuse".into())
             .spawn(move || session.run())
@@ -395,7 +419,9 @@ fn cache_dir(image: &Image) -> Result<PathBuf, String> {
                 .filter(|v| !v.is_empty())
                 .map(|h| PathBuf::from(h).join(".cache"))
         })
-        .unwrap_or_else(|| temp_base().join(format!("sik-appimage-cache-{}", unsafe { libc::geteuid() })));
+        .unwrap_or_else(|| {
+            temp_base().join(format!("sik-appimage-cache-{}", unsafe { libc::geteuid() }))
+        });
     Ok(base.join("sik-appimage").join(digest(image)?))
 }
 
@@ -413,7 +439,8 @@ fn digest(image: &Image) -> Result<String, String> {
     f.read_exact(&mut head).map_err(|e| e.to_string())?;
     h.update(&head);
     let mut sb = [0u8; 96];
-    f.read_exact(&mut sb).map_err(|e| format!("no SquashFS superblock: {e}"))?;
+    f.read_exact(&mut sb)
+        .map_err(|e| format!("no SquashFS superblock: {e}"))?;
     h.update(sb);
     if &sb[0..4] != b"hsqs" {
         return Err("no SquashFS after the runtime".into());
@@ -426,7 +453,8 @@ fn digest(image: &Image) -> Result<String, String> {
     let bytes_used = u64_at(40);
     let inode_table = u64_at(64);
     if inode_table < bytes_used && image.offset + bytes_used <= len {
-        f.seek(SeekFrom::Start(image.offset + inode_table)).map_err(|e| e.to_string())?;
+        f.seek(SeekFrom::Start(image.offset + inode_table))
+            .map_err(|e| e.to_string())?;
         let mut rest = (&mut f).take(bytes_used - inode_table);
         std::io::copy(&mut rest, &mut h).map_err(|e| e.to_string())?;
     } else {
@@ -443,8 +471,12 @@ fn extracted(image: &Image) -> Result<PathBuf, String> {
         return Ok(dir);
     }
     let parent = dir.parent().ok_or("bad cache directory")?;
-    std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    std::fs::create_dir_all(parent)
+        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let fs = extract::open(&image.path, image.offset)?;
@@ -457,7 +489,10 @@ fn extracted(image: &Image) -> Result<PathBuf, String> {
     if std::fs::rename(&tmp, &dir).is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
         if std::fs::symlink_metadata(dir.join("AppRun")).is_err() {
-            return Err(format!("cannot move the extracted copy to {}", dir.display()));
+            return Err(format!(
+                "cannot move the extracted copy to {}",
+                dir.display()
+            ));
         }
     }
     Ok(dir)

@@ -21,7 +21,8 @@ pub enum Mounted {
 }
 
 fn cstr(p: &Path) -> Result<CString, String> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{} contains a NUL byte", p.display()))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| format!("{} contains a NUL byte", p.display()))
 }
 
 /// Mount an (empty) FUSE file system at `mountpoint`; returns the session's
@@ -64,7 +65,10 @@ fn mount_direct(mountpoint: &Path, fsname: &str) -> Result<(OwnedFd, Mounted), S
     // SAFETY: plain open(2) of a NUL-terminated path.
     let fd = unsafe { libc::open(dev.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if fd < 0 {
-        return Err(format!("cannot open /dev/fuse: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "cannot open /dev/fuse: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: fd was just opened and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -87,12 +91,19 @@ fn mount_direct(mountpoint: &Path, fsname: &str) -> Result<(OwnedFd, Mounted), S
         )
     };
     if rc != 0 {
-        return Err(format!("mount(2) refused: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "mount(2) refused: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok((fd, Mounted::Direct))
 }
 
-fn mount_helper(helper: &Path, mountpoint: &Path, fsname: &str) -> Result<(OwnedFd, Mounted), String> {
+fn mount_helper(
+    helper: &Path,
+    mountpoint: &Path,
+    fsname: &str,
+) -> Result<(OwnedFd, Mounted), String> {
     let mut fds = [0i32; 2];
     // SAFETY: fds has room for two descriptors.
     if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) } != 0 {
@@ -102,10 +113,15 @@ fn mount_helper(helper: &Path, mountpoint: &Path, fsname: &str) -> Result<(Owned
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: fcntl on a valid descriptor.
     unsafe { libc::fcntl(ours.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    let name: String = fsname.chars().map(|c| if c == ',' || c == '\\' { '_' } else { c }).collect();
+    let name: String = fsname
+        .chars()
+        .map(|c| if c == ',' || c == '\\' { '_' } else { c })
+        .collect();
     let status = Command::new(helper)
         .arg("-o")
-        .arg(format!("ro,nosuid,nodev,default_permissions,subtype=sik-appimage,fsname={name}"))
+        .arg(format!(
+            "ro,nosuid,nodev,default_permissions,subtype=sik-appimage,fsname={name}"
+        ))
         .arg("--")
         .arg(mountpoint)
         .env("_FUSE_COMMFD", theirs.as_raw_fd().to_string())
@@ -119,14 +135,20 @@ fn mount_helper(helper: &Path, mountpoint: &Path, fsname: &str) -> Result<(Owned
     }
     match receive_fd(&ours) {
         Some(fd) => Ok((fd, Mounted::Helper(helper.to_path_buf()))),
-        None => Err(format!("{} did not hand over a FUSE descriptor", helper.display())),
+        None => Err(format!(
+            "{} did not hand over a FUSE descriptor",
+            helper.display()
+        )),
     }
 }
 
 /// Receive one descriptor sent with SCM_RIGHTS.
 fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     // Room for one cmsghdr carrying one int, 8-byte aligned.
     let mut cbuf = [0u64; 8];
     // SAFETY: msghdr is plain data; every pointer set below outlives recvmsg.
@@ -149,7 +171,8 @@ fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
     // SAFETY: the CMSG macros walk the control buffer recvmsg filled.
     unsafe {
         let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS {
+        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS
+        {
             return None;
         }
         let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>());

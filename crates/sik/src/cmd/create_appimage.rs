@@ -11,7 +11,9 @@ use crate::fail::{CmdResult, Failure, warn};
 use crate::output::print_json;
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  sik create appimage Hello.AppDir\n  sik create appimage Hello.AppDir -o Hello-x86_64.AppImage --compression xz \\\n      --update-info 'gh-releases-zsync|me|hello|latest|Hello-*x86_64.AppImage.zsync' --zsync")]
+#[command(
+    after_help = "Examples:\n  sik create appimage Hello.AppDir\n  sik create appimage Hello.AppDir -o Hello-x86_64.AppImage --compression xz \\\n      --update-info 'gh-releases-zsync|me|hello|latest|Hello-*x86_64.AppImage.zsync' --zsync"
+)]
 pub struct Args {
     /// The AppDir: AppRun, one NAME.desktop and its icon at the root.
     pub appdir: PathBuf,
@@ -57,7 +59,10 @@ pub fn run(a: Args) -> CmdResult {
         return Err(Failure::input(
             "--compression",
             None,
-            format!("unknown compressor {:?} (zstd, xz, gzip, lz4)", a.compression),
+            format!(
+                "unknown compressor {:?} (zstd, xz, gzip, lz4)",
+                a.compression
+            ),
         ));
     };
     let opts = PackOptions {
@@ -76,7 +81,11 @@ pub fn run(a: Args) -> CmdResult {
             return Err(Failure::input(
                 "AppDir not usable",
                 Some(&a.appdir),
-                format!("{n} problem{}: {}", if n == 1 { "" } else { "s" }, problems.join("; ")),
+                format!(
+                    "{n} problem{}: {}",
+                    if n == 1 { "" } else { "s" },
+                    problems.join("; ")
+                ),
             ));
         }
         Err(e @ Error::UpdateInfo(..)) => return Err(Failure::input("--update-info", None, e)),
@@ -89,7 +98,10 @@ pub fn run(a: Args) -> CmdResult {
     if let Some(icon) = &report.dir_icon_created
         && !a.quiet
     {
-        eprintln!("sik: created .DirIcon -> {} (it was missing)", icon.display());
+        eprintln!(
+            "sik: created .DirIcon -> {} (it was missing)",
+            icon.display()
+        );
     }
     for w in &report.warnings {
         warn(w);
@@ -97,7 +109,12 @@ pub fn run(a: Args) -> CmdResult {
     if a.json {
         print_json(&report);
     } else if !a.quiet {
-        println!("{} ({} bytes, SquashFS at offset {})", report.output.display(), report.size, report.offset);
+        println!(
+            "{} ({} bytes, SquashFS at offset {})",
+            report.output.display(),
+            report.size,
+            report.offset
+        );
         if let Some(z) = &report.zsync {
             println!("{}", z.display());
         }
