@@ -779,3 +779,23 @@ fn bad_input_fails_cleanly() {
     );
     assert!(dest.join("a").exists() && dest.join("keep").exists());
 }
+
+#[test]
+fn extract_never_writes_outside_the_target() {
+    let t = TestDir::new();
+    t.write("src/usr/share/x/file", "data");
+    std::os::unix::fs::symlink("../../../../../../../../tmp", t.join("src/usr/share/x/up")).unwrap();
+    std::os::unix::fs::symlink("/etc", t.join("src/usr/share/x/abs")).unwrap();
+    let img = t.join("x.ExtensionImage");
+    create(&t.join("src"), &img, &[]);
+    // A target whose `usr` is a symlink to a directory outside it.
+    let outside = t.mkdir("outside");
+    let dest = t.mkdir("dest");
+    std::os::unix::fs::symlink(&outside, dest.join("usr")).unwrap();
+    run_ok(sik().args(["extract", "-q", "--force"]).arg(&img).arg("-o").arg(&dest));
+    assert!(fs::read_dir(&outside).unwrap().next().is_none(), "nothing written through the planted symlink");
+    assert!(dest.join("usr").symlink_metadata().unwrap().is_dir(), "the symlink was replaced by the image's directory");
+    assert_eq!(fs::read_link(dest.join("usr/share/x/up")).unwrap(), Path::new("../../../../../../../../tmp"));
+    assert_eq!(fs::read_link(dest.join("usr/share/x/abs")).unwrap(), Path::new("/etc"));
+    assert_eq!(fs::read_to_string(dest.join("usr/share/x/file")).unwrap(), "data");
+}
