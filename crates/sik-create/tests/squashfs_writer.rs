@@ -1361,3 +1361,111 @@ fn long_symlink_targets_for_kernel_and_unsquashfs() {
         "{l}"
     );
 }
+
+// ---------------------------------------------------------------- spec vector
+
+/// The tree of the test vector in spec/extension-image.md ("SquashFS layout").
+fn vector_image(path: &Path, threads: usize) -> Summary {
+    let o = WriterOptions {
+        compressor: Compressor::Zstd,
+        level: None,
+        block_size: 4096,
+        mod_time: 1_700_000_000,
+        threads,
+    };
+    let mut w = SquashfsWriter::new(File::create(path).unwrap(), o).unwrap();
+    w.set_root(meta(0o755, 0, 0, 1_700_000_000));
+    w.add_file(
+        b"etc/hello",
+        meta(0o644, 0, 0, 1_700_000_001),
+        &mut &b"hello\n"[..],
+    )
+    .unwrap();
+    w.add_hardlink(b"etc/hello-again", b"etc/hello").unwrap();
+    w.add_symlink(b"link", b"etc/hello", meta(0o777, 0, 0, 1_700_000_002))
+        .unwrap();
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    w.add_file(
+        b"data",
+        meta(0o640, 1000, 1000, 1_700_000_003),
+        &mut &data[..],
+    )
+    .unwrap();
+    let mut m = meta(0o700, 0, 0, 1_700_000_004);
+    m.xattrs = vec![(b"user.comment".to_vec(), b"vector".to_vec())];
+    w.add_dir(b"empty", m).unwrap();
+    w.add_char_device(b"null", meta(0o666, 0, 0, 1_700_000_005), 1, 3)
+        .unwrap();
+    w.finish().unwrap()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads one metadata block at `pos`; returns its uncompressed content.
+fn meta_block(img: &[u8], pos: usize) -> Vec<u8> {
+    let h = u16::from_le_bytes([img[pos], img[pos + 1]]);
+    let len = usize::from(h & 0x7fff);
+    let raw = &img[pos + 2..pos + 2 + len];
+    if h & 0x8000 != 0 {
+        raw.to_vec()
+    } else {
+        zstd::bulk::decompress(raw, 8192).unwrap()
+    }
+}
+
+#[test]
+fn spec_test_vector() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let s = vector_image(&a, 1);
+    vector_image(&b, 3);
+    let img = std::fs::read(&a).unwrap();
+    assert!(img == std::fs::read(&b).unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(img[o..o + 8].try_into().unwrap()) as usize;
+    let inode_table = u64_at(64);
+    let dir_table = u64_at(72);
+    let inodes = meta_block(&img, inode_table);
+    let dirs = meta_block(&img, dir_table);
+    // Values published in spec/extension-image.md, "Test vector".
+    assert_eq!(s.bytes_used, 1257);
+    assert_eq!(s.file_len, 4096);
+    assert_eq!(
+        (s.inode_count, s.id_count, s.fragment_count, s.xattr_sets),
+        (7, 2, 1, 1)
+    );
+    assert_eq!(hex(&img[..96]), SPEC_SUPERBLOCK);
+    assert_eq!(hex(&inodes), SPEC_INODES);
+    assert_eq!(hex(&dirs), SPEC_DIRS);
+    assert_eq!(sha256_hex(&a), SPEC_SHA256);
+    // The published values are the ones in the spec file itself.
+    let spec = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../spec/extension-image.md"
+    ))
+    .unwrap();
+    let flat: String = spec.split_whitespace().collect();
+    for v in [SPEC_SUPERBLOCK, SPEC_INODES, SPEC_DIRS, SPEC_SHA256] {
+        assert!(
+            flat.contains(v),
+            "spec/extension-image.md does not show {v}"
+        );
+    }
+}
+
+const SPEC_SUPERBLOCK: &str = "687371730700000000f15365001000000100000006000c004000020004000000e500000000000000e904000000000000a004000000000000d10400000000000093030000000000001f040000000000008e04000000000000ffffffffffffffff";
+const SPEC_INODES: &str = "0200a0010000000003f153650100000060000000ffffffff00000000102700000f0100000f0100000f0100000800c0010100010004f15365020000000200000003000000000000000700000000000000000000000900a4010100010001f1536503000000000000000000000006000000000000000000000000000000020000000000000000000000ffffffff0100ed010100010000f153650400000000000000020000002f000000070000000300ff010100010002f153650500000001000000090000006574632f68656c6c6f0500b6010100010005f153650600000001000000030100000100ed010100010000f153650700000000000000040000004b002c0008000000";
+const SPEC_DIRS: &str = "010000000000000003000000540000000200040068656c6c6f5400000002000a0068656c6c6f2d616761696e0400000000000000010000000000000002000300646174612c00010001000400656d7074798c00030001000200657463ac000400030003006c696e6bcd000500050003006e756c6c";
+const SPEC_SHA256: &str = "d983df5b3335d70636bcf80acbeaead03b3263dfb496c72f0445fed421c1c5d6";
+
+/// SHA-256 of a file via coreutils' `sha256sum`.
+fn sha256_hex(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
