@@ -1,0 +1,130 @@
+//! `sik verify IMAGE [--trust PATH]... [--json]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+use sik_verify::{Report, TrustStore, Verdict};
+
+use crate::fail::{CmdResult, Failure};
+use crate::output::print_json;
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sik verify firmware.ExtensionImage --trust release-key.pub\n  sik verify App.AppImage --trust ~/.ssh/allowed_signers --json\n\nWithout --trust the keys in /etc/sik/trusted.d and $XDG_CONFIG_HOME/sik/trusted.d\n(~/.config/sik/trusted.d) are trusted. Exit status: 0 signed by a trusted key,\n1 not (unsigned, modified, untrusted key, wrong namespace, malformed), 2 input error."
+)]
+pub struct Args {
+    /// ExtensionImage or AppImage.
+    pub image: PathBuf,
+    /// Trusted keys: a .pub file, an OpenSSH allowed_signers file, or a directory of them (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub trust: Vec<PathBuf>,
+    /// Print one JSON document (schema: formats/schema/verify.json).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> CmdResult {
+    for p in &a.trust {
+        if std::fs::metadata(p).is_err() {
+            return Err(Failure::input(
+                "trust path does not exist",
+                Some(p),
+                "no such file or directory",
+            ));
+        }
+    }
+    let trust_paths = if a.trust.is_empty() {
+        TrustStore::default_paths()
+    } else {
+        a.trust.clone()
+    };
+    let trust = TrustStore::load(&trust_paths).map_err(|e| match &e {
+        sik_verify::Error::TrustFile { path, line, why } => {
+            Failure::input("bad trust file", Some(path), format!("line {line}: {why}"))
+        }
+        sik_verify::Error::Io { path, source } => {
+            Failure::input("cannot read trust path", Some(path), source)
+        }
+        other => Failure::input("cannot read trust store", None, other),
+    })?;
+    let report = sik_verify::verify_file(&a.image, &trust).map_err(|e| match e {
+        sik_verify::Error::Io { path, source } => {
+            Failure::input("cannot read", Some(&path), source)
+        }
+        sik_verify::Error::NotAnImage { why, .. } => {
+            Failure::input("not a signable image", Some(&a.image), why)
+        }
+        other => Failure::input("cannot verify", Some(&a.image), other),
+    })?;
+    if a.json {
+        print_json(&document(&a.image, &trust_paths, &trust, &report));
+    } else if report.verdict.is_trusted() {
+        println!("{}: {}", a.image.display(), report.verdict.reason());
+    }
+    if report.verdict.is_trusted() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut f = Failure::check(
+        "verification failed",
+        Some(&a.image),
+        report.verdict.reason(),
+    );
+    if matches!(report.verdict, Verdict::Untrusted { .. }) && trust.is_empty() {
+        f = f.hint("no trusted keys: give --trust KEY.pub or put keys into /etc/sik/trusted.d");
+    }
+    Err(f)
+}
+
+fn verdict_json(v: &Verdict) -> serde_json::Value {
+    let mut doc = json!({ "status": v.name(), "reason": v.reason() });
+    match v {
+        Verdict::Trusted {
+            fingerprint,
+            principal,
+            comment,
+        } => {
+            doc["fingerprint"] = json!(fingerprint);
+            doc["principal"] = json!(principal);
+            doc["comment"] = json!(comment);
+        }
+        Verdict::Untrusted { fingerprint } => doc["fingerprint"] = json!(fingerprint),
+        Verdict::WrongNamespace { found } => doc["namespace"] = json!(found),
+        Verdict::Malformed { why } => doc["why"] = json!(why),
+        Verdict::Unsigned | Verdict::Modified => {}
+    }
+    doc
+}
+
+fn document(
+    image: &std::path::Path,
+    trust_paths: &[PathBuf],
+    trust: &TrustStore,
+    r: &Report,
+) -> serde_json::Value {
+    let mut doc = verdict_json(&r.verdict);
+    doc["file"] = json!(image.display().to_string());
+    doc["kind"] = json!(r.kind);
+    doc["trusted"] = json!(r.verdict.is_trusted());
+    doc["payload_len"] = json!(r.payload_len);
+    doc["trust_paths"] = json!(
+        trust_paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+    );
+    doc["trusted_keys"] = json!(trust.keys().len());
+    doc["signatures"] = r
+        .signatures
+        .iter()
+        .map(|s| {
+            let mut v = verdict_json(&s.verdict);
+            v["fingerprint"] = json!(s.fingerprint);
+            v["key_type"] = json!(s.key_type);
+            v["hash"] = json!(s.hash);
+            v["namespace"] = json!(s.namespace);
+            v
+        })
+        .collect();
+    doc
+}
