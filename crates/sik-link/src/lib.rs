@@ -863,10 +863,10 @@ fn clear_dir(dir: &Path) -> io::Result<()> {
         let p = e.path();
         if e.file_type()?.is_dir() {
             if sys::is_mountpoint(&p) {
-                return Err(io::Error::new(
-                    io::ErrorKind::Other,
-                    format!("{} is a mount point", p.display()),
-                ));
+                return Err(io::Error::other(format!(
+                    "{} is a mount point",
+                    p.display()
+                )));
             }
             make_writable(&p);
             std::fs::remove_dir_all(&p)?;
@@ -1275,12 +1275,15 @@ fn run_extension(
     Some(st)
 }
 
+/// The outcome of unlinking one name.
+pub type UnlinkResult = (String, Result<UnlinkReport, Error>);
+
 /// Unlink the named extensions from ROOT. One result per name, in order.
 pub fn unlink(
     names: &[String],
     root: &Path,
     state: Option<&Path>,
-) -> Result<Vec<(String, Result<UnlinkReport, Error>)>, Error> {
+) -> Result<Vec<UnlinkResult>, Error> {
     let env = match open_env(root, state, false) {
         Ok(e) => e,
         Err(Error::NoState(_)) => {
@@ -1645,5 +1648,85 @@ mod tests {
     fn aside_names_are_flat() {
         assert_eq!(aside_name(b"etc/a b/c"), b"etc%2Fa%20b%2Fc".to_vec());
         assert_eq!(sibling_aside_name(b"x", "e"), b".x.sik-aside.e".to_vec());
+    }
+
+    /// The block after `<!-- vectors:NAME -->` in spec/link-state.md.
+    fn vector_block(name: &str) -> String {
+        let spec = include_str!("../../../spec/link-state.md");
+        let start = spec
+            .find(&format!("<!-- vectors:{name} -->"))
+            .expect("marker");
+        let rest = &spec[start..];
+        let open = rest.find("```text\n").expect("block") + 8;
+        let close = rest[open..].find("```").expect("end");
+        rest[open..open + close].to_string()
+    }
+
+    /// A Rust byte-string literal `b"…"` with `\t`, `\n`, `\xNN`, `\\`, `\"`.
+    fn byte_literal(s: &str) -> Vec<u8> {
+        let inner = s
+            .strip_prefix("b\"")
+            .and_then(|s| s.strip_suffix('"'))
+            .expect("literal");
+        let b = inner.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' {
+                match b[i + 1] {
+                    b't' => out.push(b'\t'),
+                    b'n' => out.push(b'\n'),
+                    b'x' => {
+                        out.push(u8::from_str_radix(&inner[i + 2..i + 4], 16).unwrap());
+                        i += 2;
+                    }
+                    c => out.push(c),
+                }
+                i += 2;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn spec_vectors() {
+        let block = vector_block("escape");
+        let mut n = 0;
+        for line in block.lines() {
+            let (lit, want) = line.rsplit_once(char::is_whitespace).unwrap();
+            let input = byte_literal(lit.trim());
+            assert_eq!(journal::escape(&input), want, "{line}");
+            assert_eq!(journal::unescape(want).unwrap(), input, "{line}");
+            n += 1;
+        }
+        assert_eq!(n, 6);
+
+        let text = vector_block("journal");
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal");
+        std::fs::write(&p, text.strip_suffix('\n').unwrap()).unwrap();
+        let recs = journal::read(&p).unwrap();
+        assert_eq!(recs.len(), 7);
+        let count = |f: fn(&Record) -> bool| recs.iter().filter(|r| f(r)).count();
+        assert_eq!(count(|r| matches!(r, Record::Dir(_))), 2);
+        assert_eq!(count(|r| matches!(r, Record::Link(..))), 2);
+        assert_eq!(count(|r| matches!(r, Record::Replaced(_))), 1);
+        assert_eq!(
+            recs[4],
+            Record::Link(
+                b"usr/lib/firmware/acme/fw v2.bin".to_vec(),
+                b"/run/sik/extensions/acme/mnt/lib/firmware/acme/fw v2.bin".to_vec()
+            )
+        );
+        // Every record is written back exactly as in the spec.
+        let mut again = format!("{}\n", journal::MAGIC);
+        for r in &recs {
+            again.push_str(&r.line());
+        }
+        assert!(text.starts_with(&again), "{again}");
+        assert_eq!(aside_name(b"etc/hostname"), b"etc%2Fhostname".to_vec());
     }
 }
