@@ -425,19 +425,26 @@ fn cache_dir(image: &Image) -> Result<PathBuf, String> {
     Ok(base.join("sik-appimage").join(digest(image)?))
 }
 
-/// The image's cache key: SHA-256 over the file length, the runtime (ELF
-/// with its sections), the SquashFS superblock and the SquashFS tables
-/// (inode table to end). The tables hold every entry's size, mode, mtime and
-/// the position and compressed size of every data block, so a changed file
-/// changes the key without hashing all data on every start.
+/// The image's cache key: SHA-256 over the file length, the runtime's
+/// reserved sections (update information, signature, key), the SquashFS
+/// superblock and the SquashFS tables (inode table to end). The tables hold
+/// every entry's size, mode, mtime and the position and compressed size of
+/// every data block, so a changed file changes the key without hashing all
+/// data (or the runtime's code) on every start.
 fn digest(image: &Image) -> Result<String, String> {
     let mut f = File::open(&image.path).map_err(|e| e.to_string())?;
     let len = f.metadata().map_err(|e| e.to_string())?.len();
     let mut h = Sha256::new();
     h.update(len.to_le_bytes());
-    let mut head = vec![0u8; usize::try_from(image.offset).map_err(|e| e.to_string())?];
-    f.read_exact(&mut head).map_err(|e| e.to_string())?;
-    h.update(&head);
+    for r in sik_image::elf::RESERVED {
+        if let Some(sec) = image.layout.section(r.name) {
+            let bytes = sik_image::elf::read_section(&mut f, sec).map_err(|e| e.to_string())?;
+            h.update(r.name.as_bytes());
+            h.update(&bytes);
+        }
+    }
+    f.seek(SeekFrom::Start(image.offset))
+        .map_err(|e| e.to_string())?;
     let mut sb = [0u8; 96];
     f.read_exact(&mut sb)
         .map_err(|e| format!("no SquashFS superblock: {e}"))?;
