@@ -22,7 +22,12 @@ fn make_iso(t: &TestDir, name: &str, label: &str, files: &[(&str, &str)]) -> Pat
     }
     std::fs::create_dir_all(&tree).unwrap();
     let iso = t.join(format!("{name}.iso"));
-    run_ok(cmd("xorriso").args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", label, "-o"]).arg(&iso).arg(&tree));
+    run_ok(
+        cmd("xorriso")
+            .args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", label, "-o"])
+            .arg(&iso)
+            .arg(&tree),
+    );
     iso
 }
 
@@ -154,20 +159,31 @@ fn detect_json(isos: &[&Path]) -> (Option<i32>, Value) {
     let out = run(sik().args(["boot", "detect", "--json"]).args(isos));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
     (out.status.code(), doc)
 }
 
 fn check_schema(schema_file: &str, doc: &Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../formats/schema").join(schema_file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../formats/schema")
+        .join(schema_file);
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let v = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = v.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
     assert!(errors.is_empty(), "{schema_file}: {errors:?}");
 }
 
 fn args_of(entry: &Value) -> Vec<String> {
-    entry["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+    entry["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -192,47 +208,104 @@ fn detect_recognises_every_family_layout() {
     assert_eq!(u["label"], "Ubuntu 24.04.1 LTS amd64");
     assert_eq!(u["kernel"], "/casper/vmlinuz");
     assert_eq!(u["initrds"], serde_json::json!(["/casper/initrd"]));
-    assert_eq!(args_of(&u), ["boot=casper", "iso-scan/filename=${iso_path}", "quiet", "splash"]);
+    assert_eq!(
+        args_of(&u),
+        [
+            "boot=casper",
+            "iso-scan/filename=${iso_path}",
+            "quiet",
+            "splash"
+        ]
+    );
     assert_eq!(u["config"], "/boot/grub/loopback.cfg");
 
     let d = by("live-boot");
     assert_eq!(d["kernel"], "/live/vmlinuz-6.1.0-25-amd64");
-    assert_eq!(d["initrds"], serde_json::json!(["/live/initrd.img-6.1.0-25-amd64"]));
-    assert_eq!(args_of(&d), ["boot=live", "components", "findiso=${iso_path}", "quiet", "splash"]);
+    assert_eq!(
+        d["initrds"],
+        serde_json::json!(["/live/initrd.img-6.1.0-25-amd64"])
+    );
+    assert_eq!(
+        args_of(&d),
+        [
+            "boot=live",
+            "components",
+            "findiso=${iso_path}",
+            "quiet",
+            "splash"
+        ]
+    );
 
     let f = by("dracut-fedora");
     assert_eq!(f["kernel"], "/images/pxeboot/vmlinuz");
-    assert_eq!(args_of(&f), ["root=live:CDLABEL=Fedora-WS-Live-41-1-4", "rd.live.image", "iso-scan/filename=${iso_path}", "quiet", "rhgb"]);
+    assert_eq!(
+        args_of(&f),
+        [
+            "root=live:CDLABEL=Fedora-WS-Live-41-1-4",
+            "rd.live.image",
+            "iso-scan/filename=${iso_path}",
+            "quiet",
+            "rhgb"
+        ]
+    );
 
     let n = by("dracut-loader");
     assert_eq!(n["kernel"], "/boot/x86_64/loader/linux");
-    assert_eq!(n["initrds"], serde_json::json!(["/boot/x86_64/loader/initrd"]));
+    assert_eq!(
+        n["initrds"],
+        serde_json::json!(["/boot/x86_64/loader/initrd"])
+    );
     assert!(args_of(&n).contains(&"root=live:CDLABEL=Fedora-WS-Live-42-1-1".to_string()));
 
     let c = by("dracut-centos");
     assert_eq!(c["kernel"], "/isolinux/vmlinuz0");
     assert_eq!(c["initrds"], serde_json::json!(["/isolinux/initrd0.img"]));
     let cargs = args_of(&c);
-    assert!(cargs.contains(&"rd.luks=0".to_string()) && cargs.contains(&"rootfstype=auto".to_string()), "{cargs:?}");
+    assert!(
+        cargs.contains(&"rd.luks=0".to_string()) && cargs.contains(&"rootfstype=auto".to_string()),
+        "{cargs:?}"
+    );
     assert!(!cargs.iter().any(|a| a.starts_with("initrd=")));
 
     let a = by("archiso");
     assert_eq!(
         a["initrds"],
-        serde_json::json!(["/arch/boot/intel-ucode.img", "/arch/boot/amd-ucode.img", "/arch/boot/x86_64/initramfs-linux.img"])
+        serde_json::json!([
+            "/arch/boot/intel-ucode.img",
+            "/arch/boot/amd-ucode.img",
+            "/arch/boot/x86_64/initramfs-linux.img"
+        ])
     );
     let aargs = args_of(&a);
-    assert_eq!(aargs, ["img_dev=/dev/disk/by-uuid/${uuid}", "img_loop=${iso_path}", "archisobasedir=arch"]);
+    assert_eq!(
+        aargs,
+        [
+            "img_dev=/dev/disk/by-uuid/${uuid}",
+            "img_loop=${iso_path}",
+            "init=/run/archiso/img_dev/boot/sik/init",
+            "archisobasedir=arch"
+        ]
+    );
 
     let k = by("kiwi");
     assert_eq!(k["kernel"], "/boot/x86_64/loader/linux");
-    assert!(args_of(&k).starts_with(&["isofrom_device=/dev/disk/by-uuid/${uuid}".to_string(), "isofrom_system=${iso_path}".to_string()]));
+    assert!(args_of(&k).starts_with(&[
+        "isofrom_device=/dev/disk/by-uuid/${uuid}".to_string(),
+        "isofrom_system=${iso_path}".to_string(),
+        "init=/isofrom/boot/sik/init".to_string()
+    ]));
     assert!(args_of(&k).contains(&"showopts".to_string()));
 
     let m = by("mageia");
     assert_eq!(m["kernel"], "/isolinux/x86_64/vmlinuz");
-    assert_eq!(m["initrds"], serde_json::json!(["/isolinux/x86_64/all.rdz"]));
-    assert_eq!(args_of(&m)[0], "isofrom=/dev/disk/by-uuid/${uuid}:${iso_path}");
+    assert_eq!(
+        m["initrds"],
+        serde_json::json!(["/isolinux/x86_64/all.rdz"])
+    );
+    assert_eq!(
+        args_of(&m)[0],
+        "isofrom=/dev/disk/by-uuid/${uuid}:${iso_path}"
+    );
 
     let g = by("loopback-cfg");
     assert_eq!(g["use_loopback_cfg"], true);
@@ -240,7 +313,10 @@ fn detect_recognises_every_family_layout() {
 
     // Plain text output names the family too.
     let out = run_ok(sik().args(["boot", "detect"]).arg(&isos[0].0));
-    assert!(out.contains("casper") && out.contains("/casper/vmlinuz"), "{out}");
+    assert!(
+        out.contains("casper") && out.contains("/casper/vmlinuz"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -249,20 +325,38 @@ fn detect_skips_odd_inputs_with_a_reason() {
         return;
     }
     let t = TestDir::new();
-    let no_kernel = make_iso(&t, "nokernel", "NOKERNEL", &[("/casper/filesystem.squashfs", "sq")]);
+    let no_kernel = make_iso(
+        &t,
+        "nokernel",
+        "NOKERNEL",
+        &[("/casper/filesystem.squashfs", "sq")],
+    );
     let unknown = make_iso(&t, "unknown", "SOMETHING", &[("/README.TXT", "hello")]);
     let empty = t.write("empty.iso", b"");
-    let good = make_iso(&t, "good", "GOOD", &[("/casper/vmlinuz", KERNEL), ("/casper/initrd", INITRD)]);
+    let good = make_iso(
+        &t,
+        "good",
+        "GOOD",
+        &[("/casper/vmlinuz", KERNEL), ("/casper/initrd", INITRD)],
+    );
     let bytes = std::fs::read(&good).unwrap();
     let truncated = t.write("truncated.iso", &bytes[..bytes.len().min(36 * 1024)]);
-    let garbage = t.write("garbage.iso", (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<u8>>());
+    let garbage = t.write(
+        "garbage.iso",
+        (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect::<Vec<u8>>(),
+    );
     // A descriptor whose root directory points far beyond the end.
     let mut hostile = bytes.clone();
     hostile.truncate(20 * 2048);
-    hostile[16 * 2048 + 156 + 2..16 * 2048 + 156 + 6].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+    hostile[16 * 2048 + 156 + 2..16 * 2048 + 156 + 6]
+        .copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
     let hostile = t.write("hostile.iso", &hostile);
     let missing = t.join("missing.iso");
-    let list = [&no_kernel, &unknown, &empty, &truncated, &garbage, &hostile, &missing, &good];
+    let list = [
+        &no_kernel, &unknown, &empty, &truncated, &garbage, &hostile, &missing, &good,
+    ];
     let paths: Vec<&Path> = list.iter().map(|p| p.as_path()).collect();
     let (code, doc) = detect_json(&paths);
     assert_eq!(code, Some(1), "skipped ISOs make exit status 1: {doc:#}");
@@ -303,44 +397,92 @@ fn generate_writes_checked_grub_cfg_and_initrd_once() {
         std::fs::create_dir_all(medium.join("boot/iso")).unwrap();
         std::fs::rename(&iso, medium.join("boot/iso").join(name)).unwrap();
     }
-    t.write("medium/boot/customize/initrd/etc/sik-extra.conf", "extra=1\n");
+    t.write(
+        "medium/boot/customize/initrd/etc/sik-extra.conf",
+        "extra=1\n",
+    );
     t.write("medium/boot/grub/grub.cfg", "# hand-written\n");
     let sikbin = fake_sik(&t);
 
     // Dry run writes nothing.
-    let out = run_ok(sik().args(["boot", "generate", "--dry-run", "--json", "--sik-binary"]).arg(&sikbin).arg(&medium));
+    let out = run_ok(
+        sik()
+            .args(["boot", "generate", "--dry-run", "--json", "--sik-binary"])
+            .arg(&sikbin)
+            .arg(&medium),
+    );
     let doc: Value = serde_json::from_str(&out).unwrap();
     check_schema("generate.json", &doc);
-    assert!(doc["files"].as_array().unwrap().iter().all(|f| f["action"] != "written"));
+    assert!(
+        doc["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] != "written")
+    );
     assert!(!medium.join("boot/sik/initrd.img").exists());
 
-    let out = run_ok(sik().args(["boot", "generate", "--json", "--sik-binary"]).arg(&sikbin).arg(&medium));
+    let out = run_ok(
+        sik()
+            .args(["boot", "generate", "--json", "--sik-binary"])
+            .arg(&sikbin)
+            .arg(&medium),
+    );
     let doc: Value = serde_json::from_str(&out).unwrap();
     check_schema("generate.json", &doc);
     assert_eq!(doc["script_checked"], true);
     let cfg_path = medium.join("boot/grub/grub.cfg");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
-    assert_eq!(std::fs::read_to_string(medium.join("boot/grub/grub.cfg.old")).unwrap(), "# hand-written\n");
+    assert_eq!(
+        std::fs::read_to_string(medium.join("boot/grub/grub.cfg.old")).unwrap(),
+        "# hand-written\n"
+    );
     run_ok(cmd("grub-script-check").arg(&cfg_path));
     assert_eq!(cfg.matches("menuentry ").count(), 9, "{cfg}");
-    assert!(cfg.contains("menuentry \"ubuntu-24.04.1-desktop-amd64 (casper)\""), "{cfg}");
+    assert!(
+        cfg.contains("menuentry \"ubuntu-24.04.1-desktop-amd64 (casper)\""),
+        "{cfg}"
+    );
     assert!(cfg.contains("search --no-floppy --file --set=root \"${iso_path}\""));
     assert!(cfg.contains("loopback loop \"${iso_path}\""));
-    assert!(cfg.contains("linux (loop)/casper/vmlinuz boot=casper iso-scan/filename=${iso_path} quiet splash\n"), "{cfg}");
-    assert!(cfg.contains("initrd (loop)/casper/initrd /boot/sik/initrd.img\n"), "{cfg}");
+    assert!(
+        cfg.contains(
+            "linux (loop)/casper/vmlinuz boot=casper iso-scan/filename=${iso_path} quiet splash\n"
+        ),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("initrd (loop)/casper/initrd /boot/sik/initrd.img\n"),
+        "{cfg}"
+    );
     assert!(cfg.contains(
         "initrd (loop)/arch/boot/intel-ucode.img (loop)/arch/boot/amd-ucode.img (loop)/arch/boot/x86_64/initramfs-linux.img /boot/sik/initrd.img\n"
     ));
-    assert!(cfg.contains("init=") || !cfg.contains("archiso"), "archiso runs through init=");
+    assert!(
+        cfg.contains(
+            "img_loop=${iso_path} init=/run/archiso/img_dev/boot/sik/init archisobasedir=arch\n"
+        ),
+        "archiso runs through init="
+    );
     assert!(cfg.contains("configfile /boot/grub/loopback.cfg"));
     assert!(cfg.contains("terminal_output serial console"));
-    for m in ["part_msdos", "fat", "iso9660", "loopback", "search_fs_file", "probe"] {
+    for m in [
+        "part_msdos",
+        "fat",
+        "iso9660",
+        "loopback",
+        "search_fs_file",
+        "probe",
+    ] {
         assert!(cfg.contains(&format!("insmod {m}\n")), "{m}");
     }
 
     // The initrd: newc cpio (gzip) with our program and each framework's hook.
     let initrd = medium.join("boot/sik/initrd.img");
-    let listing = sh(t.path(), &format!("gzip -dc '{}' | cpio -t --quiet", initrd.display()));
+    let listing = sh(
+        t.path(),
+        &format!("gzip -dc '{}' | cpio -t --quiet", initrd.display()),
+    );
     let names: Vec<&str> = listing.lines().collect();
     for want in [
         "sik/sik",
@@ -351,18 +493,37 @@ fn generate_writes_checked_grub_cfg_and_initrd_once() {
         "sik/initramfs-tools-hook",
         "etc/sik-extra.conf",
     ] {
-        assert!(names.contains(&want), "{want} missing from initrd: {names:?}");
+        assert!(
+            names.contains(&want),
+            "{want} missing from initrd: {names:?}"
+        );
     }
     // No directory entries for paths a base initramfs may have as symlinks.
     for bad in ["lib", "usr", "usr/lib", "bin", "sbin", "conf"] {
-        assert!(!names.contains(&bad), "{bad} would replace the base initramfs's own: {names:?}");
+        assert!(
+            !names.contains(&bad),
+            "{bad} would replace the base initramfs's own: {names:?}"
+        );
     }
     let x = t.mkdir("x");
-    sh(&x, &format!("gzip -dc '{}' | cpio -id --quiet", initrd.display()));
+    sh(
+        &x,
+        &format!("gzip -dc '{}' | cpio -id --quiet", initrd.display()),
+    );
     let hook = std::fs::read_to_string(x.join("usr/lib/dracut/hooks/pre-pivot/90-sik.sh")).unwrap();
     assert!(hook.contains("/sik/boot.sh"));
     let boot = std::fs::read_to_string(x.join("sik/boot.sh")).unwrap();
-    for w in ["/run/initramfs/isoscan", "/isodevice", "/run/live/findiso", "link", "--trust", "boot/keys", "home.img", "SIK-HOME", "customize/init"] {
+    for w in [
+        "/run/initramfs/isoscan",
+        "/isodevice",
+        "/run/live/findiso",
+        "link",
+        "--trust",
+        "boot/keys",
+        "home.img",
+        "SIK-HOME",
+        "customize/init",
+    ] {
         assert!(boot.contains(w), "boot.sh lacks {w}");
     }
     if have_tool("busybox") {
@@ -374,29 +535,78 @@ fn generate_writes_checked_grub_cfg_and_initrd_once() {
     assert!(conf.contains("/scripts/init-bottom/ORDER"));
 
     // Second run: nothing rewritten, bytes and mtimes unchanged.
-    let files = ["boot/grub/grub.cfg", "boot/grub/grub.cfg.old", "boot/sik/initrd.img", "boot/sik/init", "boot/sik/boot.sh", "boot/sik/sik"];
-    let before: Vec<(Vec<u8>, std::time::SystemTime)> =
-        files.iter().map(|f| (std::fs::read(medium.join(f)).unwrap(), std::fs::metadata(medium.join(f)).unwrap().modified().unwrap())).collect();
-    let out = run_ok(sik().args(["boot", "generate", "--json", "--sik-binary"]).arg(&sikbin).arg(&medium));
+    let files = [
+        "boot/grub/grub.cfg",
+        "boot/grub/grub.cfg.old",
+        "boot/sik/initrd.img",
+        "boot/sik/init",
+        "boot/sik/boot.sh",
+        "boot/sik/sik",
+    ];
+    let before: Vec<(Vec<u8>, std::time::SystemTime)> = files
+        .iter()
+        .map(|f| {
+            (
+                std::fs::read(medium.join(f)).unwrap(),
+                std::fs::metadata(medium.join(f))
+                    .unwrap()
+                    .modified()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let out = run_ok(
+        sik()
+            .args(["boot", "generate", "--json", "--sik-binary"])
+            .arg(&sikbin)
+            .arg(&medium),
+    );
     let doc: Value = serde_json::from_str(&out).unwrap();
-    assert!(doc["files"].as_array().unwrap().iter().all(|f| f["action"] == "unchanged"), "{doc:#}");
+    assert!(
+        doc["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] == "unchanged"),
+        "{doc:#}"
+    );
     for (f, (bytes, mtime)) in files.iter().zip(before) {
         assert_eq!(std::fs::read(medium.join(f)).unwrap(), bytes, "{f} changed");
-        assert_eq!(std::fs::metadata(medium.join(f)).unwrap().modified().unwrap(), mtime, "{f} rewritten");
+        assert_eq!(
+            std::fs::metadata(medium.join(f))
+                .unwrap()
+                .modified()
+                .unwrap(),
+            mtime,
+            "{f} rewritten"
+        );
     }
 }
 
 /// Boot a disk image in QEMU (TCG) and wait until the serial console shows `want`.
 fn qemu_menu(disk: &Path, ovmf: bool, want: &str, log: &Path) -> Result<Duration, String> {
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-machine", "accel=tcg", "-m", "256", "-display", "none", "-monitor", "none", "-no-reboot"])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=ide,snapshot=on", disk.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    c.args([
+        "-machine",
+        "accel=tcg",
+        "-m",
+        "256",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-no-reboot",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()))
+    .arg("-drive")
+    .arg(format!(
+        "file={},format=raw,if=ide,snapshot=on",
+        disk.display()
+    ))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     if ovmf {
         c.arg("-bios").arg("/usr/share/ovmf/OVMF.fd");
     }
@@ -408,7 +618,9 @@ fn qemu_menu(disk: &Path, ovmf: bool, want: &str, log: &Path) -> Result<Duration
             break Ok(start.elapsed());
         }
         if let Ok(Some(st)) = child.try_wait() {
-            break Err(format!("qemu exited ({st}) before the menu; serial log:\n{text}"));
+            break Err(format!(
+                "qemu exited ({st}) before the menu; serial log:\n{text}"
+            ));
         }
         if start.elapsed() > Duration::from_secs(120) {
             break Err(format!("no GRUB menu within 120 s; serial log:\n{text}"));
@@ -422,7 +634,13 @@ fn qemu_menu(disk: &Path, ovmf: bool, want: &str, log: &Path) -> Result<Duration
 
 #[test]
 fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
-    for tool in ["xorriso", "mformat", "grub-mkimage", "qemu-system-x86_64", "setpriv"] {
+    for tool in [
+        "xorriso",
+        "mformat",
+        "grub-mkimage",
+        "qemu-system-x86_64",
+        "setpriv",
+    ] {
         if !require_tool(tool) {
             return;
         }
@@ -430,30 +648,88 @@ fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
     if !require_root() {
         return;
     }
-    if !Path::new("/usr/share/ovmf/OVMF.fd").is_file() && !skip("needs /usr/share/ovmf/OVMF.fd (ovmf)") {
+    if !Path::new("/usr/share/ovmf/OVMF.fd").is_file()
+        && !skip("needs /usr/share/ovmf/OVMF.fd (ovmf)")
+    {
         return;
     }
     let t = TestDir::new();
-    std::fs::set_permissions(t.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        t.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let sikbin = fake_sik(&t);
-    let iso = make_iso(&t, "ubuntu-24.04.1-desktop-amd64", "Ubuntu 24.04.1 LTS amd64", &[("/casper/vmlinuz", KERNEL), ("/casper/initrd", INITRD)]);
+    let iso = make_iso(
+        &t,
+        "ubuntu-24.04.1-desktop-amd64",
+        "Ubuntu 24.04.1 LTS amd64",
+        &[("/casper/vmlinuz", KERNEL), ("/casper/initrd", INITRD)],
+    );
     let disk = t.join("disk.img");
     let as_nobody = |args: &[&std::ffi::OsStr]| {
         let mut c = cmd("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(sik_bin()).args(args);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(sik_bin())
+            .args(args);
         c
     };
     // install, add and generate as an ordinary user: no root, no mounting.
-    run_ok(&mut as_nobody(&["boot".as_ref(), "install".as_ref(), "--image".as_ref(), disk.as_os_str(), "--size".as_ref(), "96M".as_ref(), "--sik-binary".as_ref(), sikbin.as_os_str()]));
+    run_ok(&mut as_nobody(&[
+        "boot".as_ref(),
+        "install".as_ref(),
+        "--image".as_ref(),
+        disk.as_os_str(),
+        "--size".as_ref(),
+        "96M".as_ref(),
+        "--sik-binary".as_ref(),
+        sikbin.as_os_str(),
+    ]));
     let md = std::fs::metadata(&disk).unwrap();
-    assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), 65534, "the image was written by the ordinary user");
-    run_ok(&mut as_nobody(&["boot".as_ref(), "add".as_ref(), iso.as_os_str(), disk.as_os_str()]));
-    let out = run_ok(&mut as_nobody(&["boot".as_ref(), "generate".as_ref(), disk.as_os_str(), "--sik-binary".as_ref(), sikbin.as_os_str()]));
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&md),
+        65534,
+        "the image was written by the ordinary user"
+    );
+    run_ok(&mut as_nobody(&[
+        "boot".as_ref(),
+        "add".as_ref(),
+        iso.as_os_str(),
+        disk.as_os_str(),
+    ]));
+    let out = run_ok(&mut as_nobody(&[
+        "boot".as_ref(),
+        "generate".as_ref(),
+        disk.as_os_str(),
+        "--sik-binary".as_ref(),
+        sikbin.as_os_str(),
+    ]));
     assert!(out.contains("written boot/grub/grub.cfg"), "{out}");
-    let cfg = run_ok(cmd("mtype").env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(format!("{}@@1M", disk.display())).arg("::/boot/grub/grub.cfg"));
-    assert!(cfg.contains("/boot/iso/ubuntu-24.04.1-desktop-amd64.iso"), "{cfg}");
-    let listing = run_ok(cmd("mdir").env("MTOOLS_SKIP_CHECK", "1").args(["-/", "-b", "-i"]).arg(format!("{}@@1M", disk.display())).arg("::"));
-    for p in ["::/EFI/BOOT/BOOTX64.EFI", "::/boot/sik/initrd.img", "::/boot/extensions/x86_64/", "::/boot/keys/", "::/Applications/"] {
+    let cfg = run_ok(
+        cmd("mtype")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(format!("{}@@1M", disk.display()))
+            .arg("::/boot/grub/grub.cfg"),
+    );
+    assert!(
+        cfg.contains("/boot/iso/ubuntu-24.04.1-desktop-amd64.iso"),
+        "{cfg}"
+    );
+    let listing = run_ok(
+        cmd("mdir")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-/", "-b", "-i"])
+            .arg(format!("{}@@1M", disk.display()))
+            .arg("::"),
+    );
+    for p in [
+        "::/EFI/BOOT/BOOTX64.EFI",
+        "::/boot/sik/initrd.img",
+        "::/boot/extensions/x86_64/",
+        "::/boot/keys/",
+        "::/Applications/",
+    ] {
         assert!(listing.contains(p), "{p} missing:\n{listing}");
     }
     // MBR: GRUB boot code, core.img's LBA, one bootable FAT32 partition at 1 MiB.
@@ -467,7 +743,11 @@ fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
     for ovmf in [false, true] {
         let log = t.join(if ovmf { "ovmf.log" } else { "seabios.log" });
         match qemu_menu(&disk, ovmf, title, &log) {
-            Ok(d) => eprintln!("GRUB menu with {}: {:.1} s", if ovmf { "OVMF" } else { "SeaBIOS" }, d.as_secs_f64()),
+            Ok(d) => eprintln!(
+                "GRUB menu with {}: {:.1} s",
+                if ovmf { "OVMF" } else { "SeaBIOS" },
+                d.as_secs_f64()
+            ),
             Err(e) => panic!("{}: {e}", if ovmf { "OVMF" } else { "SeaBIOS" }),
         }
     }
@@ -476,9 +756,15 @@ fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
 #[test]
 fn install_and_add_refuse_bad_input() {
     let t = TestDir::new();
-    let out = run(sik().args(["boot", "install", "--image"]).arg(t.join("d.img")).args(["--size", "lots"]));
+    let out = run(sik()
+        .args(["boot", "install", "--image"])
+        .arg(t.join("d.img"))
+        .args(["--size", "lots"]));
     assert_fails(&out, 2, &["boot install", "not a size"]);
-    let out = run(sik().args(["boot", "install", "--image"]).arg(t.join("d.img")).args(["--size", "1M", "--sik-binary", "/bin/sh"]));
+    let out = run(sik()
+        .args(["boot", "install", "--image"])
+        .arg(t.join("d.img"))
+        .args(["--size", "1M", "--sik-binary", "/bin/sh"]));
     if have_tool("grub-mkimage") {
         assert_fails(&out, 2, &["too small"]);
     }

@@ -43,7 +43,11 @@ pub fn resolve_path(raw: &str, cfg_dir: &str) -> Option<String> {
     if p.is_empty() || p.contains('$') || p.contains('\0') {
         return None;
     }
-    let joined = if p.starts_with('/') { p.to_string() } else { format!("{}/{}", cfg_dir.trim_end_matches('/'), p) };
+    let joined = if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("{}/{}", cfg_dir.trim_end_matches('/'), p)
+    };
     // Normalise `.` and `..`.
     let mut out: Vec<&str> = Vec::new();
     for c in joined.split('/') {
@@ -113,7 +117,10 @@ pub fn parse(text: &str, cfg_dir: &str) -> Vec<CfgEntry> {
                     flush(&mut cur, &mut entries);
                 }
                 started = true;
-                cur.title = rest.first().map(|s| s.trim_end_matches('{').to_string()).unwrap_or_default();
+                cur.title = rest
+                    .first()
+                    .map(|s| s.trim_end_matches('{').to_string())
+                    .unwrap_or_default();
             }
             "}" => {
                 flush(&mut cur, &mut entries);
@@ -125,18 +132,21 @@ pub fn parse(text: &str, cfg_dir: &str) -> Vec<CfgEntry> {
                 }
                 if let Some(k) = rest.first() {
                     cur.kernel = resolve_path(k, cfg_dir);
-                    cur.args.extend(rest[1..].iter().filter(|a| !a.is_empty()).cloned());
+                    cur.args
+                        .extend(rest[1..].iter().filter(|a| !a.is_empty()).cloned());
                 }
             }
             "initrd" | "initrdefi" | "initrd16" | "$initrd" => {
                 for w in rest {
-                    cur.initrds.extend(w.split(',').filter_map(|p| resolve_path(p, cfg_dir)));
+                    cur.initrds
+                        .extend(w.split(',').filter_map(|p| resolve_path(p, cfg_dir)));
                 }
             }
             "append" | "options" => {
                 for a in rest {
                     if let Some(list) = a.strip_prefix("initrd=") {
-                        cur.initrds.extend(list.split(',').filter_map(|p| resolve_path(p, cfg_dir)));
+                        cur.initrds
+                            .extend(list.split(',').filter_map(|p| resolve_path(p, cfg_dir)));
                     } else if !a.is_empty() {
                         cur.args.push(a.clone());
                     }
@@ -169,16 +179,25 @@ menuentry "Ubuntu (safe graphics)" {
         assert_eq!(e[0].title, "Try or Install Ubuntu");
         assert_eq!(e[0].kernel.as_deref(), Some("/casper/vmlinuz"));
         assert_eq!(e[0].initrds, vec!["/casper/initrd"]);
-        assert_eq!(e[0].args, vec!["iso-scan/filename=${iso_path}", "---", "quiet", "splash"]);
+        assert_eq!(
+            e[0].args,
+            vec!["iso-scan/filename=${iso_path}", "---", "quiet", "splash"]
+        );
     }
 
     #[test]
     fn syslinux_relative_and_commas() {
         let t = "LABEL arch64\nMENU LABEL Arch\nLINUX ../x86_64/vmlinuz-linux\nINITRD /arch/boot/intel-ucode.img,/arch/boot/amd-ucode.img,/arch/boot/x86_64/initramfs-linux.img\nAPPEND archisobasedir=arch archisolabel=ARCH_202411\n";
         let e = parse(t, "/arch/boot/syslinux");
-        assert_eq!(e[0].kernel.as_deref(), Some("/arch/boot/x86_64/vmlinuz-linux"));
+        assert_eq!(
+            e[0].kernel.as_deref(),
+            Some("/arch/boot/x86_64/vmlinuz-linux")
+        );
         assert_eq!(e[0].initrds.len(), 3);
-        assert_eq!(e[0].args, vec!["archisobasedir=arch", "archisolabel=ARCH_202411"]);
+        assert_eq!(
+            e[0].args,
+            vec!["archisobasedir=arch", "archisolabel=ARCH_202411"]
+        );
     }
 
     #[test]
@@ -192,7 +211,10 @@ menuentry "Ubuntu (safe graphics)" {
 
     #[test]
     fn device_prefix_and_variables() {
-        assert_eq!(resolve_path("(loop)/casper/vmlinuz", "/"), Some("/casper/vmlinuz".into()));
+        assert_eq!(
+            resolve_path("(loop)/casper/vmlinuz", "/"),
+            Some("/casper/vmlinuz".into())
+        );
         assert_eq!(resolve_path("($root)/a/../b", "/"), Some("/b".into()));
         assert_eq!(resolve_path("/boot/${kernel}", "/"), None);
     }

@@ -36,7 +36,11 @@ impl Archive {
 
     /// Add or replace an entry. Leading `/` and `./` are removed.
     pub fn add(&mut self, path: &str, node: Node) {
-        let p = path.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/').to_string();
+        let p = path
+            .trim_start_matches("./")
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .to_string();
         if !p.is_empty() {
             self.entries.insert(p, node);
         }
@@ -71,9 +75,8 @@ impl Archive {
 
     /// Write the archive (uncompressed) to `w`.
     pub fn write<W: Write>(&self, mut w: W) -> io::Result<()> {
-        let mut ino = 1u32;
         let mut written = 0u64;
-        for (path, node) in &self.entries {
+        for (ino, (path, node)) in (1u32..).zip(self.entries.iter()) {
             let (mode, data): (u32, &[u8]) = match node {
                 Node::Dir(m) => (0o040000 | (m & 0o7777), &[]),
                 Node::File(m, d) => (0o100000 | (m & 0o7777), d),
@@ -84,7 +87,6 @@ impl Archive {
             w.write_all(data)?;
             written += data.len() as u64;
             written += pad(&mut w, written)?;
-            ino += 1;
         }
         written += header(&mut w, 0, 0, 1, 0, "TRAILER!!!")?;
         pad(&mut w, written)?;
@@ -92,8 +94,20 @@ impl Archive {
     }
 }
 
-fn header<W: Write>(w: &mut W, ino: u32, mode: u32, nlink: u32, size: usize, name: &str) -> io::Result<u64> {
-    let size = u32::try_from(size).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{name}: larger than 4 GiB")))?;
+fn header<W: Write>(
+    w: &mut W,
+    ino: u32,
+    mode: u32,
+    nlink: u32,
+    size: usize,
+    name: &str,
+) -> io::Result<u64> {
+    let size = u32::try_from(size).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name}: larger than 4 GiB"),
+        )
+    })?;
     let namesize = name.len() + 1;
     let h = format!(
         "070701{ino:08X}{mode:08X}{uid:08X}{gid:08X}{nlink:08X}{mtime:08X}{size:08X}{z:08X}{z:08X}{z:08X}{z:08X}{namesize:08X}{z:08X}",

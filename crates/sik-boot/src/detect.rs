@@ -56,7 +56,9 @@ pub enum Outcome {
 pub fn detect_path(path: &Path, families: &[Family]) -> Outcome {
     match File::open(path) {
         Ok(f) => detect_reader(f, families),
-        Err(e) => Outcome::Skipped { reason: format!("cannot open: {e}") },
+        Err(e) => Outcome::Skipped {
+            reason: format!("cannot open: {e}"),
+        },
     }
 }
 
@@ -64,7 +66,11 @@ pub fn detect_path(path: &Path, families: &[Family]) -> Outcome {
 pub fn detect_reader<R: Read + Seek>(r: R, families: &[Family]) -> Outcome {
     let mut iso = match Iso::new(r) {
         Ok(iso) => iso,
-        Err(e) => return Outcome::Skipped { reason: e.to_string() },
+        Err(e) => {
+            return Outcome::Skipped {
+                reason: e.to_string(),
+            };
+        }
     };
     let mut near_misses = Vec::new();
     for fam in families {
@@ -77,7 +83,10 @@ pub fn detect_reader<R: Read + Seek>(r: R, families: &[Family]) -> Outcome {
         }
     }
     let reason = if near_misses.is_empty() {
-        format!("unknown layout: no family matches (volume label {:?})", iso.label())
+        format!(
+            "unknown layout: no family matches (volume label {:?})",
+            iso.label()
+        )
     } else {
         near_misses.join("; ")
     };
@@ -95,11 +104,20 @@ fn matches<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> bool {
 fn existing<R: Read + Seek>(iso: &mut Iso<R>, pattern: &str) -> Vec<String> {
     let (dir, last) = pattern.rsplit_once('/').unwrap_or(("", pattern));
     if !last.contains('*') {
-        return if iso.is_file(pattern) { vec![pattern.to_string()] } else { Vec::new() };
+        return if iso.is_file(pattern) {
+            vec![pattern.to_string()]
+        } else {
+            Vec::new()
+        };
     }
-    let Ok(entries) = iso.list_dir(if dir.is_empty() { "/" } else { dir }) else { return Vec::new() };
-    let mut names: Vec<String> =
-        entries.into_iter().filter(|e| !e.is_dir && glob_match(last, &e.name)).map(|e| format!("{dir}/{}", e.name)).collect();
+    let Ok(entries) = iso.list_dir(if dir.is_empty() { "/" } else { dir }) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .into_iter()
+        .filter(|e| !e.is_dir && glob_match(last, &e.name))
+        .map(|e| format!("{dir}/{}", e.name))
+        .collect();
     names.sort();
     names
 }
@@ -125,7 +143,9 @@ pub fn glob_match(pat: &str, name: &str) -> bool {
 }
 
 fn first_existing<R: Read + Seek>(iso: &mut Iso<R>, cands: &[String]) -> Option<String> {
-    cands.iter().find_map(|c| existing(iso, c).into_iter().last())
+    cands
+        .iter()
+        .find_map(|c| existing(iso, c).into_iter().last())
 }
 
 fn arg_key(a: &str) -> &str {
@@ -134,18 +154,27 @@ fn arg_key(a: &str) -> &str {
 
 /// Whether an argument can be written into grub.cfg as a plain word.
 fn grub_safe(a: &str) -> bool {
-    !a.is_empty() && a.chars().all(|c| !c.is_control() && !" \t\"'\\;|&<>{}$`#".contains(c))
+    !a.is_empty()
+        && a.chars()
+            .all(|c| !c.is_control() && !" \t\"'\\;|&<>{}$`#".contains(c))
 }
 
 fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, String> {
     // The first config entry whose kernel exists on the ISO.
     let mut from_cfg: Option<(String, bootcfg::CfgEntry)> = None;
     for cfg in &fam.boot.configs {
-        let Ok(bytes) = iso.read_file(cfg, MAX_CONFIG_BYTES) else { continue };
+        let Ok(bytes) = iso.read_file(cfg, MAX_CONFIG_BYTES) else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&bytes);
-        let dir = cfg.rsplit_once('/').map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
+        let dir = cfg
+            .rsplit_once('/')
+            .map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
         let entries = bootcfg::parse(&text, dir);
-        let wanted: Vec<bootcfg::CfgEntry> = entries.into_iter().filter(|e| e.kernel.as_deref().is_some_and(|k| iso.is_file(k))).collect();
+        let wanted: Vec<bootcfg::CfgEntry> = entries
+            .into_iter()
+            .filter(|e| e.kernel.as_deref().is_some_and(|k| iso.is_file(k)))
+            .collect();
         if let Some(e) = wanted.into_iter().next() {
             from_cfg = Some((cfg.clone(), e));
             break;
@@ -155,7 +184,10 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
     if fam.boot.use_loopback_cfg {
         let (config, entry) = match from_cfg {
             Some((c, e)) => (Some(c), e),
-            None => (fam.boot.configs.first().cloned(), bootcfg::CfgEntry::default()),
+            None => (
+                fam.boot.configs.first().cloned(),
+                bootcfg::CfgEntry::default(),
+            ),
         };
         return Ok(Detected {
             family: fam.name.clone(),
@@ -175,10 +207,18 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
         None => first_existing(iso, &fam.boot.kernel),
     };
     let Some(kernel) = kernel else {
-        return Err(format!("no kernel found (looked for {})", fam.boot.kernel.join(", ")));
+        return Err(format!(
+            "no kernel found (looked for {})",
+            fam.boot.kernel.join(", ")
+        ));
     };
     let mut initrds: Vec<String> = match &from_cfg {
-        Some((_, e)) => e.initrds.iter().filter(|p| iso.is_file(p)).cloned().collect(),
+        Some((_, e)) => e
+            .initrds
+            .iter()
+            .filter(|p| iso.is_file(p))
+            .cloned()
+            .collect(),
         None => Vec::new(),
     };
     if initrds.is_empty() {
@@ -189,22 +229,38 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
         }
         match first_existing(iso, &fam.boot.initrd) {
             Some(i) => initrds.push(i),
-            None => return Err(format!("no initrd found (looked for {})", fam.boot.initrd.join(", "))),
+            None => {
+                return Err(format!(
+                    "no initrd found (looked for {})",
+                    fam.boot.initrd.join(", ")
+                ));
+            }
         }
     }
     let label_arg = label.replace(' ', "\\x20");
-    let mut args: Vec<String> =
-        fam.boot.args.split_whitespace().map(|a| a.replace("${label}", &label_arg)).filter(|a| grub_safe_template(a)).collect();
-    if fam.hook.method == RunMethod::Init {
-        if let Some(init) = fam.hook.init.as_deref().filter(|i| grub_safe(i)) {
-            args.push(format!("init={init}"));
-        }
+    let mut args: Vec<String> = fam
+        .boot
+        .args
+        .split_whitespace()
+        .map(|a| a.replace("${label}", &label_arg))
+        .filter(|a| grub_safe_template(a))
+        .collect();
+    if let Some(init) = fam
+        .hook
+        .init
+        .as_deref()
+        .filter(|i| fam.hook.method == RunMethod::Init && grub_safe(i))
+    {
+        args.push(format!("init={init}"));
     }
     let mut dropped = Vec::new();
     if let Some((_, e)) = &from_cfg {
         for a in &e.args {
             let ours = fam.hook.method == RunMethod::Init && arg_key(a) == "init";
-            let drop = ours || fam.boot.drop_args.iter().any(|k| k == arg_key(a) || k == a) || !grub_safe(a) || args.contains(a);
+            let drop = ours
+                || fam.boot.drop_args.iter().any(|k| k == arg_key(a) || k == a)
+                || !grub_safe(a)
+                || args.contains(a);
             if drop {
                 dropped.push(a.clone());
             } else {

@@ -12,15 +12,39 @@ use serde::{Deserialize, Serialize};
 
 /// The family files compiled into the binary, as (file name, text).
 pub const BUILTIN_FILES: &[(&str, &str)] = &[
-    ("casper.toml", include_str!("../../../formats/live/casper.toml")),
-    ("live-boot.toml", include_str!("../../../formats/live/live-boot.toml")),
-    ("dracut-fedora.toml", include_str!("../../../formats/live/dracut-fedora.toml")),
-    ("dracut-loader.toml", include_str!("../../../formats/live/dracut-loader.toml")),
-    ("dracut-centos.toml", include_str!("../../../formats/live/dracut-centos.toml")),
-    ("archiso.toml", include_str!("../../../formats/live/archiso.toml")),
+    (
+        "casper.toml",
+        include_str!("../../../formats/live/casper.toml"),
+    ),
+    (
+        "live-boot.toml",
+        include_str!("../../../formats/live/live-boot.toml"),
+    ),
+    (
+        "dracut-fedora.toml",
+        include_str!("../../../formats/live/dracut-fedora.toml"),
+    ),
+    (
+        "dracut-loader.toml",
+        include_str!("../../../formats/live/dracut-loader.toml"),
+    ),
+    (
+        "dracut-centos.toml",
+        include_str!("../../../formats/live/dracut-centos.toml"),
+    ),
+    (
+        "archiso.toml",
+        include_str!("../../../formats/live/archiso.toml"),
+    ),
     ("kiwi.toml", include_str!("../../../formats/live/kiwi.toml")),
-    ("mageia.toml", include_str!("../../../formats/live/mageia.toml")),
-    ("loopback-cfg.toml", include_str!("../../../formats/live/loopback-cfg.toml")),
+    (
+        "mageia.toml",
+        include_str!("../../../formats/live/mageia.toml"),
+    ),
+    (
+        "loopback-cfg.toml",
+        include_str!("../../../formats/live/loopback-cfg.toml"),
+    ),
 ];
 
 /// How our code runs inside a family's initramfs.
@@ -155,18 +179,37 @@ pub struct FamilyError {
 
 /// Parse one family file.
 pub fn parse(file: &Path, text: &str) -> Result<Family, FamilyError> {
-    let fam: Family = toml::from_str(text).map_err(|e| FamilyError { file: file.to_path_buf(), why: e.to_string().replace('\n', " ") })?;
-    let bad = |why: &str| FamilyError { file: file.to_path_buf(), why: why.to_string() };
-    if fam.name.is_empty() || !fam.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(bad("name must be non-empty ASCII letters, digits, '-' or '_'"));
+    let fam: Family = toml::from_str(text).map_err(|e| FamilyError {
+        file: file.to_path_buf(),
+        why: e.to_string().replace('\n', " "),
+    })?;
+    let bad = |why: &str| FamilyError {
+        file: file.to_path_buf(),
+        why: why.to_string(),
+    };
+    if fam.name.is_empty()
+        || !fam
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(bad(
+            "name must be non-empty ASCII letters, digits, '-' or '_'",
+        ));
     }
     if fam.detect.all.is_empty() && fam.detect.any.is_empty() {
         return Err(bad("detect needs at least one path in `all` or `any`"));
     }
     match fam.hook.method {
-        RunMethod::DracutHook if fam.hook.paths.is_empty() => return Err(bad("hook.paths is needed for dracut-hook")),
-        RunMethod::InitramfsToolsConf if fam.hook.phase.is_none() => return Err(bad("hook.phase is needed for initramfs-tools-conf")),
-        RunMethod::Init if fam.hook.init.is_none() => return Err(bad("hook.init is needed for init")),
+        RunMethod::DracutHook if fam.hook.paths.is_empty() => {
+            return Err(bad("hook.paths is needed for dracut-hook"));
+        }
+        RunMethod::InitramfsToolsConf if fam.hook.phase.is_none() => {
+            return Err(bad("hook.phase is needed for initramfs-tools-conf"));
+        }
+        RunMethod::Init if fam.hook.init.is_none() => {
+            return Err(bad("hook.init is needed for init"));
+        }
         _ => {}
     }
     for p in &fam.hook.paths {
@@ -181,14 +224,21 @@ pub fn parse(file: &Path, text: &str) -> Result<Family, FamilyError> {
 pub fn builtin() -> Vec<Family> {
     let mut v: Vec<Family> = BUILTIN_FILES
         .iter()
-        .map(|(name, text)| parse(Path::new(name), text).unwrap_or_else(|e| panic!("built-in family file is broken: {e}")))
+        .map(|(name, text)| {
+            parse(Path::new(name), text)
+                .unwrap_or_else(|e| panic!("built-in family file is broken: {e}"))
+        })
         .collect();
     sort(&mut v);
     v
 }
 
 fn sort(v: &mut [Family]) {
-    v.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.name.cmp(&b.name)));
+    v.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
 }
 
 /// The built-in families plus `dir/*.toml` (a family of the same name
@@ -208,13 +258,25 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Family>, FamilyError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(FamilyError { file: dir.to_path_buf(), why: e.to_string() }),
+        Err(e) => {
+            return Err(FamilyError {
+                file: dir.to_path_buf(),
+                why: e.to_string(),
+            });
+        }
     };
-    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
     files.sort();
     let mut out = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| FamilyError { file: f.clone(), why: e.to_string() })?;
+        let text = std::fs::read_to_string(&f).map_err(|e| FamilyError {
+            file: f.clone(),
+            why: e.to_string(),
+        })?;
         out.push(parse(&f, &text)?);
     }
     Ok(out)

@@ -76,21 +76,39 @@ pub struct Report {
 
 fn tool_path(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]).map(|d| d.join(tool)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// Check a grub.cfg text with `grub-script-check` when it is installed;
 /// `Ok(false)` when it is not.
 pub fn script_check(text: &str) -> Result<bool> {
-    let Some(tool) = tool_path("grub-script-check") else { return Ok(false) };
-    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| BootError::Io { path: "/tmp".into(), source: e })?;
-    tmp.write_all(text.as_bytes()).map_err(|e| BootError::Io { path: tmp.path().into(), source: e })?;
+    let Some(tool) = tool_path("grub-script-check") else {
+        return Ok(false);
+    };
+    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| BootError::Io {
+        path: "/tmp".into(),
+        source: e,
+    })?;
+    tmp.write_all(text.as_bytes()).map_err(|e| BootError::Io {
+        path: tmp.path().into(),
+        source: e,
+    })?;
     let out = Command::new(tool)
         .arg(tmp.path())
         .output()
-        .map_err(|e| BootError::Tool { tool: "grub-script-check".into(), why: e.to_string() })?;
+        .map_err(|e| BootError::Tool {
+            tool: "grub-script-check".into(),
+            why: e.to_string(),
+        })?;
     if !out.status.success() {
-        let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let msg = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         return Err(BootError::ScriptCheck(msg.trim().replace('\n', " ")));
     }
     Ok(true)
@@ -119,15 +137,24 @@ pub fn medium_candidates(families: &[Family]) -> Vec<String> {
 
 /// The common hook script with the search list filled in.
 pub fn boot_script(families: &[Family]) -> String {
-    BOOT_SH.replace("@CANDIDATES@", &medium_candidates(families).join(" ")).replace("@MARKER@", grub::SIK_INITRD)
+    BOOT_SH
+        .replace("@CANDIDATES@", &medium_candidates(families).join(" "))
+        .replace("@MARKER@", grub::SIK_INITRD)
 }
 
 /// Build the secondary initrd's archive.
-pub fn initrd_archive(families: &[Family], sik_binary: &[u8], extra: Option<&Path>) -> Result<Archive> {
+pub fn initrd_archive(
+    families: &[Family],
+    sik_binary: &[u8],
+    extra: Option<&Path>,
+) -> Result<Archive> {
     let mut a = Archive::new();
     a.add_dir_all("sik");
     a.add("sik/sik", Node::File(0o755, sik_binary.to_vec()));
-    a.add("sik/boot.sh", Node::File(0o755, boot_script(families).into_bytes()));
+    a.add(
+        "sik/boot.sh",
+        Node::File(0o755, boot_script(families).into_bytes()),
+    );
     for f in families {
         match f.hook.method {
             RunMethod::DracutHook => {
@@ -138,27 +165,62 @@ pub fn initrd_archive(families: &[Family], sik_binary: &[u8], extra: Option<&Pat
             }
             RunMethod::InitramfsToolsConf => {
                 let phase = f.hook.phase.as_deref().unwrap_or("init-bottom");
-                a.add("conf/conf.d/zz-sik.conf", Node::File(0o644, ITOOLS_CONF.replace("@PHASE@", phase).into_bytes()));
-                a.add("sik/initramfs-tools-hook", Node::File(0o755, ITOOLS_HOOK.replace("@NEWROOT@", &f.initramfs.newroot).into_bytes()));
+                a.add(
+                    "conf/conf.d/zz-sik.conf",
+                    Node::File(0o644, ITOOLS_CONF.replace("@PHASE@", phase).into_bytes()),
+                );
+                a.add(
+                    "sik/initramfs-tools-hook",
+                    Node::File(
+                        0o755,
+                        ITOOLS_HOOK
+                            .replace("@NEWROOT@", &f.initramfs.newroot)
+                            .into_bytes(),
+                    ),
+                );
             }
             RunMethod::Init | RunMethod::None => {}
         }
     }
     if let Some(dir) = extra.filter(|d| d.is_dir()) {
-        for e in walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name().min_depth(1) {
-            let e = e.map_err(|e| BootError::Io { path: dir.to_path_buf(), source: e.into() })?;
-            let rel = e.path().strip_prefix(dir).unwrap_or(e.path()).to_string_lossy().into_owned();
+        for e in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .sort_by_file_name()
+            .min_depth(1)
+        {
+            let e = e.map_err(|e| BootError::Io {
+                path: dir.to_path_buf(),
+                source: e.into(),
+            })?;
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap_or(e.path())
+                .to_string_lossy()
+                .into_owned();
             let ft = e.file_type();
             if ft.is_dir() {
                 a.add(&rel, Node::Dir(0o755));
             } else if ft.is_symlink() {
-                let t = std::fs::read_link(e.path()).map_err(|err| BootError::Io { path: e.path().into(), source: err })?;
+                let t = std::fs::read_link(e.path()).map_err(|err| BootError::Io {
+                    path: e.path().into(),
+                    source: err,
+                })?;
                 a.add(&rel, Node::Symlink(t.to_string_lossy().into_owned()));
             } else if ft.is_file() {
                 use std::os::unix::fs::PermissionsExt;
-                let data = std::fs::read(e.path()).map_err(|err| BootError::Io { path: e.path().into(), source: err })?;
-                let mode = e.metadata().map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
-                a.add(&rel, Node::File(if mode & 0o111 != 0 { 0o755 } else { 0o644 }, data));
+                let data = std::fs::read(e.path()).map_err(|err| BootError::Io {
+                    path: e.path().into(),
+                    source: err,
+                })?;
+                let mode = e
+                    .metadata()
+                    .map(|m| m.permissions().mode() & 0o7777)
+                    .unwrap_or(0o644);
+                a.add(
+                    &rel,
+                    Node::File(if mode & 0o111 != 0 { 0o755 } else { 0o644 }, data),
+                );
             }
         }
     }
@@ -167,9 +229,17 @@ pub fn initrd_archive(families: &[Family], sik_binary: &[u8], extra: Option<&Pat
 
 /// The compressed initrd bytes (gzip, no name, mtime 0: reproducible).
 pub fn initrd_bytes(a: &Archive) -> Result<Vec<u8>> {
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::new(6));
-    a.write(&mut gz).map_err(|e| BootError::Io { path: "initrd".into(), source: e })?;
-    gz.finish().map_err(|e| BootError::Io { path: "initrd".into(), source: e })
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::new(6));
+    a.write(&mut gz).map_err(|e| BootError::Io {
+        path: "initrd".into(),
+        source: e,
+    })?;
+    gz.finish().map_err(|e| BootError::Io {
+        path: "initrd".into(),
+        source: e,
+    })
 }
 
 /// Detect the ISOs of a medium (`boot/iso/*.iso`), using the built-in
@@ -194,7 +264,14 @@ pub fn detect_medium(m: &Medium) -> Result<(Vec<Family>, Vec<IsoResult>)> {
     Ok((families, isos))
 }
 
-fn put(m: &Medium, rel: &str, data: &[u8], mode: u32, dry: bool, files: &mut Vec<FileResult>) -> Result<bool> {
+fn put(
+    m: &Medium,
+    rel: &str,
+    data: &[u8],
+    mode: u32,
+    dry: bool,
+    files: &mut Vec<FileResult>,
+) -> Result<bool> {
     let same = m.read(rel)?.is_some_and(|old| old == data);
     let action = if same {
         "unchanged"
@@ -204,7 +281,11 @@ fn put(m: &Medium, rel: &str, data: &[u8], mode: u32, dry: bool, files: &mut Vec
         m.write(rel, data, mode)?;
         "written"
     };
-    files.push(FileResult { path: rel.to_string(), action: action.into(), size: data.len() as u64 });
+    files.push(FileResult {
+        path: rel.to_string(),
+        action: action.into(),
+        size: data.len() as u64,
+    });
     Ok(!same)
 }
 
@@ -215,16 +296,20 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
     let menu: Vec<MenuIso> = isos
         .iter()
         .filter_map(|i| match &i.outcome {
-            Outcome::Detected(d) => {
-                Some(MenuIso { file_name: i.path.rsplit('/').next().unwrap_or(&i.path).to_string(), detected: d.clone() })
-            }
+            Outcome::Detected(d) => Some(MenuIso {
+                file_name: i.path.rsplit('/').next().unwrap_or(&i.path).to_string(),
+                detected: d.clone(),
+            }),
             Outcome::Skipped { .. } => None,
         })
         .collect();
     let cfg = grub::render(&menu, opts.timeout);
     let script_checked = script_check(&cfg)?;
 
-    let sik = std::fs::read(&opts.sik_binary).map_err(|e| BootError::Io { path: opts.sik_binary.clone(), source: e })?;
+    let sik = std::fs::read(&opts.sik_binary).map_err(|e| BootError::Io {
+        path: opts.sik_binary.clone(),
+        source: e,
+    })?;
     let (extra, _g) = m.local_tree("boot/customize/initrd")?;
     let archive = initrd_archive(&families, &sik, Some(&extra))?;
     let initrd = initrd_bytes(&archive)?;
@@ -233,17 +318,35 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
     let dry = opts.dry_run;
     put(&m, grub::SIK_INITRD, &initrd, 0o644, dry, &mut files)?;
     if families.iter().any(|f| f.hook.method == RunMethod::Init) {
-        put(&m, "boot/sik/init", INIT_SH.as_bytes(), 0o755, dry, &mut files)?;
-        put(&m, "boot/sik/boot.sh", boot_script(&families).as_bytes(), 0o755, dry, &mut files)?;
+        put(
+            &m,
+            "boot/sik/init",
+            INIT_SH.as_bytes(),
+            0o755,
+            dry,
+            &mut files,
+        )?;
+        put(
+            &m,
+            "boot/sik/boot.sh",
+            boot_script(&families).as_bytes(),
+            0o755,
+            dry,
+            &mut files,
+        )?;
         put(&m, "boot/sik/sik", &sik, 0o755, dry, &mut files)?;
     }
     // grub.cfg last: the menu only names what is already in place.
     let old = m.read(grub::GRUB_CFG)?;
-    if old.as_deref() != Some(cfg.as_bytes()) {
-        if let Some(old) = &old {
-            put(&m, "boot/grub/grub.cfg.old", old, 0o644, dry, &mut files)?;
-        }
+    if let Some(old) = old.as_ref().filter(|o| o.as_slice() != cfg.as_bytes()) {
+        put(&m, "boot/grub/grub.cfg.old", old, 0o644, dry, &mut files)?;
     }
     put(&m, grub::GRUB_CFG, cfg.as_bytes(), 0o644, dry, &mut files)?;
-    Ok(Report { medium: medium.to_path_buf(), isos, files, initrd_entries: archive.paths().map(str::to_string).collect(), script_checked })
+    Ok(Report {
+        medium: medium.to_path_buf(),
+        isos,
+        files,
+        initrd_entries: archive.paths().map(str::to_string).collect(),
+        script_checked,
+    })
 }

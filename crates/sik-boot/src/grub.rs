@@ -11,8 +11,24 @@ pub const SIK_INITRD: &str = "boot/sik/initrd.img";
 
 /// GRUB modules the config loads (they are built into the images `install`
 /// makes; `insmod` of a built-in module is a no-op).
-pub const MODULES: &[&str] =
-    &["part_msdos", "part_gpt", "fat", "iso9660", "loopback", "linux", "search", "search_fs_file", "probe", "regexp", "test", "serial", "terminal", "echo", "configfile", "normal"];
+pub const MODULES: &[&str] = &[
+    "part_msdos",
+    "part_gpt",
+    "fat",
+    "iso9660",
+    "loopback",
+    "linux",
+    "search",
+    "search_fs_file",
+    "probe",
+    "regexp",
+    "test",
+    "serial",
+    "terminal",
+    "echo",
+    "configfile",
+    "normal",
+];
 
 /// One ISO for the menu.
 #[derive(Debug, Clone)]
@@ -25,12 +41,23 @@ pub struct MenuIso {
 
 /// Characters safe inside a double-quoted GRUB string we write.
 fn title_safe(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() || "\"\\$`".contains(c) { '_' } else { c }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_control() || "\"\\$`".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Whether a file name can be used in a GRUB path without quoting trouble.
 pub fn path_safe(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-+~@,=".contains(c))
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+~@,=".contains(c))
 }
 
 /// The whole grub.cfg text. `timeout` is the menu timeout in seconds.
@@ -41,7 +68,9 @@ pub fn render(isos: &[MenuIso], timeout: u32) -> String {
     for m in MODULES {
         s.push_str(&format!("insmod {m}\n"));
     }
-    s.push_str("if [ \"${grub_platform}\" = \"efi\" ]; then\n  insmod all_video\n  insmod efi_gop\nfi\n");
+    s.push_str(
+        "if [ \"${grub_platform}\" = \"efi\" ]; then\n  insmod all_video\n  insmod efi_gop\nfi\n",
+    );
     s.push_str("serial --unit=0 --speed=115200\n");
     s.push_str("terminal_input serial console\n");
     s.push_str("terminal_output serial console\n");
@@ -54,9 +83,16 @@ pub fn render(isos: &[MenuIso], timeout: u32) -> String {
         let d = &m.detected;
         let iso_path = format!("/boot/iso/{}", m.file_name);
         let title = format!("{} ({})", m.file_name.trim_end_matches(".iso"), d.family);
-        let class = d.class.as_deref().map(|c| format!(" --class {}", title_safe(c).replace(' ', "_"))).unwrap_or_default();
+        let class = d
+            .class
+            .as_deref()
+            .map(|c| format!(" --class {}", title_safe(c).replace(' ', "_")))
+            .unwrap_or_default();
         s.push('\n');
-        s.push_str(&format!("menuentry \"{}\"{class} --class os {{\n", title_safe(&title)));
+        s.push_str(&format!(
+            "menuentry \"{}\"{class} --class os {{\n",
+            title_safe(&title)
+        ));
         s.push_str(&format!("  set iso_path=\"{iso_path}\"\n"));
         s.push_str("  export iso_path\n");
         s.push_str("  search --no-floppy --file --set=root \"${iso_path}\"\n");
@@ -64,12 +100,18 @@ pub fn render(isos: &[MenuIso], timeout: u32) -> String {
         s.push_str("  loopback loop \"${iso_path}\"\n");
         if d.use_loopback_cfg {
             s.push_str("  set root=(loop)\n");
-            s.push_str(&format!("  configfile {}\n", d.config.as_deref().unwrap_or("/boot/grub/loopback.cfg")));
+            s.push_str(&format!(
+                "  configfile {}\n",
+                d.config.as_deref().unwrap_or("/boot/grub/loopback.cfg")
+            ));
         } else {
             let kernel = d.kernel.as_deref().unwrap_or("/vmlinuz");
             let args = d.args.join(" ");
             s.push_str(&format!("  echo \"Loading {kernel} from ${{iso_path}}\"\n"));
-            s.push_str(&format!("  linux (loop){kernel}{}{args}\n", if args.is_empty() { "" } else { " " }));
+            s.push_str(&format!(
+                "  linux (loop){kernel}{}{args}\n",
+                if args.is_empty() { "" } else { " " }
+            ));
             let mut initrd = String::from("  initrd");
             for i in &d.initrds {
                 initrd.push_str(&format!(" (loop){i}"));

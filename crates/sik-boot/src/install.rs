@@ -34,8 +34,28 @@ pub const LAYOUT: &[&str] = &[
 ];
 /// GRUB modules built into both images.
 pub const GRUB_MODULES: &[&str] = &[
-    "part_msdos", "part_gpt", "fat", "iso9660", "loopback", "linux", "normal", "configfile", "search", "search_fs_file",
-    "search_fs_uuid", "search_label", "echo", "serial", "terminal", "test", "probe", "regexp", "ls", "cat", "halt", "reboot",
+    "part_msdos",
+    "part_gpt",
+    "fat",
+    "iso9660",
+    "loopback",
+    "linux",
+    "normal",
+    "configfile",
+    "search",
+    "search_fs_file",
+    "search_fs_uuid",
+    "search_label",
+    "echo",
+    "serial",
+    "terminal",
+    "test",
+    "probe",
+    "regexp",
+    "ls",
+    "cat",
+    "halt",
+    "reboot",
 ];
 /// Extra modules of the BIOS image.
 pub const GRUB_MODULES_BIOS: &[&str] = &["biosdisk"];
@@ -75,10 +95,17 @@ pub struct Report {
 /// Parse sizes such as `2G`, `512M`, `1048576`, `1.5GiB`.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let mult: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,
@@ -87,7 +114,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => return None,
     };
     let v = n * mult as f64;
-    (v.is_finite() && v >= 0.0 && v < 1e18).then_some(v as u64)
+    (0.0..1e18).contains(&v).then_some(v as u64)
 }
 
 /// Refuse a device that is mounted or used as swap (it or one of its partitions).
@@ -97,10 +124,22 @@ pub fn check_not_mounted(device: &Path) -> Result<()> {
     for table in ["/proc/mounts", "/proc/swaps"] {
         let text = std::fs::read_to_string(table).unwrap_or_default();
         for line in text.lines() {
-            let Some(src) = line.split_whitespace().next() else { continue };
-            let src_canon = std::fs::canonicalize(src).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| src.to_string());
-            if src_canon == dev || (src_canon.starts_with(&dev) && src_canon[dev.len()..].trim_start_matches('p').chars().all(|c| c.is_ascii_digit())) {
-                return Err(BootError::Refused(format!("{dev} is in use: {src_canon} appears in {table}")));
+            let Some(src) = line.split_whitespace().next() else {
+                continue;
+            };
+            let src_canon = std::fs::canonicalize(src)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| src.to_string());
+            if src_canon == dev
+                || (src_canon.starts_with(&dev)
+                    && src_canon[dev.len()..]
+                        .trim_start_matches('p')
+                        .chars()
+                        .all(|c| c.is_ascii_digit()))
+            {
+                return Err(BootError::Refused(format!(
+                    "{dev} is in use: {src_canon} appears in {table}"
+                )));
             }
         }
     }
@@ -108,7 +147,10 @@ pub fn check_not_mounted(device: &Path) -> Result<()> {
 }
 
 fn io(path: &Path, e: std::io::Error) -> BootError {
-    BootError::Io { path: path.to_path_buf(), source: e }
+    BootError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 fn run(cmd: &mut Command, tool: &str) -> Result<()> {
@@ -116,31 +158,67 @@ fn run(cmd: &mut Command, tool: &str) -> Result<()> {
         .stdin(Stdio::null())
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
-        .map_err(|e| BootError::Tool { tool: tool.into(), why: format!("cannot run: {e}") })?;
+        .map_err(|e| BootError::Tool {
+            tool: tool.into(),
+            why: format!("cannot run: {e}"),
+        })?;
     if !out.status.success() {
-        return Err(BootError::Tool { tool: tool.into(), why: String::from_utf8_lossy(&out.stderr).trim().replace('\n', " ") });
+        return Err(BootError::Tool {
+            tool: tool.into(),
+            why: String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', " "),
+        });
     }
     Ok(())
 }
 
 /// Build a GRUB image with grub-mkimage.
-pub fn grub_mkimage(format: &str, prefix: &str, modules: &[&str], grub_lib: &Path, out: &Path) -> Result<Vec<u8>> {
+pub fn grub_mkimage(
+    format: &str,
+    prefix: &str,
+    modules: &[&str],
+    grub_lib: &Path,
+    out: &Path,
+) -> Result<Vec<u8>> {
     let dir = grub_lib.join(format);
     if !dir.join("moddep.lst").is_file() {
-        let pkg = if format == "i386-pc" { "grub-pc-bin" } else { "grub-efi-amd64-bin" };
-        return Err(BootError::Tool { tool: "grub-mkimage".into(), why: format!("no GRUB modules for {format} in {} (install {pkg})", dir.display()) });
+        let pkg = if format == "i386-pc" {
+            "grub-pc-bin"
+        } else {
+            "grub-efi-amd64-bin"
+        };
+        return Err(BootError::Tool {
+            tool: "grub-mkimage".into(),
+            why: format!(
+                "no GRUB modules for {format} in {} (install {pkg})",
+                dir.display()
+            ),
+        });
     }
-    run(Command::new("grub-mkimage").arg("-O").arg(format).arg("-d").arg(&dir).arg("-p").arg(prefix).arg("-o").arg(out).args(modules), "grub-mkimage")?;
+    run(
+        Command::new("grub-mkimage")
+            .arg("-O")
+            .arg(format)
+            .arg("-d")
+            .arg(&dir)
+            .arg("-p")
+            .arg(prefix)
+            .arg("-o")
+            .arg(out)
+            .args(modules),
+        "grub-mkimage",
+    )?;
     std::fs::read(out).map_err(|e| io(out, e))
 }
 
 /// Install onto an image file (created or resized to `opts.size`) or a device.
 /// An image file this call created is removed again when it fails.
 pub fn install(target: &Path, opts: &Options) -> Result<Report> {
-    if let Some(size) = opts.size {
-        if size < MIN_SIZE {
-            return Err(BootError::Refused(format!("{size} bytes is too small for a FAT32 medium (at least {MIN_SIZE})")));
-        }
+    if let Some(size) = opts.size.filter(|s| *s < MIN_SIZE) {
+        return Err(BootError::Refused(format!(
+            "{size} bytes is too small for a FAT32 medium (at least {MIN_SIZE})"
+        )));
     }
     let existed = target.exists();
     let r = install_inner(target, opts);
@@ -155,19 +233,37 @@ fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
     // GRUB images first: nothing is touched when GRUB is missing.
     let mut bios_mods: Vec<&str> = GRUB_MODULES.to_vec();
     bios_mods.extend_from_slice(GRUB_MODULES_BIOS);
-    let core = grub_mkimage("i386-pc", "(hd0,msdos1)/boot/grub", &bios_mods, &opts.grub_lib, &tmp.path().join("core.img"))?;
+    let core = grub_mkimage(
+        "i386-pc",
+        "(hd0,msdos1)/boot/grub",
+        &bios_mods,
+        &opts.grub_lib,
+        &tmp.path().join("core.img"),
+    )?;
     let mut efi_mods: Vec<&str> = GRUB_MODULES.to_vec();
     efi_mods.extend_from_slice(GRUB_MODULES_EFI);
     let efi_path = tmp.path().join("BOOTX64.EFI");
-    let efi = grub_mkimage("x86_64-efi", "/boot/grub", &efi_mods, &opts.grub_lib, &efi_path)?;
+    let efi = grub_mkimage(
+        "x86_64-efi",
+        "/boot/grub",
+        &efi_mods,
+        &opts.grub_lib,
+        &efi_path,
+    )?;
     let boot_img_path = opts.grub_lib.join("i386-pc/boot.img");
     let boot_img = std::fs::read(&boot_img_path).map_err(|e| io(&boot_img_path, e))?;
     if boot_img.len() != 512 {
-        return Err(BootError::Tool { tool: "boot.img".into(), why: format!("{} is not 512 bytes", boot_img_path.display()) });
+        return Err(BootError::Tool {
+            tool: "boot.img".into(),
+            why: format!("{} is not 512 bytes", boot_img_path.display()),
+        });
     }
     let gap = (PART_START_LBA - 1) * 512;
     if core.len() as u64 > gap {
-        return Err(BootError::Refused(format!("GRUB core.img is {} bytes, more than the {gap} bytes before the partition", core.len())));
+        return Err(BootError::Refused(format!(
+            "GRUB core.img is {} bytes, more than the {gap} bytes before the partition",
+            core.len()
+        )));
     }
 
     let is_device = std::fs::metadata(target).is_ok_and(|m| {
@@ -177,16 +273,25 @@ fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
     if is_device {
         check_not_mounted(target)?;
     }
-    let mut f = OpenOptions::new().read(true).write(true).create(!is_device).truncate(false).open(target).map_err(|e| io(target, e))?;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(!is_device)
+        .truncate(false)
+        .open(target)
+        .map_err(|e| io(target, e))?;
     if let Some(size) = opts.size.filter(|_| !is_device) {
         f.set_len(size).map_err(|e| io(target, e))?;
     }
     let size = f.seek(SeekFrom::End(0)).map_err(|e| io(target, e))?;
     if size < MIN_SIZE {
-        return Err(BootError::Refused(format!("{size} bytes is too small for a FAT32 medium (at least {MIN_SIZE})")));
+        return Err(BootError::Refused(format!(
+            "{size} bytes is too small for a FAT32 medium (at least {MIN_SIZE})"
+        )));
     }
     let sectors = size / 512;
-    let part_sectors = u32::try_from(sectors - PART_START_LBA).map_err(|_| BootError::Refused("larger than 2 TiB: MBR cannot describe it".into()))?;
+    let part_sectors = u32::try_from(sectors - PART_START_LBA)
+        .map_err(|_| BootError::Refused("larger than 2 TiB: MBR cannot describe it".into()))?;
 
     // MBR: GRUB's boot code, one bootable FAT32 (LBA) partition.
     let mut mbr = [0u8; 512];
@@ -226,20 +331,54 @@ fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
     // FAT32 in user space.
     let offset = PART_START_LBA * 512;
     let img = format!("{}@@{offset}", target.display());
-    let label: String = opts.label.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(11).collect::<String>().to_ascii_uppercase();
+    let label: String = opts
+        .label
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(11)
+        .collect::<String>()
+        .to_ascii_uppercase();
     run(
-        Command::new("mformat").args(["-i", &img, "-F", "-T", &part_sectors.to_string(), "-h", "255", "-s", "63", "-H", &PART_START_LBA.to_string(), "-v", &label, "::"]),
+        Command::new("mformat").args([
+            "-i",
+            &img,
+            "-F",
+            "-T",
+            &part_sectors.to_string(),
+            "-h",
+            "255",
+            "-s",
+            "63",
+            "-H",
+            &PART_START_LBA.to_string(),
+            "-v",
+            &label,
+            "::",
+        ]),
         "mformat",
     )?;
-    let m = Medium::Image { path: target.to_path_buf(), offset };
+    let m = Medium::Image {
+        path: target.to_path_buf(),
+        offset,
+    };
     m.mkdir_all("EFI/BOOT")?;
     m.copy_in(&efi_path, "EFI/BOOT/BOOTX64.EFI")?;
     for d in LAYOUT {
         m.mkdir_all(d)?;
     }
-    let gen_opts = crate::generate::Options { sik_binary: opts.sik_binary.clone(), dry_run: false, timeout: 10 };
+    let gen_opts = crate::generate::Options {
+        sik_binary: opts.sik_binary.clone(),
+        dry_run: false,
+        timeout: 10,
+    };
     crate::generate::generate(target, &gen_opts)?;
-    Ok(Report { target: target.to_path_buf(), size, partition_offset: offset, bios_core_bytes: core.len() as u64, efi_bytes: efi.len() as u64 })
+    Ok(Report {
+        target: target.to_path_buf(),
+        size,
+        partition_offset: offset,
+        bios_core_bytes: core.len() as u64,
+        efi_bytes: efi.len() as u64,
+    })
 }
 
 /// Where `add` puts a file: ISOs into `boot/iso/`, ExtensionImages
@@ -257,13 +396,22 @@ pub fn add_destination(kind: ImageKind, file_name: &str, arch: &str) -> Option<S
 /// Copy a file into a medium (directory or image) at its place; returns
 /// the path relative to the medium.
 pub fn add(file: &Path, medium: &Path, arch: &str) -> Result<String> {
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if !file.is_file() {
-        return Err(BootError::Refused(format!("{}: not a regular file", file.display())));
+        return Err(BootError::Refused(format!(
+            "{}: not a regular file",
+            file.display()
+        )));
     }
     let kind = sik_image::kind::detect_path(file).map_err(|e| BootError::Refused(e.to_string()))?;
     let Some(rel) = add_destination(kind, &name, arch) else {
-        return Err(BootError::Refused(format!("{name}: {}, not an ISO, ExtensionImage or AppImage", kind.describe())));
+        return Err(BootError::Refused(format!(
+            "{name}: {}, not an ISO, ExtensionImage or AppImage",
+            kind.describe()
+        )));
     };
     let m = Medium::open(medium)?;
     m.copy_in(file, &rel)?;

@@ -103,20 +103,30 @@ pub struct Iso<R> {
 }
 
 fn le32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(off..off + 4)
+        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 fn trim_label(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).trim_end_matches([' ', '\0']).to_string()
+    String::from_utf8_lossy(b)
+        .trim_end_matches([' ', '\0'])
+        .to_string()
 }
 
 fn ucs2(b: &[u8]) -> String {
-    let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = b
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
     String::from_utf16_lossy(&units)
 }
 
+/// A directory record's fields: extent LBA, size, is-directory, raw name,
+/// system use area.
+type Record<'a> = (u32, u32, bool, &'a [u8], &'a [u8]);
+
 /// Parse a directory record's fixed part; `None` when it is malformed.
-fn parse_record(rec: &[u8]) -> Option<(u32, u32, bool, &[u8], &[u8])> {
+fn parse_record(rec: &[u8]) -> Option<Record<'_>> {
     if rec.len() < 34 {
         return None;
     }
@@ -129,7 +139,7 @@ fn parse_record(rec: &[u8]) -> Option<(u32, u32, bool, &[u8], &[u8])> {
         return None;
     }
     let name = &rec[33..name_end];
-    let su_start = name_end + (name_len % 2 == 0) as usize;
+    let su_start = name_end + name_len.is_multiple_of(2) as usize;
     let su = rec.get(su_start..).unwrap_or(&[]);
     Some((lba, size, is_dir, name, su))
 }
@@ -152,14 +162,22 @@ impl<R: Read + Seek> Iso<R> {
             }
             let root = || -> Option<Entry> {
                 let (lba, size, is_dir, _, _) = parse_record(&sector[156..190])?;
-                is_dir.then(|| Entry { name: String::new(), is_dir: true, lba, size, symlink: None })
+                is_dir.then(|| Entry {
+                    name: String::new(),
+                    is_dir: true,
+                    lba,
+                    size,
+                    symlink: None,
+                })
             };
             match sector[0] {
                 1 if primary.is_none() => {
                     let label = trim_label(&sector[40..72]);
                     match root() {
                         Some(e) => primary = Some((label, e)),
-                        None => return Err(IsoError::Malformed("bad root directory record".into())),
+                        None => {
+                            return Err(IsoError::Malformed("bad root directory record".into()));
+                        }
                     }
                 }
                 2 if joliet.is_none() => {
@@ -179,7 +197,14 @@ impl<R: Read + Seek> Iso<R> {
                 "no primary volume descriptor".into()
             }));
         };
-        let mut iso = Iso { r, len, label, root: root.clone(), names: Names::Iso9660, susp_skip: 0 };
+        let mut iso = Iso {
+            r,
+            len,
+            label,
+            root: root.clone(),
+            names: Names::Iso9660,
+            susp_skip: 0,
+        };
         // Rock Ridge: the root's "." record carries a SUSP "SP" entry.
         if let Some(skip) = iso.rock_ridge_skip(&root)? {
             iso.names = Names::RockRidge;
@@ -213,7 +238,10 @@ impl<R: Read + Seek> Iso<R> {
 
     fn read_at(&mut self, off: u64, n: usize) -> Result<Vec<u8>> {
         if off.checked_add(n as u64).is_none_or(|end| end > self.len) {
-            return Err(IsoError::Malformed(format!("extent at byte {off} (+{n}) lies beyond the image end ({})", self.len)));
+            return Err(IsoError::Malformed(format!(
+                "extent at byte {off} (+{n}) lies beyond the image end ({})",
+                self.len
+            )));
         }
         let mut buf = vec![0u8; n];
         self.r.seek(SeekFrom::Start(off))?;
@@ -227,7 +255,9 @@ impl<R: Read + Seek> Iso<R> {
         if n < 34 || n > first.len() {
             return Ok(None);
         }
-        let Some((_, _, _, _, su)) = parse_record(&first[..n]) else { return Ok(None) };
+        let Some((_, _, _, _, su)) = parse_record(&first[..n]) else {
+            return Ok(None);
+        };
         if su.len() >= 7 && &su[0..2] == b"SP" && su[4] == 0xBE && su[5] == 0xEF {
             return Ok(Some(su[6] as usize));
         }
@@ -264,7 +294,9 @@ impl<R: Read + Seek> Iso<R> {
                         while j + 2 <= e.len() {
                             let cflags = e[j];
                             let clen = e[j + 1] as usize;
-                            let Some(content) = e.get(j + 2..j + 2 + clen) else { break };
+                            let Some(content) = e.get(j + 2..j + 2 + clen) else {
+                                break;
+                            };
                             let part = if cflags & 0x08 != 0 {
                                 String::new()
                             } else if cflags & 0x02 != 0 {
@@ -298,7 +330,8 @@ impl<R: Read + Seek> Iso<R> {
             match next {
                 Some((block, off, len)) if hops < MAX_CONTINUATIONS && len <= SECTOR as u32 => {
                     hops += 1;
-                    area = self.read_at(u64::from(block) * SECTOR + u64::from(off), len as usize)?;
+                    area =
+                        self.read_at(u64::from(block) * SECTOR + u64::from(off), len as usize)?;
                 }
                 _ => break,
             }
@@ -309,10 +342,16 @@ impl<R: Read + Seek> Iso<R> {
     /// All entries of a directory (without `.` and `..`).
     pub fn read_dir_entry(&mut self, dir: &Entry) -> Result<Vec<Entry>> {
         if !dir.is_dir {
-            return Err(IsoError::WrongType(format!("{} is not a directory", dir.name)));
+            return Err(IsoError::WrongType(format!(
+                "{} is not a directory",
+                dir.name
+            )));
         }
         if dir.size > MAX_DIR_BYTES {
-            return Err(IsoError::Malformed(format!("directory extent of {} bytes exceeds {MAX_DIR_BYTES}", dir.size)));
+            return Err(IsoError::Malformed(format!(
+                "directory extent of {} bytes exceeds {MAX_DIR_BYTES}",
+                dir.size
+            )));
         }
         let data = self.read_at(u64::from(dir.lba) * SECTOR, dir.size as usize)?;
         let mut out = Vec::new();
@@ -325,7 +364,9 @@ impl<R: Read + Seek> Iso<R> {
                 continue;
             }
             let Some(rec) = data.get(pos..pos + n) else {
-                return Err(IsoError::Malformed("directory record crosses the extent end".into()));
+                return Err(IsoError::Malformed(
+                    "directory record crosses the extent end".into(),
+                ));
             };
             pos += n;
             let Some((lba, size, is_dir, raw, su)) = parse_record(rec) else {
@@ -361,7 +402,13 @@ impl<R: Read + Seek> Iso<R> {
             if out.last().is_some_and(|e: &Entry| e.name == name) {
                 continue;
             }
-            out.push(Entry { name, is_dir, lba, size, symlink });
+            out.push(Entry {
+                name,
+                is_dir,
+                lba,
+                size,
+                symlink,
+            });
         }
         Ok(out)
     }
@@ -393,11 +440,15 @@ impl<R: Read + Seek> Iso<R> {
                 .find(|e| e.name == comp)
                 .or_else(|| entries.iter().find(|e| e.name.eq_ignore_ascii_case(&comp)))
                 .cloned();
-            let Some(e) = found else { return Err(IsoError::NotFound(path.to_string())) };
+            let Some(e) = found else {
+                return Err(IsoError::NotFound(path.to_string()));
+            };
             if let Some(target) = &e.symlink {
                 hops += 1;
                 if hops > MAX_LINK_HOPS {
-                    return Err(IsoError::Malformed(format!("too many symbolic links resolving {path}")));
+                    return Err(IsoError::Malformed(format!(
+                        "too many symbolic links resolving {path}"
+                    )));
                 }
                 if target.starts_with('/') {
                     stack.truncate(1);
@@ -438,14 +489,21 @@ impl<R: Read + Seek> Iso<R> {
             return Err(IsoError::WrongType(format!("{path} is a directory")));
         }
         if u64::from(e.size) > limit {
-            return Err(IsoError::TooLarge { path: path.to_string(), size: e.size.into(), limit });
+            return Err(IsoError::TooLarge {
+                path: path.to_string(),
+                size: e.size.into(),
+                limit,
+            });
         }
         self.read_at(u64::from(e.lba) * SECTOR, e.size as usize)
     }
 }
 
 fn components(path: &str) -> Vec<String> {
-    path.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect()
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]

@@ -32,7 +32,10 @@ pub struct MEntry {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> BootError {
-    BootError::Io { path: path.to_path_buf(), source: e }
+    BootError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 /// Byte offset of the first partition of an MBR disk image.
@@ -41,12 +44,18 @@ pub fn first_partition_offset(image: &Path) -> Result<u64> {
     let mut f = std::fs::File::open(image).map_err(|e| io_err(image, e))?;
     std::io::Read::read_exact(&mut f, &mut mbr).map_err(|e| io_err(image, e))?;
     if mbr[510] != 0x55 || mbr[511] != 0xAA {
-        return Err(BootError::Medium { path: image.to_path_buf(), why: "no MBR partition table (0x55AA missing)".into() });
+        return Err(BootError::Medium {
+            path: image.to_path_buf(),
+            why: "no MBR partition table (0x55AA missing)".into(),
+        });
     }
     let e = &mbr[446..462];
     let lba = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
     if e[4] == 0 || lba == 0 {
-        return Err(BootError::Medium { path: image.to_path_buf(), why: "the first partition entry is empty".into() });
+        return Err(BootError::Medium {
+            path: image.to_path_buf(),
+            why: "the first partition entry is empty".into(),
+        });
     }
     Ok(u64::from(lba) * 512)
 }
@@ -58,7 +67,10 @@ impl Medium {
         if md.is_dir() {
             Ok(Medium::Dir(path.to_path_buf()))
         } else {
-            Ok(Medium::Image { path: path.to_path_buf(), offset: first_partition_offset(path)? })
+            Ok(Medium::Image {
+                path: path.to_path_buf(),
+                offset: first_partition_offset(path)?,
+            })
         }
     }
 
@@ -87,9 +99,17 @@ impl Medium {
             .env("MTOOLS_NO_VFAT", "0")
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| BootError::Tool { tool: tool.into(), why: format!("cannot run: {e} (install mtools)") })?;
+            .map_err(|e| BootError::Tool {
+                tool: tool.into(),
+                why: format!("cannot run: {e} (install mtools)"),
+            })?;
         if !out.status.success() {
-            return Err(BootError::Tool { tool: tool.into(), why: String::from_utf8_lossy(&out.stderr).trim().replace('\n', " ") });
+            return Err(BootError::Tool {
+                tool: tool.into(),
+                why: String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .replace('\n', " "),
+            });
         }
         Ok(out.stdout)
     }
@@ -108,7 +128,10 @@ impl Medium {
                 for e in rd {
                     let e = e.map_err(|e| io_err(&dir, e))?;
                     let is_dir = e.path().is_dir();
-                    v.push(MEntry { name: e.file_name().to_string_lossy().into_owned(), is_dir });
+                    v.push(MEntry {
+                        name: e.file_name().to_string_lossy().into_owned(),
+                        is_dir,
+                    });
                 }
                 v.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(v)
@@ -124,7 +147,10 @@ impl Medium {
                     .lines()
                     .filter_map(|l| l.strip_prefix(&prefix))
                     .filter(|n| !n.is_empty() && *n != "./" && *n != "../")
-                    .map(|n| MEntry { name: n.trim_end_matches('/').to_string(), is_dir: n.ends_with('/') })
+                    .map(|n| MEntry {
+                        name: n.trim_end_matches('/').to_string(),
+                        is_dir: n.ends_with('/'),
+                    })
                     .collect();
                 v.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(v)
@@ -146,7 +172,10 @@ impl Medium {
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
-                    .map_err(|e| BootError::Tool { tool: "mdir".into(), why: format!("cannot run: {e} (install mtools)") })?;
+                    .map_err(|e| BootError::Tool {
+                        tool: "mdir".into(),
+                        why: format!("cannot run: {e} (install mtools)"),
+                    })?;
                 Ok(st.success())
             }
         }
@@ -237,11 +266,15 @@ impl Medium {
         match self {
             Medium::Dir(root) => write_atomic(&root.join(rel), data, mode),
             Medium::Image { .. } => {
-                let mut tmp = tempfile::NamedTempFile::new().map_err(|e| io_err(Path::new("/tmp"), e))?;
+                let mut tmp =
+                    tempfile::NamedTempFile::new().map_err(|e| io_err(Path::new("/tmp"), e))?;
                 tmp.write_all(data).map_err(|e| io_err(tmp.path(), e))?;
                 tmp.flush().map_err(|e| io_err(tmp.path(), e))?;
                 let ls = tmp.path().to_string_lossy().into_owned();
-                self.mtool("mcopy", &["-o", "-n", &ls, &format!("::/{}", rel.trim_matches('/'))])?;
+                self.mtool(
+                    "mcopy",
+                    &["-o", "-n", &ls, &format!("::/{}", rel.trim_matches('/'))],
+                )?;
                 Ok(())
             }
         }
@@ -255,7 +288,10 @@ impl Medium {
             Medium::Dir(root) => {
                 let dest = root.join(rel);
                 let dir = dest.parent().unwrap_or(root);
-                let mut tmp = tempfile::Builder::new().prefix(".sik-").tempfile_in(dir).map_err(|e| io_err(dir, e))?;
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(".sik-")
+                    .tempfile_in(dir)
+                    .map_err(|e| io_err(dir, e))?;
                 let mut f = std::fs::File::open(src).map_err(|e| io_err(src, e))?;
                 std::io::copy(&mut f, tmp.as_file_mut()).map_err(|e| io_err(&dest, e))?;
                 tmp.as_file().sync_all().map_err(|e| io_err(&dest, e))?;
@@ -264,7 +300,10 @@ impl Medium {
             }
             Medium::Image { .. } => {
                 let ls = src.to_string_lossy().into_owned();
-                self.mtool("mcopy", &["-o", "-n", &ls, &format!("::/{}", rel.trim_matches('/'))])?;
+                self.mtool(
+                    "mcopy",
+                    &["-o", "-n", &ls, &format!("::/{}", rel.trim_matches('/'))],
+                )?;
                 Ok(())
             }
         }
@@ -275,10 +314,18 @@ impl Medium {
 /// directory, fsync, rename. Nothing half-written remains on error.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".sik-").tempfile_in(dir).map_err(|e| io_err(dir, e))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sik-")
+        .tempfile_in(dir)
+        .map_err(|e| io_err(dir, e))?;
     tmp.write_all(data).map_err(|e| io_err(path, e))?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io_err(path, e))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io_err(path, e))?;
     tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
     tmp.persist(path).map_err(|e| io_err(path, e.error))?;
     Ok(())

@@ -51,7 +51,9 @@ pub struct InstallArgs {
 }
 
 #[derive(clap::Args)]
-#[command(after_help = "The place follows the file's contents: ISOs go to boot/iso/, ExtensionImages to\nboot/extensions/ARCH/, AppImages to Applications/. Run `sik boot generate` afterwards.\n\nExample:\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot add firmware.ExtensionImage /media/stick")]
+#[command(
+    after_help = "The place follows the file's contents: ISOs go to boot/iso/, ExtensionImages to\nboot/extensions/ARCH/, AppImages to Applications/. Run `sik boot generate` afterwards.\n\nExample:\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot add firmware.ExtensionImage /media/stick"
+)]
 pub struct AddArgs {
     /// The file to copy.
     pub file: PathBuf,
@@ -120,7 +122,10 @@ fn print_outcome(path: &std::path::Path, o: &Outcome) {
         Outcome::Detected(d) => {
             println!("{}: {} (label {:?})", path.display(), d.family, d.label);
             if d.use_loopback_cfg {
-                println!("  boots through {}", d.config.as_deref().unwrap_or("/boot/grub/loopback.cfg"));
+                println!(
+                    "  boots through {}",
+                    d.config.as_deref().unwrap_or("/boot/grub/loopback.cfg")
+                );
             }
             if let Some(k) = &d.kernel {
                 println!("  kernel: {k}");
@@ -141,25 +146,48 @@ fn print_outcome(path: &std::path::Path, o: &Outcome) {
 
 fn detect_cmd(a: DetectArgs) -> CmdResult {
     let families = match &a.formats {
-        Some(dir) => family::with_dir(dir).map_err(|e| Failure::input("boot detect", Some(dir), e))?,
+        Some(dir) => {
+            family::with_dir(dir).map_err(|e| Failure::input("boot detect", Some(dir), e))?
+        }
         None => family::builtin(),
     };
-    let isos: Vec<detect::IsoReport> =
-        a.isos.iter().map(|p| detect::IsoReport { path: p.clone(), outcome: detect::detect_path(p, &families) }).collect();
-    let skipped = isos.iter().filter(|r| matches!(r.outcome, Outcome::Skipped { .. })).count();
+    let isos: Vec<detect::IsoReport> = a
+        .isos
+        .iter()
+        .map(|p| detect::IsoReport {
+            path: p.clone(),
+            outcome: detect::detect_path(p, &families),
+        })
+        .collect();
+    let skipped = isos
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Skipped { .. }))
+        .count();
     if a.json {
-        crate::output::print_json(&DetectDoc { detected: isos.len() - skipped, skipped, isos });
+        crate::output::print_json(&DetectDoc {
+            detected: isos.len() - skipped,
+            skipped,
+            isos,
+        });
     } else {
         for r in &isos {
             print_outcome(&r.path, &r.outcome);
         }
     }
-    Ok(if skipped > 0 { ExitCode::from(crate::fail::EXIT_CHECK) } else { ExitCode::SUCCESS })
+    Ok(if skipped > 0 {
+        ExitCode::from(crate::fail::EXIT_CHECK)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn generate_cmd(a: GenerateArgs) -> CmdResult {
     let sik_binary = sik_binary(a.sik_binary.clone(), "boot generate")?;
-    let opts = sik_boot::generate::Options { sik_binary, dry_run: a.dry_run, timeout: a.timeout };
+    let opts = sik_boot::generate::Options {
+        sik_binary,
+        dry_run: a.dry_run,
+        timeout: a.timeout,
+    };
     let report = sik_boot::generate::generate(&a.medium, &opts).map_err(|e| match e {
         sik_boot::BootError::ScriptCheck(_) => Failure::check("boot generate", Some(&a.medium), e),
         e => Failure::input("boot generate", Some(&a.medium), e),
@@ -170,7 +198,9 @@ fn generate_cmd(a: GenerateArgs) -> CmdResult {
         for i in &report.isos {
             match &i.outcome {
                 Outcome::Detected(d) => println!("{}: {}", i.path, d.family),
-                Outcome::Skipped { reason } => crate::fail::warn(format!("{}: skipped: {reason}", i.path)),
+                Outcome::Skipped { reason } => {
+                    crate::fail::warn(format!("{}: skipped: {reason}", i.path))
+                }
             }
         }
         for f in &report.files {
@@ -183,7 +213,13 @@ fn generate_cmd(a: GenerateArgs) -> CmdResult {
 fn sik_binary(given: Option<PathBuf>, what: &str) -> Result<PathBuf, Failure> {
     match given {
         Some(p) => Ok(p),
-        None => std::env::current_exe().map_err(|e| Failure::input(what.to_string(), None, format!("cannot find this program: {e}"))),
+        None => std::env::current_exe().map_err(|e| {
+            Failure::input(
+                what.to_string(),
+                None,
+                format!("cannot find this program: {e}"),
+            )
+        }),
     }
 }
 
@@ -192,33 +228,58 @@ fn install_cmd(a: InstallArgs) -> CmdResult {
     let (target, size) = match (&a.image, &a.device) {
         (Some(img), _) => {
             let raw = a.size.as_deref().unwrap_or_default();
-            let size = sik_boot::install::parse_size(raw)
-                .ok_or_else(|| Failure::input(what, Some(img), format!("size {raw:?} is not a size such as 2G or 512M")))?;
+            let size = sik_boot::install::parse_size(raw).ok_or_else(|| {
+                Failure::input(
+                    what,
+                    Some(img),
+                    format!("size {raw:?} is not a size such as 2G or 512M"),
+                )
+            })?;
             (img.clone(), Some(size))
         }
         (None, Some(dev)) => {
             use std::os::unix::fs::FileTypeExt;
             let md = std::fs::metadata(dev).map_err(|e| Failure::input(what, Some(dev), e))?;
             if !md.file_type().is_block_device() {
-                return Err(Failure::input(what, Some(dev), "not a block device").hint("use --image FILE --size SIZE for a disk image"));
+                return Err(Failure::input(what, Some(dev), "not a block device")
+                    .hint("use --image FILE --size SIZE for a disk image"));
             }
-            sik_boot::install::check_not_mounted(dev).map_err(|e| Failure::input(what, Some(dev), e))?;
+            sik_boot::install::check_not_mounted(dev)
+                .map_err(|e| Failure::input(what, Some(dev), e))?;
             if !a.yes {
                 use std::io::{BufRead, IsTerminal, Write};
                 if !std::io::stdin().is_terminal() {
-                    return Err(Failure::input(what, Some(dev), "refusing to erase a device without confirmation").hint("pass --yes"));
+                    return Err(Failure::input(
+                        what,
+                        Some(dev),
+                        "refusing to erase a device without confirmation",
+                    )
+                    .hint("pass --yes"));
                 }
-                eprint!("Erase everything on {} and install a boot medium? [y/N] ", dev.display());
+                eprint!(
+                    "Erase everything on {} and install a boot medium? [y/N] ",
+                    dev.display()
+                );
                 let _ = std::io::stderr().flush();
                 let mut line = String::new();
                 let _ = std::io::stdin().lock().read_line(&mut line);
                 if !matches!(line.trim(), "y" | "Y" | "yes") {
-                    return Err(Failure::input(what, Some(dev), "not confirmed; nothing written"));
+                    return Err(Failure::input(
+                        what,
+                        Some(dev),
+                        "not confirmed; nothing written",
+                    ));
                 }
             }
             (dev.clone(), None)
         }
-        (None, None) => return Err(Failure::input(what, None, "give --image FILE --size SIZE or --device DEV")),
+        (None, None) => {
+            return Err(Failure::input(
+                what,
+                None,
+                "give --image FILE --size SIZE or --device DEV",
+            ));
+        }
     };
     let opts = sik_boot::install::Options {
         size,
@@ -226,7 +287,8 @@ fn install_cmd(a: InstallArgs) -> CmdResult {
         sik_binary: sik_binary(a.sik_binary.clone(), what)?,
         grub_lib: PathBuf::from(sik_boot::install::GRUB_LIB),
     };
-    let report = sik_boot::install::install(&target, &opts).map_err(|e| Failure::input(what, Some(&target), e))?;
+    let report = sik_boot::install::install(&target, &opts)
+        .map_err(|e| Failure::input(what, Some(&target), e))?;
     if a.json {
         crate::output::print_json(&report);
     } else {
@@ -243,7 +305,8 @@ fn install_cmd(a: InstallArgs) -> CmdResult {
 }
 
 fn add_cmd(a: AddArgs) -> CmdResult {
-    let rel = sik_boot::install::add(&a.file, &a.medium, &a.arch).map_err(|e| Failure::input("boot add", Some(&a.file), e))?;
+    let rel = sik_boot::install::add(&a.file, &a.medium, &a.arch)
+        .map_err(|e| Failure::input("boot add", Some(&a.file), e))?;
     println!("{} -> {}", a.file.display(), rel);
     Ok(ExitCode::SUCCESS)
 }
