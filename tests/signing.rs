@@ -906,3 +906,53 @@ fn signed_extension_still_mounts() {
     assert_eq!(content.unwrap(), "hello mnt\n");
     assert_eq!(big.unwrap(), 800_000);
 }
+
+#[test]
+fn inspect_exports_what_ssh_keygen_verifies() {
+    if !tools() {
+        return;
+    }
+    let t = TestDir::new();
+    let (k, p) = sik_key(&t, "insp");
+    let signers = allowed_signers(&t, "insp@example.org", &p);
+    for img in [extension(&t, "ie"), appimage(&t, "IA", true)] {
+        assert_fails(
+            &run(sik().args(["inspect", "--signature"]).arg(&img)),
+            1,
+            &["unsigned"],
+        );
+        sign(&img, &k);
+        let payload = t.join("payload.bin");
+        let out = run(sik()
+            .args(["inspect", "--payload"])
+            .arg(&img)
+            .stdout(std::fs::File::create(&payload).unwrap()));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lib = Vec::new();
+        sig::write_payload(&img, &mut lib).unwrap();
+        assert_eq!(std::fs::read(&payload).unwrap(), lib);
+        let armored = run_ok(sik().args(["inspect", "--signature"]).arg(&img));
+        assert!(armored.starts_with("-----BEGIN SSH SIGNATURE-----\n"));
+        let sigf = t.write("payload.sig", &armored);
+        run_ok(
+            cmd("ssh-keygen")
+                .args([
+                    "-Y",
+                    "verify",
+                    "-n",
+                    "systemimagekit",
+                    "-I",
+                    "insp@example.org",
+                    "-f",
+                ])
+                .arg(&signers)
+                .arg("-s")
+                .arg(&sigf)
+                .stdin(std::fs::File::open(&payload).unwrap()),
+        );
+    }
+}

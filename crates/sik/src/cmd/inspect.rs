@@ -23,6 +23,12 @@ pub struct Args {
     /// mtime in UTC, path, link target; directories show size 0).
     #[arg(long)]
     pub list: bool,
+    /// Print the armored SSH signature(s) of an ExtensionImage or AppImage (spec/signature.md).
+    #[arg(long, conflicts_with_all = ["list", "json", "payload"])]
+    pub signature: bool,
+    /// Write the exact signed payload bytes to stdout (for `ssh-keygen -Y sign/verify`).
+    #[arg(long, conflicts_with_all = ["list", "json"])]
+    pub payload: bool,
 }
 
 /// Map a library error to the CLI's wording (exit 2: input error).
@@ -37,6 +43,12 @@ pub fn input_error(what: &str, file: &std::path::Path, e: InspectError) -> Failu
 }
 
 pub fn run(a: Args) -> CmdResult {
+    if a.signature {
+        return crate::cmd::verify::print_signature(&a.file);
+    }
+    if a.payload {
+        return crate::cmd::verify::print_payload(&a.file);
+    }
     if a.list {
         let entries =
             sik_inspect::list(&a.file).map_err(|e| input_error("cannot list", &a.file, e))?;

@@ -128,3 +128,43 @@ fn document(
         .collect();
     doc
 }
+
+/// `sik inspect --signature IMAGE`: print the armored signature(s) of an
+/// image (exit 1 when it carries none or a malformed block).
+pub fn print_signature(image: &std::path::Path) -> CmdResult {
+    match sik_image::signature::armored_signatures(image) {
+        Ok(Some(text)) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(None) => Err(Failure::check(
+            "no signature",
+            Some(image),
+            "the image is unsigned",
+        )),
+        Err(sik_image::Error::Malformed {
+            what: "signature",
+            why,
+        }) => Err(Failure::check("malformed signature", Some(image), why)),
+        Err(e) => Err(Failure::input("cannot read signature", Some(image), e)),
+    }
+}
+
+/// `sik inspect --payload IMAGE`: write the exact signed bytes to stdout.
+pub fn print_payload(image: &std::path::Path) -> CmdResult {
+    use std::io::{IsTerminal, Write};
+    let stdout = std::io::stdout();
+    if stdout.is_terminal() {
+        return Err(Failure::input(
+            "refusing to write binary data to a terminal",
+            Some(image),
+            "stdout is a terminal",
+        )
+        .hint("redirect it: sik inspect --payload IMAGE > payload"));
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    sik_image::signature::write_payload(image, &mut out)
+        .and_then(|_| out.flush().map_err(sik_image::Error::from))
+        .map_err(|e| Failure::input("cannot write payload", Some(image), e))?;
+    Ok(ExitCode::SUCCESS)
+}
