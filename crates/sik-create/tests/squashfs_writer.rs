@@ -1469,3 +1469,41 @@ fn sha256_hex(p: &Path) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// Xattr values larger than a metadata block and incompressible (stored
+/// metadata blocks), read by the kernel; backhand reads the rest.
+#[test]
+fn large_incompressible_xattrs() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    let mut w = SquashfsWriter::new(File::create(&img).unwrap(), opts(Compressor::Xz, 2)).unwrap();
+    let mut m = meta(0o644, 0, 0, 0);
+    m.xattrs = vec![
+        (b"user.a".to_vec(), noise(20, 9000)),
+        (b"user.b".to_vec(), noise(21, 20000)),
+        (b"security.c".to_vec(), Vec::new()),
+    ];
+    w.add_file(b"f", m.clone(), &mut &b"content"[..]).unwrap();
+    let mut d = meta(0o755, 0, 0, 0);
+    d.xattrs = m.xattrs.clone();
+    w.add_dir(b"d", d).unwrap();
+    w.finish().unwrap();
+    let l = backhand_listing(&img);
+    assert_eq!(l.len(), 3, "{l:?}");
+    if !require_root_and_tools() {
+        return;
+    }
+    let mnt = Mount::new(&img, &dir.path().join("mnt"));
+    let got = xattr_listing(&mnt.dir);
+    let mut want: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for p in ["/f", "/d"] {
+        for (n, v) in &m.xattrs {
+            let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
+            let v = format!("0x{hex}");
+            want.entry(p.to_string())
+                .or_default()
+                .insert(String::from_utf8_lossy(n).into(), v);
+        }
+    }
+    assert!(got == want, "kernel xattrs differ");
+}
