@@ -845,3 +845,176 @@ fn extract_when_mounting_is_impossible_and_directory_sources() {
     assert_same(&before, &listing(&root), "after unlink");
     assert!(overlay.join("etc/motd").exists());
 }
+
+fn key(t: &TestDir, name: &str) -> PathBuf {
+    let k = t.join(name);
+    ok(&run(sik()
+        .args([
+            "key",
+            "generate",
+            "--comment",
+            &format!("{name}@test"),
+            "-o",
+        ])
+        .arg(&k)));
+    k
+}
+
+fn sign(img: &Path, key: &Path) {
+    ok(&run(sik().arg("sign").arg(img).arg("--key").arg(key)));
+}
+
+#[test]
+fn signature_policy_trusted_untrusted_unsigned_modified() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let trusted = key(&t, "trusted");
+    let stranger = key(&t, "stranger");
+    let keys = t.mkdir("keys");
+    std::fs::copy(t.join("trusted.pub"), keys.join("trusted.pub")).unwrap();
+
+    let good = image(&t, "good", Some("ID=_any\n"), &[("usr/bin/good", "g")]);
+    sign(&good, &trusted);
+    let foreign = image(
+        &t,
+        "foreign",
+        Some("ID=_any\n"),
+        &[("usr/bin/foreign", "f")],
+    );
+    sign(&foreign, &stranger);
+    let unsigned = image(
+        &t,
+        "unsigned",
+        Some("ID=_any\n"),
+        &[("usr/bin/unsigned", "u")],
+    );
+    let modified = image(
+        &t,
+        "modified",
+        Some("ID=_any\n"),
+        &[("usr/bin/modified", "m")],
+    );
+    sign(&modified, &trusted);
+    // Flip one byte of the payload (the superblock's mkfs time) after signing.
+    let mut bytes = std::fs::read(&modified).unwrap();
+    bytes[8] ^= 0x55;
+    std::fs::write(&modified, bytes).unwrap();
+    let before = listing(&root);
+
+    let out = link(
+        &root,
+        &["--trust", keys.to_str().unwrap()],
+        &[&good, &foreign, &unsigned, &modified],
+    );
+    let stderr = assert_fails(&out, 1, &["3 of 4 sources refused"]);
+    assert!(
+        stderr.contains("refused: foreign:") && stderr.contains("not trusted: SHA256:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("refused: unsigned:") && stderr.contains("unsigned"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("refused: modified:") && stderr.contains("signature check failed"),
+        "{stderr}"
+    );
+    assert_eq!(read_in_root(&root, "usr/bin/good"), "g");
+    let doc = status(&root);
+    let signer = ext(&doc, "good")["signer"].as_str().unwrap().to_string();
+    assert!(
+        signer.contains("trusted@test") && signer.contains("SHA256:"),
+        "{signer}"
+    );
+    for n in ["foreign", "unsigned", "modified"] {
+        assert!(!root.join("usr/bin").join(n).exists(), "{n} linked");
+    }
+    // --allow-unsigned admits the unsigned and the untrusted, never the modified one.
+    let out = link(
+        &root,
+        &["--trust", keys.to_str().unwrap(), "--allow-unsigned"],
+        &[&foreign, &unsigned, &modified],
+    );
+    assert_fails(&out, 1, &["1 of 3 sources refused"]);
+    assert!(
+        root.join("usr/bin/foreign").is_symlink() && root.join("usr/bin/unsigned").is_symlink()
+    );
+    ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
+    assert_same(&before, &listing(&root), "after unlink");
+
+    // Without --trust, ROOT's /etc/sik/trusted.d is a trust store.
+    std::fs::create_dir_all(root.join("etc/sik/trusted.d")).unwrap();
+    std::fs::copy(
+        t.join("trusted.pub"),
+        root.join("etc/sik/trusted.d/trusted.pub"),
+    )
+    .unwrap();
+    let before = listing(&root);
+    ok(&link(&root, &[], &[&good]));
+    assert!(root.join("usr/bin/good").is_symlink());
+    unlink(&root, &["good"]);
+    assert_same(&before, &listing(&root), "after unlink");
+}
+
+#[test]
+fn extension_run_exit_status_and_timeout_reported() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let fails = image(
+        &t,
+        "fails",
+        Some("ID=_any\n"),
+        &[
+            ("usr/bin/f", "f"),
+            ("ExtensionRun", "#!/bin/sh\necho oops\nexit 3\n"),
+        ],
+    );
+    let hangs = image(
+        &t,
+        "hangs",
+        Some("ID=_any\n"),
+        &[
+            ("usr/bin/h", "h"),
+            ("ExtensionRun", "#!/bin/sh\nwhile :; do :; done\n"),
+        ],
+    );
+    let before = listing(&root);
+    let out = link(
+        &root,
+        &["--allow-unsigned", "--run-timeout", "1"],
+        &[&fails, &hangs],
+    );
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fails: ExtensionRun failed with exit status 3"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hangs: ExtensionRun killed after 1 s"),
+        "{stderr}"
+    );
+    let doc = status(&root);
+    assert_eq!(ext(&doc, "fails")["run"]["exit_code"], 3);
+    assert_eq!(ext(&doc, "hangs")["run"]["timed_out"], true);
+    let log = ext(&doc, "fails")["run"]["log"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(std::fs::read_to_string(log).unwrap(), "oops\n");
+    // Linking again does not run it again.
+    let out = link(
+        &root,
+        &["--allow-unsigned", "--run-timeout", "1"],
+        &[&fails],
+    );
+    ok(&out);
+    ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
+    assert_same(&before, &listing(&root), "after unlink");
+}

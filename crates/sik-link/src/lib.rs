@@ -1226,7 +1226,8 @@ fn run_extension(
         .stdout(out)
         .current_dir("/")
         .env("SIK_EXTENSION", name)
-        .env("SIK_EXTENSION_DIR", OsStr::from_bytes(seen_mnt));
+        .env("SIK_EXTENSION_DIR", OsStr::from_bytes(seen_mnt))
+        .process_group(0);
     if let Some(e) = err {
         cmd.stderr(e);
     }
@@ -1257,6 +1258,11 @@ fn run_extension(
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) if start.elapsed() >= timeout => {
+                // The whole process group: what it started goes too.
+                // SAFETY: kill(2) on the child's own process group.
+                unsafe {
+                    libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+                }
                 let _ = child.kill();
                 st.timed_out = true;
                 break child.wait().ok();
