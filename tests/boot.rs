@@ -775,3 +775,152 @@ fn install_and_add_refuse_bad_input() {
     let out = run(sik().args(["boot", "install", "--device", "/dev/null-does-not-exist"]));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A busybox-only root that plays a foreign initramfs: the secondary initrd
+/// unpacked over it, the medium where the family's initramfs exposes it.
+fn busybox_initramfs(
+    t: &TestDir,
+    medium: &Path,
+    initrd: &Path,
+    name: &str,
+    medium_at: &str,
+) -> PathBuf {
+    let root = t.mkdir(name);
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(which("busybox").unwrap(), root.join("bin/busybox")).unwrap();
+    for tool in run_ok(cmd(root.join("bin/busybox")).arg("--list")).lines() {
+        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(tool));
+    }
+    sh(
+        &root,
+        &format!("gzip -dc '{}' | cpio -id --quiet", initrd.display()),
+    );
+    let m = root.join(medium_at.trim_start_matches('/'));
+    std::fs::create_dir_all(&m).unwrap();
+    sh(
+        t.path(),
+        &format!("cp -a '{}/.' '{}/'", medium.display(), m.display()),
+    );
+    for d in ["dev", "proc", "sys"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    run_ok(
+        cmd("mount")
+            .arg("--rbind")
+            .arg("/dev")
+            .arg(root.join("dev")),
+    );
+    run_ok(
+        cmd("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(root.join("proc")),
+    );
+    root
+}
+
+#[test]
+fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
+    if !require_root()
+        || !require_tool("busybox")
+        || !require_tool("cpio")
+        || !require_tool("mkfs.ext4")
+    {
+        return;
+    }
+    let t = TestDir::new();
+    let medium = t.mkdir("medium");
+    t.write(
+        "medium/boot/extensions/x86_64/firmware.ExtensionImage",
+        "sq",
+    );
+    t.write("medium/boot/customize/overlay/etc/motd", "hello\n");
+    t.write("medium/boot/keys/signer.pub", "ssh-ed25519 AAAA test");
+    t.write("medium/boot/customize/init", "#!/bin/sh\necho customized\n");
+    // The stand-in for sik records how the hook called it.
+    let fake = t.write("sik-recorder", "#!/bin/sh\necho \"$@\" > /sik-link-args\n");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    run_ok(
+        cmd("mkfs.ext4")
+            .args(["-q", "-F", "-L", "home"])
+            .arg(medium.join("home.img"))
+            .arg("8M"),
+    );
+    run_ok(
+        sik()
+            .args(["boot", "generate", "--sik-binary"])
+            .arg(&fake)
+            .arg(&medium),
+    );
+    let initrd = medium.join("boot/sik/initrd.img");
+
+    // initramfs-tools (casper): /init sources conf.d, then runs ORDER of init-bottom.
+    let root = busybox_initramfs(&t, &medium, &initrd, "itools", "/isodevice");
+    t.write(
+        "itools/scripts/init-bottom/ORDER",
+        "/scripts/init-bottom/udev \"$@\"\n[ -e /conf/param.conf ] && . /conf/param.conf\n",
+    );
+    std::fs::create_dir_all(root.join("root/etc/systemd/system")).unwrap();
+    std::fs::create_dir_all(root.join("root/home")).unwrap();
+    let out = run(cmd("chroot").arg(&root).args([
+        "/bin/sh",
+        "-c",
+        "rootmnt=/root; export rootmnt; for conf in /conf/conf.d/*; do [ -f \"$conf\" ] && . \"$conf\"; done; \
+         . /conf/conf.d/zz-sik.conf; grep -c sik /scripts/init-bottom/ORDER; \
+         /sik/initramfs-tools-hook; umount /root/home",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "1",
+        "ORDER gets our entry once, even when sourced twice"
+    );
+    let args = std::fs::read_to_string(root.join("sik-link-args")).unwrap();
+    assert_eq!(
+        args.trim(),
+        "link /isodevice/boot/extensions/x86_64/firmware.ExtensionImage /isodevice/boot/customize/overlay --root /root --trust /isodevice/boot/keys"
+    );
+    assert!(
+        stderr.contains("sik: boot medium at /isodevice"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("home: /isodevice/home.img mounted on /home"),
+        "{stderr}"
+    );
+    let unit = std::fs::read_to_string(root.join("root/etc/systemd/system/sik-customize.service"))
+        .unwrap();
+    assert!(unit.contains("ExecStart=/bin/sh /etc/sik/customize-init"));
+    assert_eq!(
+        std::fs::read_link(
+            root.join("root/etc/systemd/system/multi-user.target.wants/sik-customize.service")
+        )
+        .unwrap(),
+        Path::new("../sik-customize.service")
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("root/etc/sik/customize-init")).unwrap(),
+        "#!/bin/sh\necho customized\n"
+    );
+
+    // dracut: pre-pivot hooks are sourced with NEWROOT set.
+    let root = busybox_initramfs(&t, &medium, &initrd, "dracut", "/run/initramfs/isoscan");
+    std::fs::create_dir_all(root.join("sysroot/etc/systemd/system")).unwrap();
+    let out = run(cmd("chroot").arg(&root).args([
+        "/bin/sh",
+        "-c",
+        "NEWROOT=/sysroot; export NEWROOT; for f in /usr/lib/dracut/hooks/pre-pivot/*.sh; do . \"$f\"; done; umount /sysroot/home",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let args = std::fs::read_to_string(root.join("sik-link-args")).unwrap();
+    assert!(
+        args.contains("--root /sysroot --trust /run/initramfs/isoscan/boot/keys"),
+        "{args}"
+    );
+    assert!(
+        root.join("sysroot/etc/systemd/system/sik-customize.service")
+            .is_file()
+    );
+}
