@@ -217,6 +217,7 @@ fn falls_back_to_cache_without_fuse_and_reuses_it() {
         "{stdout}\n{stderr}"
     );
     assert!(stderr.contains("/bin/false refused to mount"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_eq!(value(&stdout, "APPDIR"), appdir);
 
     // Forced extract-and-run: no message.
@@ -546,4 +547,42 @@ fn broken_appdirs_name_every_problem() {
         .arg(outdir.join("C.AppImage")));
     assert_fails(&o, 2, &["hello.appdata.xml", "<summary>"]);
     assert!(leftovers(&outdir).is_empty());
+}
+
+#[test]
+fn runs_as_a_user_through_fusermount3() {
+    if !require_root()
+        || !require_tool("unshare")
+        || !require_tool("setpriv")
+        || !require_tool("fusermount3")
+    {
+        return;
+    }
+    let t = TestDir::new();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let dir = appdir(&t, "Hello.AppDir");
+    let image = t.join("Hello.AppImage");
+    pack(&dir, &image, &[]);
+    // In a private mount namespace, a /dev/fuse node the user may open
+    // (the host's may be root-only); fusermount3 (setuid) does the mount.
+    let dev = t.mkdir("dev");
+    let script = format!(
+        "mount -t tmpfs none '{d}' && mknod -m 666 '{d}/fuse' c 10 229 && mount --bind '{d}/fuse' /dev/fuse && \
+         exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$0\" \"$@\"",
+        d = dev.display()
+    );
+    let mut c = app(&t, Path::new("unshare"));
+    c.args(["-m", "sh", "-c", &script])
+        .arg(&image)
+        .arg("as user")
+        .env("HOME", t.path());
+    let o = run(&mut c);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("arg:[as user]") && stdout.contains("busybox ran"),
+        "{stdout}"
+    );
+    assert!(value(&stdout, "APPDIR").contains("/.mount_"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
 }

@@ -127,11 +127,20 @@ fn mount_helper(
         .env("_FUSE_COMMFD", theirs.as_raw_fd().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .status()
+        .stderr(Stdio::piped())
+        .output()
         .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
     drop(theirs);
-    if !status.success() {
-        return Err(format!("{} refused to mount ({status})", helper.display()));
+    if !status.status.success() {
+        // The helper's own complaint, on the runtime's one line.
+        let said = String::from_utf8_lossy(&status.stderr);
+        let said = said.lines().next().unwrap_or("").trim();
+        let why = if said.is_empty() {
+            status.status.to_string()
+        } else {
+            said.to_string()
+        };
+        return Err(format!("{} refused to mount: {why}", helper.display()));
     }
     match receive_fd(&ours) {
         Some(fd) => Ok((fd, Mounted::Helper(helper.to_path_buf()))),
