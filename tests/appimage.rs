@@ -413,6 +413,18 @@ fn hand_assembled_image_and_other_runtime() {
         ],
     );
     assert_eq!(offset(&t, &other) as usize, off);
+    // sik inspect sees the same offset, update info and desktop entry.
+    for (img, upd) in [
+        (&hand, None),
+        (&other, Some("zsync|https://example.org/a.zsync")),
+    ] {
+        let v: serde_json::Value =
+            serde_json::from_str(&run_ok(sik().args(["inspect", "--json"]).arg(img))).unwrap();
+        let a = &v["appimage"];
+        assert_eq!(a["payload_offset"].as_u64(), Some(off as u64), "{v}");
+        assert_eq!(a["update_info"].as_str(), upd, "{v}");
+        assert_eq!(a["desktop"]["name"].as_str(), Some("Hello World"), "{v}");
+    }
     assert_eq!(
         run_ok(&mut app(&t, &other).arg("--appimage-updateinfo")).trim(),
         "zsync|https://example.org/a.zsync"
@@ -434,6 +446,21 @@ fn zsync_control_file_and_bad_update_info() {
         ],
     );
     let ours = std::fs::read(t.join("Hello.AppImage.zsync")).unwrap();
+    // The --json report matches its schema.
+    let json = run_ok(
+        sik()
+            .args(["create", "appimage", "--json"])
+            .arg(&dir)
+            .arg("-o")
+            .arg(t.join("J.AppImage"))
+            .arg("--zsync"),
+    );
+    let v = assert_schema("create-appimage", &json);
+    assert_eq!(v["arch"], "x86_64");
+    assert_eq!(
+        v["offset"].as_u64(),
+        Some(offset(&t, &t.join("J.AppImage")))
+    );
     assert!(ours.starts_with(b"zsync: 0.6.2\nFilename: Hello.AppImage\n"));
     if have_tool("zsyncmake") {
         // zsyncmake's output for the same file is byte-identical.

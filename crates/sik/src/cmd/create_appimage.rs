@@ -36,7 +36,7 @@ pub struct Args {
     /// Leave out paths matching this glob (repeatable), relative to the AppDir.
     #[arg(long)]
     pub exclude: Vec<String>,
-    /// Print a JSON report on stdout.
+    /// Print a JSON report on stdout (schema: formats/schema/create-appimage.json).
     #[arg(long)]
     pub json: bool,
     /// Print nothing but errors.
