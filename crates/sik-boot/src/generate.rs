@@ -72,6 +72,16 @@ pub struct Report {
     pub initrd_entries: Vec<String>,
     /// Whether grub-script-check checked the config.
     pub script_checked: bool,
+    /// Things that will not stop the build but may stop the boot.
+    pub warnings: Vec<String>,
+}
+
+/// Whether an ELF executable asks for a dynamic loader (`PT_INTERP`);
+/// `None` when the bytes are not an ELF file.
+pub fn needs_interpreter(bytes: &[u8]) -> Option<bool> {
+    let f = elf::ElfBytes::<elf::endian::AnyEndian>::minimal_parse(bytes).ok()?;
+    let segs = f.segments()?;
+    Some(segs.iter().any(|p| p.p_type == elf::abi::PT_INTERP))
 }
 
 fn tool_path(tool: &str) -> Option<PathBuf> {
@@ -310,6 +320,15 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
         path: opts.sik_binary.clone(),
         source: e,
     })?;
+    let mut warnings = Vec::new();
+    match needs_interpreter(&sik) {
+        Some(true) => warnings.push(format!(
+            "{} is dynamically linked: it will not run inside a foreign initramfs; use the static build (cargo xtask dist) with --sik-binary",
+            opts.sik_binary.display()
+        )),
+        Some(false) => {}
+        None => warnings.push(format!("{} is not an ELF executable", opts.sik_binary.display())),
+    }
     let (extra, _g) = m.local_tree("boot/customize/initrd")?;
     let archive = initrd_archive(&families, &sik, Some(&extra))?;
     let initrd = initrd_bytes(&archive)?;
@@ -348,5 +367,6 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
         files,
         initrd_entries: archive.paths().map(str::to_string).collect(),
         script_checked,
+        warnings,
     })
 }

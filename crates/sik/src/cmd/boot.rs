@@ -192,6 +192,9 @@ fn generate_cmd(a: GenerateArgs) -> CmdResult {
         sik_boot::BootError::ScriptCheck(_) => Failure::check("boot generate", Some(&a.medium), e),
         e => Failure::input("boot generate", Some(&a.medium), e),
     })?;
+    for w in &report.warnings {
+        crate::fail::warn(w);
+    }
     if a.json {
         crate::output::print_json(&report);
     } else {
