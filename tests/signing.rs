@@ -956,3 +956,75 @@ fn inspect_exports_what_ssh_keygen_verifies() {
         );
     }
 }
+
+#[test]
+fn images_made_by_sik_create_sign_verify_and_run() {
+    if !tools() {
+        return;
+    }
+    let t = TestDir::new();
+    let (k, p) = sik_key(&t, "create");
+    let app = t.mkdir("Hello.AppDir");
+    std::fs::write(
+        app.join("AppRun"),
+        "#!/bin/sh\necho hello-from-app \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        app.join("AppRun"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("hello.desktop"),
+        "[Desktop Entry]\nType=Application\nName=Hello\nExec=hello\nIcon=hello\nCategories=Utility;\n",
+    )
+    .unwrap();
+    std::fs::write(app.join("hello.png"), b"\x89PNG\r\n\x1a\n").unwrap();
+    let img = t.join("Hello.AppImage");
+    run_ok(
+        sik()
+            .args(["create", "appimage", "-q"])
+            .arg(&app)
+            .arg("-o")
+            .arg(&img),
+    );
+    sign(&img, &k);
+    assert_trusted(&img, &p);
+    // The signed AppImage runs and its runtime prints the embedded signature.
+    let out = run_ok(cmd(&img).args(["--appimage-extract-and-run", "one", "two"]));
+    assert!(out.contains("hello-from-app one two"), "{out}");
+    let printed = run_ok(cmd(&img).arg("--appimage-signature"));
+    assert_eq!(
+        printed.trim_end(),
+        sig::armored_signatures(&img).unwrap().unwrap().trim_end()
+    );
+
+    // An ExtensionImage made by sik, signed through a symlink: the file is
+    // signed, the symlink stays.
+    let tree = tree(&t, "ext.tree", "x");
+    let ext = t.join("x.ExtensionImage");
+    run_ok(
+        sik()
+            .args(["create", "extension", "-q", "--os-id", "_any"])
+            .arg(&tree)
+            .arg("-o")
+            .arg(&ext),
+    );
+    let link = t.join("link.ExtensionImage");
+    std::os::unix::fs::symlink(&ext, &link).unwrap();
+    sign(&link, &k);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_trusted(&ext, &p);
+    let x = t.join("x");
+    run_ok(cmd("unsquashfs").arg("-d").arg(&x).arg(&ext));
+    assert_eq!(
+        std::fs::read_to_string(x.join("etc/hello.conf")).unwrap(),
+        "hello x\n"
+    );
+}

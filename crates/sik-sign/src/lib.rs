@@ -368,6 +368,9 @@ fn rewrite(
         let p = p.to_path_buf();
         move |e| Error::Io { path: p, source: e }
     };
+    // Rewrite the file a symlink points to, not the symlink.
+    let real = std::fs::canonicalize(path).map_err(io(path))?;
+    let path = real.as_path();
     let mut src = File::open(path).map_err(io(path))?;
     let meta = src.metadata().map_err(io(path))?;
     if !meta.is_file() {
