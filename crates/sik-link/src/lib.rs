@@ -799,11 +799,13 @@ fn link_one(
         conflicts: Vec::new(),
         created: 0,
         dirs_created: 0,
+        already: 0,
         counter,
     };
-    w.walk(&mnt, b"", &top)
+    w.walk(&mnt, b"", &top, false)
         .map_err(|e| format!("linking failed: {e}"))?;
-    let (created, dirs_created, mut conflicts) = (w.created, w.dirs_created, w.conflicts);
+    let (created, dirs_created, already, mut conflicts) =
+        (w.created, w.dirs_created, w.already, w.conflicts);
     let _ = journal.sync();
 
     // 5. ExtensionRun, once per link.
@@ -815,8 +817,26 @@ fn link_one(
     };
 
     // 6. The state, written atomically.
-    let recs = journal::read(&jpath).map_err(|e| e.to_string())?;
-    let (files, dirs) = count_present(&env.root, &recs);
+    // Our symlinks now in ROOT: the ones made and the ones found. The
+    // directories: those recorded (a fresh journal holds this run's only).
+    let files = created + already;
+    let recs = if fresh {
+        Vec::new()
+    } else {
+        journal::read(&jpath).map_err(|e| e.to_string())?
+    };
+    let dirs = if fresh {
+        dirs_created
+    } else {
+        let set: std::collections::HashSet<&[u8]> = recs
+            .iter()
+            .filter_map(|r| match r {
+                Record::Dir(p) => Some(p.as_slice()),
+                _ => None,
+            })
+            .collect();
+        set.len() as u64
+    };
     for r in &recs {
         if let Record::Replaced(p) = r {
             let path = slash(p);
@@ -897,8 +917,8 @@ fn make_writable(p: &Path) {
 /// Count the recorded symlinks still ours and the recorded directories
 /// still present.
 fn count_present(root: &Root, recs: &[Record]) -> (u64, u64) {
-    let mut links = std::collections::HashSet::new();
-    let mut dirs = std::collections::HashSet::new();
+    let mut links = std::collections::BTreeSet::new();
+    let mut dirs = std::collections::BTreeSet::new();
     for r in recs {
         match r {
             Record::Link(p, t) => {
@@ -975,6 +995,7 @@ struct Walker<'a> {
     conflicts: Vec<Conflict>,
     created: u64,
     dirs_created: u64,
+    already: u64,
     counter: &'a mut Counter,
 }
 
@@ -1036,7 +1057,10 @@ impl Walker<'_> {
     }
 
     /// Link the content directory `src` (image path `img`) into `dst`.
-    fn walk(&mut self, src: &Path, img: &[u8], dst: &Dir) -> io::Result<()> {
+    ///
+    /// `fresh`: `dst` was just created by this walk, so it is empty and
+    /// nothing needs to be looked up in it.
+    fn walk(&mut self, src: &Path, img: &[u8], dst: &Dir, fresh: bool) -> io::Result<()> {
         let mut files: Vec<Vec<u8>> = Vec::new();
         let mut dirs: Vec<Vec<u8>> = Vec::new();
         for e in std::fs::read_dir(src)? {
@@ -1063,7 +1087,12 @@ impl Walker<'_> {
             target.push(b'/');
             target.extend_from_slice(&resolve::join(img, &n));
             let c = sys::cstr(&n)?;
-            match sys::fstatat(dst.fd.as_raw_fd(), &c) {
+            let st = if fresh {
+                Err(io::Error::from_raw_os_error(libc::ENOENT))
+            } else {
+                sys::fstatat(dst.fd.as_raw_fd(), &c)
+            };
+            match st {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     recs.push(Record::Link(rel, target.clone()));
                     plan.push((n, target, false));
@@ -1072,7 +1101,7 @@ impl Walker<'_> {
                 Ok(st) if sys::is_lnk(&st) => {
                     let t = sys::readlinkat(dst.fd.as_raw_fd(), &c).unwrap_or_default();
                     if t == target {
-                        // Already ours.
+                        self.already += 1;
                     } else if self.root.is_ours(&t) {
                         let other = self.other_name(&t);
                         self.conflict(&rel, ConflictKind::OtherExtension, other);
@@ -1144,7 +1173,7 @@ impl Walker<'_> {
             let img_rel = resolve::join(img, &n);
             let rel = dst.child_rel(&n);
             match res {
-                Ok(child) => self.walk(&sp, &img_rel, &child)?,
+                Ok(child) => self.walk(&sp, &img_rel, &child, made > 0)?,
                 Err(ResolveError::Escapes(_)) => self.conflict(
                     &rel,
                     ConflictKind::Escapes,

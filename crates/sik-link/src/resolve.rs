@@ -277,8 +277,32 @@ fn mkdir_open(
     before_mkdir: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<OwnedFd> {
     before_mkdir(rel)?;
-    sys::mkdirat(dir, name, 0o700)?;
-    sys::lchownat(dir, name, meta.uid, meta.gid)?;
-    sys::fchmodat(dir, name, meta.mode & 0o7777)?;
+    let mode = meta.mode & 0o7777;
+    // Plain permission bits the umask leaves alone need no chmod; others
+    // (set-id, sticky, or bits the umask clears) are set after the chown.
+    let simple = mode & !0o777 == 0 && mode & umask() == 0;
+    sys::mkdirat(dir, name, if simple { mode } else { 0o700 })?;
+    // SAFETY: geteuid/getegid cannot fail.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if meta.uid != euid || meta.gid != egid || !simple {
+        sys::lchownat(dir, name, meta.uid, meta.gid)?;
+        sys::fchmodat(dir, name, mode)?;
+    }
     sys::openat(dir, name, sys::DIR_FLAGS)
+}
+
+/// The process's umask, read once from /proc (without changing it); 0o777
+/// (always chmod) when unknown.
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o777)
+    })
 }
