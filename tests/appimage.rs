@@ -84,7 +84,7 @@ fn value<'a>(stdout: &'a str, key: &str) -> &'a str {
 }
 
 fn offset(t: &TestDir, image: &Path) -> u64 {
-    run_ok(&mut app(t, image).arg("--appimage-offset"))
+    run_ok(app(t, image).arg("--appimage-offset"))
         .trim()
         .parse()
         .expect("offset")
@@ -268,19 +268,19 @@ fn offset_unsquashfs_updateinfo_and_extract_pattern() {
             .is_symlink()
     );
     assert_eq!(
-        run_ok(&mut app(&t, &image).arg("--appimage-updateinfo")).trim(),
+        run_ok(app(&t, &image).arg("--appimage-updateinfo")).trim(),
         upd
     );
     assert_eq!(
-        run_ok(&mut app(&t, &image).arg("--appimage-updateinformation")).trim(),
+        run_ok(app(&t, &image).arg("--appimage-updateinformation")).trim(),
         upd
     );
     assert_eq!(
-        run_ok(&mut app(&t, &image).arg("--appimage-signature")).trim(),
+        run_ok(app(&t, &image).arg("--appimage-signature")).trim(),
         ""
     );
-    assert!(run_ok(&mut app(&t, &image).arg("--appimage-help")).contains("--appimage-extract"));
-    assert!(run_ok(&mut app(&t, &image).arg("--appimage-version")).starts_with("sik-runtime "));
+    assert!(run_ok(app(&t, &image).arg("--appimage-help")).contains("--appimage-extract"));
+    assert!(run_ok(app(&t, &image).arg("--appimage-version")).starts_with("sik-runtime "));
 
     // Only the pattern's matches.
     let w1 = t.mkdir("w1");
@@ -426,7 +426,7 @@ fn hand_assembled_image_and_other_runtime() {
         assert_eq!(a["desktop"]["name"].as_str(), Some("Hello World"), "{v}");
     }
     assert_eq!(
-        run_ok(&mut app(&t, &other).arg("--appimage-updateinfo")).trim(),
+        run_ok(app(&t, &other).arg("--appimage-updateinfo")).trim(),
         "zsync|https://example.org/a.zsync"
     );
 }
