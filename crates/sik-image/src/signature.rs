@@ -56,6 +56,9 @@ pub const FOOTER_LEN: u64 = 32;
 pub const MAX_ENTRIES: u32 = 16;
 /// Largest SSHSIG blob accepted in a block or an armor.
 pub const MAX_ENTRY_LEN: u32 = 16 * 1024;
+/// Largest `.sha256_sig`/`.sig_key` section read or written (the runtime
+/// reserves 1024 and 8192 bytes).
+pub const MAX_SECTION_LEN: u64 = 64 * 1024;
 /// Read size of the streaming digest.
 pub const BUF_LEN: usize = 4 * 1024 * 1024;
 
@@ -766,6 +769,13 @@ pub fn read_embedded(file: &mut File, payload: &Payload) -> Result<Embedded> {
             })
         }
         SignaturePlace::Sections { sig, .. } => {
+            if sig.size > MAX_SECTION_LEN {
+                return Ok(Embedded::Malformed(format!(
+                    "{} is {} bytes, more than the {MAX_SECTION_LEN} this project reads",
+                    elf::SHA256_SIG.name,
+                    sig.size
+                )));
+            }
             let bytes = elf::read_section(file, sig)?;
             if bytes.iter().all(|&b| b == 0) {
                 return Ok(Embedded::Unsigned);
@@ -846,6 +856,26 @@ mod tests {
         let mut g = b.clone();
         g[10] ^= 0xff;
         assert!(decode_block(&g, 8192).is_err());
+    }
+
+    #[test]
+    fn damaged_blocks_never_panic() {
+        let b = encode_block(&[sample(), sample()], 4096);
+        for n in 0..b.len() {
+            let _ = decode_block(&b[..n], 4096);
+            let _ = decode_block(&b[n..], 4096);
+        }
+        for i in 0..b.len() {
+            for v in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                let mut g = b.clone();
+                g[i] = v;
+                let _ = decode_block(&g, 4096);
+            }
+        }
+        let a = sample().armor();
+        for n in 0..a.len() {
+            let _ = SshSig::from_armored(&a[..n]);
+        }
     }
 
     #[test]

@@ -441,6 +441,17 @@ fn rewrite(
             let armored = new_sig.armor();
             let key_line = format!("{}\n", sig::public_key_line(&new_sig.public_key, comment));
             for (section, text) in [(s, armored.as_bytes()), (k, key_line.as_bytes())] {
+                if section.size > sig::MAX_SECTION_LEN {
+                    return Err(Error::Image {
+                        path: path.to_path_buf(),
+                        why: format!(
+                            "the signature section at offset {} is {} bytes, more than {}",
+                            section.offset,
+                            section.size,
+                            sig::MAX_SECTION_LEN
+                        ),
+                    });
+                }
                 if text.len() as u64 > section.size {
                     return Err(Error::Image {
                         path: path.to_path_buf(),
