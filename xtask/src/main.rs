@@ -7,6 +7,9 @@
 //! * `dist`: a static release `sik` (crt-static, runs in any x86_64 Linux
 //!   and inside a foreign initramfs), man pages and shell completions under
 //!   `target/dist/`.
+//! * `generate [--medium DIR]`: build the static binaries and run
+//!   `sik boot generate` on DIR, or on the example medium it assembles under
+//!   `target/example-medium/` from `examples/`.
 //! * `bench [create] [--quick]`: side-by-side benchmarks against the peer
 //!   tools, written to BENCHMARKS.md.
 
@@ -24,9 +27,10 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("example") => example(),
         Some("dist") => dist().map(|_| ()),
+        Some("generate") => generate(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|test|example|dist|bench [create] [--quick]>");
+            eprintln!("usage: cargo xtask <ci|test|example|generate [--medium DIR]|dist|bench [create] [--quick]>");
             return ExitCode::from(2);
         }
     };
@@ -107,4 +111,56 @@ pub fn dist() -> Result<PathBuf> {
     }
     eprintln!("dist: {}", dist.display());
     Ok(dist.join("sik"))
+}
+
+/// `cargo xtask generate [--medium DIR]`.
+fn generate(args: &[String]) -> Result {
+    let medium = match args {
+        [] => None,
+        [flag, dir] if flag == "--medium" => Some(PathBuf::from(dir)),
+        _ => return Err("usage: cargo xtask generate [--medium DIR]".into()),
+    };
+    let sik = dist()?;
+    let medium = match medium {
+        Some(m) => m,
+        None => example_medium(&sik)?,
+    };
+    let isos: Vec<PathBuf> = std::fs::read_dir(medium.join("boot/iso")).map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "iso")).collect()).unwrap_or_default();
+    if !isos.is_empty() {
+        // Exit 1 means some ISO matched no family; generate skips those and says so.
+        let _ = Command::new(&sik).args(["boot", "detect"]).args(&isos).status();
+    }
+    run(Command::new(&sik).args(["boot", "generate"]).arg(&medium).arg("--sik-binary").arg(&sik))?;
+    eprintln!("medium ready: {} (grub.cfg: {})", medium.display(), medium.join("boot/grub/grub.cfg").display());
+    Ok(())
+}
+
+/// Assemble the example medium under target/ from examples/.
+fn example_medium(sik: &Path) -> Result<PathBuf> {
+    let ex = root().join("examples");
+    let work = root().join("target/example-work");
+    let medium = root().join("target/example-medium");
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&medium);
+    let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()));
+    for d in ["boot/iso", "boot/extensions/x86_64", "boot/keys", "Applications"] {
+        mkdir(&medium.join(d))?;
+    }
+    mkdir(&work)?;
+    // The customization, copied as it is.
+    run(Command::new("cp").arg("-a").arg(ex.join("medium/boot/customize")).arg(medium.join("boot/")))?;
+    // The live ISO: live-boot layout, filesystem.squashfs built by sik.
+    let iso_tree = work.join("iso");
+    run(Command::new("cp").arg("-a").arg(ex.join("live-iso")).arg(&iso_tree))?;
+    run(Command::new(sik).args(["create", "extension", "-q"]).arg(ex.join("live-root")).arg("-o").arg(iso_tree.join("live/filesystem.squashfs")).args(["--name", "filesystem"]).env("SOURCE_DATE_EPOCH", "1767225600"))?;
+    run(Command::new("xorriso").args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", "EXAMPLE_LIVE", "-o"]).arg(medium.join("boot/iso/example-live.iso")).arg(&iso_tree))?;
+    // The extension, signed with a key made for the example; its public key is trusted by the medium.
+    let key = work.join("example-key");
+    run(Command::new(sik).args(["key", "generate", "-o"]).arg(&key).args(["--comment", "sik-example"]))?;
+    let img = medium.join("boot/extensions/x86_64/hello.ExtensionImage");
+    run(Command::new(sik).args(["create", "extension", "-q"]).arg(ex.join("extension")).arg("-o").arg(&img).args(["--os-id", "_any", "--version", "1.0"]))?;
+    run(Command::new(sik).arg("sign").arg(&img).arg("--key").arg(&key))?;
+    std::fs::copy(work.join("example-key.pub"), medium.join("boot/keys/example-key.pub")).map_err(|e| e.to_string())?;
+    run(Command::new(sik).arg("verify").arg(&img).arg("--trust").arg(medium.join("boot/keys")))?;
+    Ok(medium)
 }
