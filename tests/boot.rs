@@ -924,3 +924,76 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
             .is_file()
     );
 }
+
+#[test]
+fn install_device_refuses_mounted_and_installs_on_a_loop_device() {
+    if !require_root()
+        || !require_tool("losetup")
+        || !require_tool("mformat")
+        || !require_tool("grub-mkimage")
+        || !require_tool("mkfs.ext4")
+    {
+        return;
+    }
+    let t = TestDir::new();
+    let sikbin = fake_sik(&t);
+    let img = t.join("dev.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(80 << 20)
+        .unwrap();
+    let dev = run_ok(cmd("losetup").args(["-f", "--show"]).arg(&img))
+        .trim()
+        .to_string();
+    let detach = |d: &str| {
+        let _ = cmd("losetup").arg("-d").arg(d).status();
+    };
+    // Without --yes and without a terminal: refused, nothing written.
+    let out = run(sik()
+        .args(["boot", "install", "--device", &dev, "--sik-binary"])
+        .arg(&sikbin));
+    assert_fails(&out, 2, &["without confirmation"]);
+    let out = run(sik()
+        .args(["boot", "install", "--device", &dev, "--yes", "--sik-binary"])
+        .arg(&sikbin));
+    let ok = out.status.success();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // A mounted device is refused.
+    let mnt = t.mkdir("mnt");
+    let img2 = t.join("ext4.img");
+    std::fs::File::create(&img2)
+        .unwrap()
+        .set_len(80 << 20)
+        .unwrap();
+    run_ok(cmd("mkfs.ext4").args(["-q", "-F"]).arg(&img2));
+    let dev2 = run_ok(cmd("losetup").args(["-f", "--show"]).arg(&img2))
+        .trim()
+        .to_string();
+    run_ok(cmd("mount").arg(&dev2).arg(&mnt));
+    let refused = run(sik()
+        .args([
+            "boot",
+            "install",
+            "--device",
+            &dev2,
+            "--yes",
+            "--sik-binary",
+        ])
+        .arg(&sikbin));
+    let _ = cmd("umount").arg(&mnt).status();
+    detach(&dev2);
+    detach(&dev);
+    assert!(ok, "{stderr}");
+    assert_fails(&refused, 2, &["in use"]);
+    let listing = run_ok(
+        cmd("mdir")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-/", "-b", "-i"])
+            .arg(format!("{}@@1M", img.display()))
+            .arg("::"),
+    );
+    assert!(
+        listing.contains("::/EFI/BOOT/BOOTX64.EFI") && listing.contains("::/boot/grub/grub.cfg"),
+        "{listing}"
+    );
+}
