@@ -799,3 +799,21 @@ fn extract_never_writes_outside_the_target() {
     assert_eq!(fs::read_link(dest.join("usr/share/x/abs")).unwrap(), Path::new("/etc"));
     assert_eq!(fs::read_to_string(dest.join("usr/share/x/file")).unwrap(), "data");
 }
+
+/// The extension-release test vector of spec/extension-image.md.
+#[test]
+fn extension_release_matches_the_spec_vector() {
+    let t = TestDir::new();
+    t.write("src/usr/share/acme/x", "x");
+    let img = t.join("acme.ExtensionImage");
+    create(&t.join("src"), &img, &["--os-id", "debian", "--os-version", "12", "--arch", "x86-64", "--version", "1.0 beta"]);
+    let out = t.join("out");
+    run_ok(sik().args(["extract", "-q"]).arg(&img).arg("-o").arg(&out));
+    let text = fs::read_to_string(out.join("usr/lib/extension-release.d/extension-release.acme")).unwrap();
+    let spec = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/extension-image.md")).unwrap();
+    let vector = spec.split("### Test vector: extension-release").nth(1).unwrap();
+    let block = vector.split("```").nth(1).unwrap().trim_start_matches('\n');
+    assert_eq!(text, block);
+    let md = fs::metadata(out.join("usr/lib/extension-release.d/extension-release.acme")).unwrap();
+    assert_eq!(md.permissions().mode() & 0o7777, 0o644);
+}
