@@ -613,3 +613,66 @@ fn runs_as_a_user_through_fusermount3() {
     assert!(value(&stdout, "APPDIR").contains("/.mount_"), "{stdout}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+#[test]
+fn signed_at_creation_verifies_and_still_runs() {
+    if !require_tool("ssh-keygen") {
+        return;
+    }
+    let t = TestDir::new();
+    let dir = appdir(&t, "Hello.AppDir");
+    let key = t.join("key");
+    run_ok(
+        cmd("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "release"])
+            .arg("-f")
+            .arg(&key),
+    );
+    let image = t.join("Hello.AppImage");
+    pack(&dir, &image, &["--sign", key.to_str().unwrap(), "--zsync"]);
+    let out = run_ok(
+        sik()
+            .arg("verify")
+            .arg("--trust")
+            .arg(t.join("key.pub"))
+            .arg(&image),
+    );
+    assert!(out.contains("trusted key"), "{out}");
+    assert!(
+        run_ok(app(&t, &image).arg("--appimage-signature"))
+            .starts_with("-----BEGIN SSH SIGNATURE-----")
+    );
+    let o = run(app(&t, &image)
+        .env("APPIMAGE_EXTRACT_AND_RUN", "1")
+        .arg("signed"));
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("arg:[signed]"),
+        "{o:?}"
+    );
+    if have_tool("zsyncmake") {
+        // The control file describes the signed file.
+        run_ok(
+            cmd("zsyncmake")
+                .arg("-o")
+                .arg(t.join("ref.zsync"))
+                .arg("-u")
+                .arg("Hello.AppImage")
+                .arg(&image)
+                .current_dir(t.path()),
+        );
+        assert!(
+            std::fs::read(t.join("ref.zsync")).unwrap()
+                == std::fs::read(t.join("Hello.AppImage.zsync")).unwrap()
+        );
+    }
+    // A key that cannot be used leaves no AppImage.
+    let bad = t.join("bad.AppImage");
+    let o = run(sik()
+        .args(["create", "appimage"])
+        .arg(&dir)
+        .arg("-o")
+        .arg(&bad)
+        .args(["--sign", "/nonexistent/key"]));
+    assert_fails(&o, 2, &["cannot use key"]);
+    assert!(!bad.exists());
+}

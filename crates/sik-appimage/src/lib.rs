@@ -25,7 +25,7 @@ pub mod zsync;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -288,51 +288,14 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
         .metadata()
         .map_err(|e| Error::io(&output, e))?
         .len();
-    let zsync = if opts.zsync {
-        let name = output
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let zpath = PathBuf::from(format!("{}.zsync", output.display()));
-        let mut ztmp = tempfile::Builder::new()
-            .prefix(".sik-appimage-")
-            .tempfile_in(&out_dir)
-            .map_err(|e| Error::io(&out_dir, e))?;
-        let f = out_tmp.as_file_mut();
-        f.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io(&output, e))?;
-        // The file's own modification time, as zsyncmake records it.
-        let file_mtime = f
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(i64::from(mtime));
-        zsync::write_control(
-            BufReader::new(&*f),
-            size,
-            &name,
-            &name,
-            file_mtime,
-            ztmp.as_file_mut(),
-        )
-        .map_err(|e| Error::io(&zpath, e))?;
-        ztmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| Error::io(&zpath, e))?;
-        ztmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(&zpath, e))?;
-        ztmp.persist(&zpath)
-            .map_err(|e| Error::io(&zpath, e.error))?;
-        Some(zpath)
-    } else {
-        None
-    };
     out_tmp
         .persist(&output)
         .map_err(|e| Error::io(&output, e.error))?;
+    let zsync = if opts.zsync {
+        Some(write_zsync(&output)?)
+    } else {
+        None
+    };
     Ok(PackReport {
         output,
         size,
@@ -342,6 +305,52 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
         dir_icon_created,
         warnings,
     })
+}
+
+/// Write `IMAGE.zsync` beside `image` (atomically), for an updater that
+/// fetches the image from the same directory as the control file. Call it
+/// after the image is final (signed). Returns the control file's path.
+pub fn write_zsync(image: &Path) -> Result<PathBuf> {
+    let name = image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let zpath = PathBuf::from(format!("{}.zsync", image.display()));
+    let dir = match image.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let f = File::open(image).map_err(|e| Error::io(image, e))?;
+    let md = f.metadata().map_err(|e| Error::io(image, e))?;
+    // The file's own modification time, as zsyncmake records it.
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut ztmp = tempfile::Builder::new()
+        .prefix(".sik-appimage-")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
+    zsync::write_control(
+        BufReader::new(f),
+        md.len(),
+        &name,
+        &name,
+        mtime,
+        ztmp.as_file_mut(),
+    )
+    .map_err(|e| Error::io(&zpath, e))?;
+    ztmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io(&zpath, e))?;
+    ztmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(&zpath, e))?;
+    ztmp.persist(&zpath)
+        .map_err(|e| Error::io(&zpath, e.error))?;
+    Ok(zpath)
 }
 
 /// Add the AppDir's tree (sorted, owners 0:0, symlinks kept, hard links

@@ -7,12 +7,15 @@ use std::process::ExitCode;
 use sik_appimage::{Error, PackOptions, pack};
 use sik_create::squashfs::Compressor;
 
+use sik_image::signature::HashAlg;
+
+use crate::cmd::key::{key_why, read_passphrase};
 use crate::fail::{CmdResult, Failure, warn};
 use crate::output::print_json;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  sik create appimage Hello.AppDir\n  sik create appimage Hello.AppDir -o Hello-x86_64.AppImage --compression xz \\\n      --update-info 'gh-releases-zsync|me|hello|latest|Hello-*x86_64.AppImage.zsync' --zsync"
+    after_help = "Examples:\n  sik create appimage Hello.AppDir\n  sik create appimage Hello.AppDir --sign release-key\n  sik create appimage Hello.AppDir -o Hello-x86_64.AppImage --compression xz \\\n      --update-info 'gh-releases-zsync|me|hello|latest|Hello-*x86_64.AppImage.zsync' --zsync"
 )]
 pub struct Args {
     /// The AppDir: AppRun, one NAME.desktop and its icon at the root.
@@ -30,6 +33,12 @@ pub struct Args {
     /// Also write OUTPUT.zsync (zsync control file, made by sik itself).
     #[arg(long)]
     pub zsync: bool,
+    /// Sign the AppImage with this Ed25519 OpenSSH private key (as `sik sign`).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+    /// Passphrase of an encrypted --sign key, first line of this file.
+    #[arg(long, value_name = "FILE", requires = "sign")]
+    pub passphrase_file: Option<PathBuf>,
     /// SquashFS compressor: zstd, xz, gzip or lz4.
     #[arg(long, default_value = "zstd")]
     pub compression: String,
@@ -65,16 +74,37 @@ pub fn run(a: Args) -> CmdResult {
             ),
         ));
     };
+    // Load the key first: a bad key must not leave an unsigned AppImage.
+    let key = match &a.sign {
+        Some(path) => {
+            let pass = a
+                .passphrase_file
+                .as_deref()
+                .map(read_passphrase)
+                .transpose()?;
+            Some(sik_sign::Key::load(path, pass.as_deref()).map_err(|e| {
+                let f = Failure::input("cannot use key", Some(path), key_why(&e));
+                match e {
+                    sik_sign::Error::NeedPassphrase(_) => {
+                        f.hint("give the passphrase with --passphrase-file FILE")
+                    }
+                    _ => f,
+                }
+            })?)
+        }
+        None => None,
+    };
     let opts = PackOptions {
         appdir: a.appdir.clone(),
         output: a.output.clone(),
         runtime: a.runtime.clone(),
         update_info: a.update_info.clone(),
-        zsync: a.zsync,
+        // With --sign, the zsync file is made after signing (below).
+        zsync: a.zsync && key.is_none(),
         compressor: comp,
         exclude: a.exclude.clone(),
     };
-    let report = match pack(&opts) {
+    let mut report = match pack(&opts) {
         Ok(r) => r,
         Err(Error::AppDir(problems)) => {
             let n = problems.len();
@@ -95,6 +125,21 @@ pub fn run(a: Args) -> CmdResult {
         }
         Err(e) => return Err(Failure::input("create appimage", Some(&a.appdir), e)),
     };
+    if let Some(key) = &key {
+        if let Err(e) = sik_sign::sign_file(&report.output, key, HashAlg::Sha256) {
+            let _ = std::fs::remove_file(&report.output);
+            return Err(Failure::input("cannot sign", Some(&report.output), e));
+        }
+        report.size = std::fs::metadata(&report.output)
+            .map(|m| m.len())
+            .unwrap_or(report.size);
+        if a.zsync {
+            report.zsync =
+                Some(sik_appimage::write_zsync(&report.output).map_err(|e| {
+                    Failure::input("cannot write zsync file", Some(&report.output), e)
+                })?);
+        }
+    }
     if let Some(icon) = &report.dir_icon_created
         && !a.quiet
     {
