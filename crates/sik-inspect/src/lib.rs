@@ -262,14 +262,12 @@ fn extension_facts(
         if p == "/" {
             continue;
         }
-        if let Some(n) = p.strip_prefix(&release_prefix) {
-            if let InnerNode::File(file) = &node.inner {
-                if name.is_none() {
-                    let text = read_small(&fs, file, 64 * 1024)?;
-                    release = ReleaseFields::parse(&String::from_utf8_lossy(&text));
-                    name = Some(n.to_string());
-                }
-            }
+        if let (Some(n), InnerNode::File(file), None) =
+            (p.strip_prefix(&release_prefix), &node.inner, &name)
+        {
+            let text = read_small(&fs, file, 64 * 1024)?;
+            release = ReleaseFields::parse(&String::from_utf8_lossy(&text));
+            name = Some(n.to_string());
         }
         if p == "/ExtensionRun"
             && matches!(node.inner, InnerNode::File(_))
@@ -361,18 +359,18 @@ fn appimage_facts(
         for node in fs.files() {
             let p = node.fullpath.to_string_lossy();
             let is_root_child = p.matches('/').count() == 1;
-            if is_root_child && p.ends_with(".desktop") {
-                if let InnerNode::File(file) = &node.inner {
-                    let text = read_small(&fs, file, 256 * 1024)?;
-                    let (entry, _) = DesktopEntry::parse(&String::from_utf8_lossy(&text));
-                    facts.desktop = Some(DesktopFacts {
-                        file: p.trim_start_matches('/').to_string(),
-                        name: entry.get("Name").map(str::to_string),
-                        exec: entry.get("Exec").map(str::to_string),
-                        icon: entry.get("Icon").map(str::to_string),
-                    });
-                    break;
-                }
+            if let (true, InnerNode::File(file)) =
+                (is_root_child && p.ends_with(".desktop"), &node.inner)
+            {
+                let text = read_small(&fs, file, 256 * 1024)?;
+                let (entry, _) = DesktopEntry::parse(&String::from_utf8_lossy(&text));
+                facts.desktop = Some(DesktopFacts {
+                    file: p.trim_start_matches('/').to_string(),
+                    name: entry.get("Name").map(str::to_string),
+                    exec: entry.get("Exec").map(str::to_string),
+                    icon: entry.get("Icon").map(str::to_string),
+                });
+                break;
             }
         }
     }
