@@ -675,9 +675,10 @@ fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
         c
     };
     // install, add and generate as an ordinary user: no root, no mounting.
-    run_ok(&mut as_nobody(&[
+    let out = run_ok(&mut as_nobody(&[
         "boot".as_ref(),
         "install".as_ref(),
+        "--json".as_ref(),
         "--image".as_ref(),
         disk.as_os_str(),
         "--size".as_ref(),
@@ -685,6 +686,9 @@ fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
         "--sik-binary".as_ref(),
         sikbin.as_os_str(),
     ]));
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    check_schema("install.json", &doc);
+    assert_eq!(doc["size"], 96 << 20);
     let md = std::fs::metadata(&disk).unwrap();
     assert_eq!(
         std::os::unix::fs::MetadataExt::uid(&md),
@@ -996,4 +1000,121 @@ fn install_device_refuses_mounted_and_installs_on_a_loop_device() {
         listing.contains("::/EFI/BOOT/BOOTX64.EFI") && listing.contains("::/boot/grub/grub.cfg"),
         "{listing}"
     );
+}
+
+/// Build an ISO with extra xorriso options (name sets) from a tree that may hold symlinks.
+fn make_iso_opts(t: &TestDir, name: &str, opts: &[&str], setup: &str) -> PathBuf {
+    let tree = t.mkdir(&format!("tree-{name}"));
+    sh(&tree, setup);
+    let iso = t.join(format!("{name}.iso"));
+    run_ok(
+        cmd("xorriso")
+            .args(["-as", "mkisofs", "-quiet"])
+            .args(opts)
+            .args(["-V", "NAMES", "-o"])
+            .arg(&iso)
+            .arg(&tree),
+    );
+    iso
+}
+
+#[test]
+fn detect_reads_rock_ridge_links_joliet_and_plain_names_and_medium_families() {
+    if !require_tool("xorriso") {
+        return;
+    }
+    let t = TestDir::new();
+    let casper = "mkdir -p casper boot/grub && echo k > casper/vmlinuz-6.8.0-41-generic && echo i > casper/initrd.img-6.8.0-41-generic";
+    // Rock Ridge symbolic links to the versioned files.
+    let rr = make_iso_opts(
+        &t,
+        "rr",
+        &["-R"],
+        &format!(
+            "{casper} && ln -s vmlinuz-6.8.0-41-generic casper/vmlinuz && ln -s initrd.img-6.8.0-41-generic casper/initrd"
+        ),
+    );
+    // A cycle of links and a directory linking to itself must not hang or crash.
+    let cyc = make_iso_opts(
+        &t,
+        "cycle",
+        &["-R"],
+        "mkdir live && ln -s a live/b && ln -s b live/a && ln -s . live/self && ln -s /live/loop live/loop",
+    );
+    let joliet = make_iso_opts(&t, "joliet", &["-J"], casper);
+    let plain = make_iso_opts(
+        &t,
+        "plain",
+        &[],
+        "mkdir -p casper && echo k > casper/vmlinuz && echo i > casper/initrd",
+    );
+    let (code, doc) = detect_json(&[&rr, &cyc, &joliet, &plain]);
+    let e = doc["isos"].as_array().unwrap();
+    assert_eq!(code, Some(1), "{doc:#}");
+    assert_eq!(e[0]["family"], "casper", "{doc:#}");
+    assert_eq!(e[0]["kernel"], "/casper/vmlinuz");
+    assert_eq!(e[0]["initrds"], serde_json::json!(["/casper/initrd"]));
+    assert_eq!(e[1]["status"], "skipped");
+    assert!(
+        e[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("live-boot: no kernel"),
+        "{doc:#}"
+    );
+    assert_eq!(e[2]["family"], "casper", "Joliet names: {doc:#}");
+    assert_eq!(e[2]["kernel"], "/casper/vmlinuz-6.8.0-41-generic");
+    assert_eq!(e[3]["family"], "casper", "plain ISO 9660 names: {doc:#}");
+
+    // A family file of the medium's boot/formats/ (here: --formats) adds a distribution.
+    let slax = make_iso_opts(
+        &t,
+        "slax",
+        &["-R"],
+        "mkdir -p slax/boot && echo k > slax/boot/vmlinuz && echo i > slax/boot/initrfs.img && echo c > slax/01-core.sb",
+    );
+    let formats = t.mkdir("formats");
+    t.write(
+        "formats/slax.toml",
+        r#"name = "slax"
+description = "Slax (test family from a medium)"
+[detect]
+all = ["/slax/01-core.sb"]
+[boot]
+kernel = ["/slax/boot/vmlinuz"]
+initrd = ["/slax/boot/initrfs.img"]
+args = "from=${iso_path} load_ramdisk=1"
+[initramfs]
+framework = "slax"
+medium = "/memory/data"
+newroot = "/union"
+[hook]
+method = "none"
+"#,
+    );
+    let (code, doc) = detect_json(&[&slax]);
+    assert_eq!(code, Some(1), "unknown without the family file: {doc:#}");
+    let out = run(sik()
+        .args(["boot", "detect", "--json", "--formats"])
+        .arg(&formats)
+        .arg(&slax));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["isos"][0]["family"], "slax");
+    assert_eq!(
+        args_of(&doc["isos"][0]),
+        ["from=${iso_path}", "load_ramdisk=1"]
+    );
+    // A broken family file is an input error naming the file.
+    t.write("formats/broken.toml", "name = \"x\"\n[detect]\n");
+    let out = run(sik()
+        .args(["boot", "detect", "--formats"])
+        .arg(&formats)
+        .arg(&slax));
+    assert_fails(&out, 2, &["broken.toml"]);
 }
