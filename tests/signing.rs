@@ -715,6 +715,29 @@ fn tampering_anywhere_in_the_payload_is_detected() {
         std::fs::write(&img, &signed).unwrap();
     }
     assert_trusted(&img, &p);
+    // Every superblock byte but the magic: still "modified", even where the
+    // superblock no longer parses or no longer ends where the block starts.
+    let trust = sik_verify::TrustStore::load(std::slice::from_ref(&p)).unwrap();
+    for off in 4..96u64 {
+        let mut b = signed.clone();
+        b[off as usize] ^= 0x10;
+        std::fs::write(&img, &b).unwrap();
+        assert_eq!(
+            sik_verify::verify_path(&img, &trust).unwrap(),
+            sik_verify::Verdict::Modified,
+            "superblock byte {off}"
+        );
+    }
+    let mut b = signed.clone();
+    b[41] ^= 0x10; // bytes_used
+    std::fs::write(&img, &b).unwrap();
+    assert_verdict(&img, &p, "modified", "payload was modified");
+    assert_fails(
+        &run(sik().arg("sign").arg(&img).arg("--key").arg(&k)),
+        2,
+        &["superblock"],
+    );
+    std::fs::write(&img, &signed).unwrap();
 
     let app = appimage(&t, "App", true);
     sign(&app, &k);

@@ -512,6 +512,35 @@ pub struct Payload {
     pub bytes_used: Option<u64>,
     /// Where the signature lives.
     pub place: SignaturePlace,
+    /// ExtensionImage whose superblock is damaged or disagrees with its
+    /// signature block: why. The payload is then the one the block names,
+    /// so signatures can be checked (they cannot be valid unless the signer
+    /// made the block so); such an image is never trusted and never signed.
+    pub disagreement: Option<String>,
+}
+
+/// The footer at the end of `file` when it is a plausible signature-block
+/// footer (magic, version, a block inside the file starting at a multiple
+/// of [`squashfs::PAD_LEN`] exactly where the footer says the payload ends).
+pub fn read_footer(file: &mut File, file_len: u64) -> Result<Option<Footer>> {
+    if file_len < FOOTER_LEN {
+        return Ok(None);
+    }
+    let mut foot = [0u8; FOOTER_LEN as usize];
+    file.seek(SeekFrom::Start(file_len - FOOTER_LEN))?;
+    file.read_exact(&mut foot)?;
+    Ok(match Footer::decode(&foot) {
+        Ok(Some(f))
+            if f.block_len >= FOOTER_LEN
+                && f.block_len <= file_len
+                && f.payload_len == file_len - f.block_len
+                && f.payload_len > 0
+                && f.payload_len % squashfs::PAD_LEN == 0 =>
+        {
+            Some(f)
+        }
+        _ => None,
+    })
 }
 
 /// Work out the payload of the image in `file`. Fails when the file is not
@@ -520,24 +549,46 @@ pub fn payload_of(file: &mut File) -> Result<Payload> {
     let file_len = file.seek(SeekFrom::End(0))?;
     match kind::detect(file)? {
         ImageKind::SquashFs => {
-            let sb = squashfs::read_superblock(file, 0)?;
-            if sb.bytes_used > file_len {
-                return Err(Error::malformed(
-                    "squashfs",
-                    format!(
-                        "the file ({file_len} bytes) is shorter than its filesystem ({} bytes)",
-                        sb.bytes_used
-                    ),
-                ));
-            }
-            Ok(Payload {
+            let footer = read_footer(file, file_len)?;
+            let sb = squashfs::read_superblock(file, 0).and_then(|sb| {
+                if sb.bytes_used > file_len {
+                    Err(Error::malformed(
+                        "squashfs",
+                        format!(
+                            "the file ({file_len} bytes) is shorter than its filesystem ({} bytes)",
+                            sb.bytes_used
+                        ),
+                    ))
+                } else {
+                    Ok(sb)
+                }
+            });
+            let extension = |len, bytes_used, disagreement| Payload {
                 kind: SignedKind::Extension,
                 file_len,
-                len: sb.padded_len(),
+                len,
                 zeroed: Vec::new(),
-                bytes_used: Some(sb.bytes_used),
+                bytes_used,
                 place: SignaturePlace::Block,
-            })
+                disagreement,
+            };
+            match (sb, footer) {
+                (Ok(sb), Some(f)) if f.payload_len != sb.padded_len() => Ok(extension(
+                    f.payload_len,
+                    Some(sb.bytes_used),
+                    Some(format!(
+                        "the signature block starts at {}, but the superblock says the filesystem ends at {}",
+                        f.payload_len,
+                        sb.padded_len()
+                    )),
+                )),
+                (Ok(sb), _) => Ok(extension(sb.padded_len(), Some(sb.bytes_used), None)),
+                // A damaged superblock in front of a signature block: the
+                // block says what was signed, so verification can say
+                // "modified" instead of giving up.
+                (Err(e), Some(f)) => Ok(extension(f.payload_len, None, Some(e.to_string()))),
+                (Err(e), None) => Err(e),
+            }
         }
         ImageKind::AppImage { image_type: 2 } => {
             let layout = elf::read_layout(file)?;
@@ -572,6 +623,7 @@ pub fn payload_of(file: &mut File) -> Result<Payload> {
                 zeroed,
                 bytes_used: None,
                 place,
+                disagreement: None,
             })
         }
         other => Err(Error::malformed(
@@ -890,6 +942,7 @@ mod tests {
             zeroed: vec![(10, 5), (50, 10)],
             bytes_used: None,
             place: SignaturePlace::Block,
+            disagreement: None,
         };
         let mut r = PayloadReader::new(&mut f, &p).unwrap();
         let mut out = Vec::new();

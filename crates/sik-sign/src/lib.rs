@@ -380,6 +380,14 @@ fn rewrite(
         });
     }
     let payload = sig::payload_of(&mut src).map_err(|e| image_err(path, e))?;
+    if let Some(why) = &payload.disagreement {
+        return Err(Error::Image {
+            path: path.to_path_buf(),
+            why: format!(
+                "the SquashFS superblock is damaged or disagrees with the signature block: {why}"
+            ),
+        });
+    }
     if let SignaturePlace::Missing(why) = &payload.place {
         return Err(Error::Image {
             path: path.to_path_buf(),

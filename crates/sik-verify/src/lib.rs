@@ -612,6 +612,8 @@ pub fn verify_file(path: &Path, trust: &TrustStore) -> Result<Report, Error> {
                     .unwrap_or_default();
                 if !signature_valid(s, digest) {
                     Verdict::Modified
+                } else if let Some(why) = &payload.disagreement {
+                    Verdict::Malformed { why: why.clone() }
                 } else {
                     match trust.find(&s.public_key, &s.namespace) {
                         Some(k) => Verdict::Trusted {
