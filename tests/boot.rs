@@ -883,7 +883,7 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
     let args = std::fs::read_to_string(root.join("sik-link-args")).unwrap();
     assert_eq!(
         args.trim(),
-        "link /isodevice/boot/extensions/x86_64/firmware.ExtensionImage /isodevice/boot/customize/overlay --root /root --trust /isodevice/boot/keys"
+        "link /isodevice/boot/extensions/x86_64/firmware.ExtensionImage /isodevice/boot/customize/overlay --root /root --trust /isodevice/boot/keys --state /root/var/lib/sik/extensions"
     );
     assert!(
         stderr.contains("sik: boot medium at /isodevice"),

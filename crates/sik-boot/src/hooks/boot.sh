@@ -37,9 +37,14 @@ for f in "$MEDIUM/boot/extensions/$ARCH/"*.ExtensionImage "$MEDIUM/boot/customiz
 	[ -f "$f" ] && set -- "$@" "$f"
 done
 [ -d "$MEDIUM/boot/customize/overlay" ] && set -- "$@" "$MEDIUM/boot/customize/overlay"
+# The state (mounts of the images) lives inside the new root but not below
+# its /run: the initramfs's /run is moved over NEWROOT/run at switch_root,
+# which would hide mounts made there.
+STATE="$NEWROOT/var/lib/sik/extensions"
+[ "$NEWROOT" = "/" ] && STATE=/run/sik/extensions
 if [ $# -gt 0 ]; then
 	log "linking $# source(s) into $NEWROOT"
-	if "$SIK" link "$@" --root "$NEWROOT" --trust "$MEDIUM/boot/keys"; then
+	if "$SIK" link "$@" --root "$NEWROOT" --trust "$MEDIUM/boot/keys" --state "$STATE"; then
 		log "link done"
 	else
 		log "link failed with status $?"
