@@ -1299,6 +1299,16 @@ fn bad_entries_are_refused() {
     let l = backhand_listing(&dir.path().join("x"));
     assert_eq!(l.len(), 4, "{l:?}"); // /, /a, /a/file, /after
 
+    let mut w = SquashfsWriter::new(
+        File::create(dir.path().join("r")).unwrap(),
+        opts(Compressor::Zstd, 1),
+    )
+    .unwrap();
+    let mut r = m();
+    r.xattrs = vec![(b"system.bad".to_vec(), vec![1])];
+    w.set_root(r);
+    assert!(matches!(w.finish(), Err(WriteError::InvalidXattr(_))));
+
     for (c, level, bs) in [
         (Compressor::Zstd, Some(23), 131072),
         (Compressor::Gzip, Some(0), 131072),

@@ -45,7 +45,10 @@ const SPARSE: u64 = u64::MAX;
 /// Longest name of a directory entry.
 const MAX_NAME_LEN: usize = 256;
 /// Longest symlink target the kernel accepts (it refuses more than a page).
-const MAX_SYMLINK_LEN: usize = 4095;
+/// backhand's reader accepts at most 255 bytes.
+pub const MAX_SYMLINK_LEN: usize = 4095;
+/// Upper bound of compression threads.
+const MAX_THREADS: usize = 256;
 
 /// The compression algorithm of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -393,7 +396,8 @@ impl SquashfsWriter {
                 .unwrap_or(1)
         } else {
             opts.threads
-        };
+        }
+        .min(MAX_THREADS);
         let comp_opts = compressor_options(opts.compressor, level);
         out.set_len(0)?;
         let data_start = tables::SUPERBLOCK_LEN
@@ -819,6 +823,7 @@ impl SquashfsWriter {
     /// Writes the tables and the superblock, pads the file to a multiple of
     /// 4096 bytes and syncs nothing (the caller fsyncs and renames).
     pub fn finish(mut self) -> Result<Summary, WriteError> {
+        check_xattrs(b"/", &self.nodes[0].meta)?;
         self.flush_fragment()?;
         let SquashfsWriter {
             opts,
@@ -844,5 +849,67 @@ impl SquashfsWriter {
             comp_opts: &comp_opts,
             duplicate_files,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers_use_the_kernel_encoding() {
+        assert_eq!(encode_dev(b"x", 1, 3).unwrap(), 0x103);
+        let (major, minor) = (259u32, 300_000u32);
+        let want = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+        assert_eq!(encode_dev(b"x", major, minor).unwrap(), want);
+        assert!(encode_dev(b"x", 4096, 0).is_err());
+        assert!(encode_dev(b"x", 0, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn paths_are_validated() {
+        assert_eq!(components(b"a/b").unwrap(), vec![&b"a"[..], b"b"]);
+        for bad in [
+            &b""[..],
+            b"/a",
+            b"a/",
+            b"a//b",
+            b".",
+            b"..",
+            b"a/./b",
+            b"a\0b",
+        ] {
+            assert!(components(bad).is_err(), "{bad:?}");
+        }
+        assert!(components(&[b'x'; 256]).is_ok());
+        assert!(components(&[b'x'; 257]).is_err());
+    }
+
+    #[test]
+    fn xattr_prefixes() {
+        assert_eq!(xattr_prefix(b"user.x"), Some((0, &b"x"[..])));
+        assert_eq!(xattr_prefix(b"trusted.x"), Some((1, &b"x"[..])));
+        assert_eq!(
+            xattr_prefix(b"security.capability"),
+            Some((2, &b"capability"[..]))
+        );
+        assert_eq!(xattr_prefix(b"user."), None);
+        assert_eq!(xattr_prefix(b"system.posix_acl_access"), None);
+    }
+
+    #[test]
+    fn compressor_options_match_mksquashfs() {
+        assert!(compressor_options(Compressor::Zstd, 15).is_empty());
+        assert_eq!(compressor_options(Compressor::Zstd, 3), 3u32.to_le_bytes());
+        assert!(compressor_options(Compressor::Gzip, 9).is_empty());
+        assert_eq!(
+            compressor_options(Compressor::Gzip, 6),
+            [6, 0, 0, 0, 15, 0, 0, 0]
+        );
+        assert_eq!(
+            compressor_options(Compressor::Lz4, 0),
+            [1, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert!(compressor_options(Compressor::Xz, 6).is_empty());
     }
 }
