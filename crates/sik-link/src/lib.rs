@@ -802,7 +802,9 @@ fn link_one(
         already: 0,
         counter,
     };
-    w.walk(&mnt, b"", &top, false)
+    let content_fd =
+        sys::open(&mnt, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|e| e.to_string())?;
+    w.walk(&content_fd, b"", &top, false)
         .map_err(|e| format!("linking failed: {e}"))?;
     let (created, dirs_created, already, mut conflicts) =
         (w.created, w.dirs_created, w.already, w.conflicts);
@@ -973,7 +975,22 @@ impl ParentCache {
             if self.map.len() > 256 {
                 self.map.clear();
             }
-            let d = root.open_canonical(rel).ok();
+            let d = if rel.is_empty() {
+                root.top().ok()
+            } else {
+                // One openat from the (cached) parent, never following a symlink.
+                let (parent, leaf) = split_parent(rel);
+                let leaf = sys::cstr(leaf).ok();
+                match (self.get(root, parent), leaf) {
+                    (Some(p), Some(leaf)) => sys::openat(p.fd.as_raw_fd(), &leaf, sys::DIR_FLAGS)
+                        .ok()
+                        .map(|fd| Dir {
+                            fd,
+                            rel: rel.to_vec(),
+                        }),
+                    _ => None,
+                }
+            };
             self.map.insert(rel.to_vec(), d);
         }
         self.map.get(rel).and_then(Option::as_ref)
@@ -1060,16 +1077,14 @@ impl Walker<'_> {
     ///
     /// `fresh`: `dst` was just created by this walk, so it is empty and
     /// nothing needs to be looked up in it.
-    fn walk(&mut self, src: &Path, img: &[u8], dst: &Dir, fresh: bool) -> io::Result<()> {
+    fn walk(&mut self, src: &OwnedFd, img: &[u8], dst: &Dir, fresh: bool) -> io::Result<()> {
         let mut files: Vec<Vec<u8>> = Vec::new();
         let mut dirs: Vec<Vec<u8>> = Vec::new();
-        for e in std::fs::read_dir(src)? {
-            let e = e?;
-            let n = e.file_name().as_bytes().to_vec();
+        for (n, is_dir) in sys::read_dir_fd(src.as_raw_fd())? {
             if img.is_empty() && n == b"ExtensionRun" {
                 continue;
             }
-            if e.file_type()?.is_dir() {
+            if is_dir {
                 dirs.push(n);
             } else {
                 files.push(n);
@@ -1153,12 +1168,16 @@ impl Walker<'_> {
 
         // Directories: open (following ROOT's symlinks inside ROOT) or create, then descend.
         for n in dirs {
-            let sp = src.join(OsStr::from_bytes(&n));
-            let m = std::fs::symlink_metadata(&sp)?;
+            let sp = sys::openat(
+                src.as_raw_fd(),
+                &sys::cstr(&n)?,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            )?;
+            let m = sys::fstat(sp.as_raw_fd())?;
             let meta = DirMeta {
-                mode: m.mode() & 0o7777,
-                uid: m.uid(),
-                gid: m.gid(),
+                mode: m.st_mode & 0o7777,
+                uid: m.st_uid,
+                gid: m.st_gid,
             };
             let mut made = 0u64;
             let journal = &mut *self.journal;

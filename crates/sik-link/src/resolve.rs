@@ -282,13 +282,19 @@ fn mkdir_open(
     // (set-id, sticky, or bits the umask clears) are set after the chown.
     let simple = mode & !0o777 == 0 && mode & umask() == 0;
     sys::mkdirat(dir, name, if simple { mode } else { 0o700 })?;
-    // SAFETY: geteuid/getegid cannot fail.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (euid, egid) = ids();
     if meta.uid != euid || meta.gid != egid || !simple {
         sys::lchownat(dir, name, meta.uid, meta.gid)?;
         sys::fchmodat(dir, name, mode)?;
     }
     sys::openat(dir, name, sys::DIR_FLAGS)
+}
+
+/// Effective uid and gid, read once.
+fn ids() -> (u32, u32) {
+    static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    // SAFETY: geteuid/getegid cannot fail.
+    *IDS.get_or_init(|| unsafe { (libc::geteuid(), libc::getegid()) })
 }
 
 /// The process's umask, read once from /proc (without changing it); 0o777

@@ -135,6 +135,51 @@ pub fn renameat_noreplace(odir: RawFd, oname: &CStr, ndir: RawFd, nname: &CStr) 
     }
 }
 
+/// The entries of an open directory (without `.` and `..`): name and
+/// whether it is a directory (d_type, else fstatat without following).
+pub fn read_dir_fd(dir: RawFd) -> io::Result<Vec<(Vec<u8>, bool)>> {
+    use std::os::fd::IntoRawFd;
+    let fd = openat(dir, c".", libc::O_RDONLY | libc::O_DIRECTORY)?.into_raw_fd();
+    // SAFETY: fd is an open directory; fdopendir takes it over.
+    let dp = unsafe { libc::fdopendir(fd) };
+    if dp.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so fd is still ours.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    let mut out = Vec::new();
+    let res = loop {
+        // SAFETY: errno is thread-local; reset to tell end-of-directory from an error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: dp is a live DIR*.
+        let ent = unsafe { libc::readdir(dp) };
+        if ent.is_null() {
+            let e = io::Error::last_os_error();
+            break if e.raw_os_error().unwrap_or(0) == 0 {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
+        let (name, dtype) = unsafe { (CStr::from_ptr((*ent).d_name.as_ptr()), (*ent).d_type) };
+        let b = name.to_bytes();
+        if b == b"." || b == b".." {
+            continue;
+        }
+        let is_dir = match dtype {
+            libc::DT_DIR => true,
+            libc::DT_UNKNOWN => fstatat(dir, name).map(|st| is_dir(&st)).unwrap_or(false),
+            _ => false,
+        };
+        out.push((b.to_vec(), is_dir));
+    };
+    // SAFETY: dp is live and closed once.
+    unsafe { libc::closedir(dp) };
+    res.map(|()| out)
+}
+
 pub fn dup_dir(fd: RawFd) -> io::Result<OwnedFd> {
     openat(fd, c".", DIR_FLAGS)
 }
