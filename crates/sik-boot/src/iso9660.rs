@@ -100,7 +100,13 @@ pub struct Iso<R> {
     root: Entry,
     names: Names,
     susp_skip: usize,
+    /// Directory listings already read, by (extent, size); bounded by
+    /// [`MAX_CACHED_DIRS`] so a hostile image cannot grow it without end.
+    cache: std::collections::HashMap<(u32, u32), Vec<Entry>>,
 }
+
+/// Most directory listings kept in memory.
+pub const MAX_CACHED_DIRS: usize = 64;
 
 fn le32(b: &[u8], off: usize) -> u32 {
     b.get(off..off + 4)
@@ -204,6 +210,7 @@ impl<R: Read + Seek> Iso<R> {
             root: root.clone(),
             names: Names::Iso9660,
             susp_skip: 0,
+            cache: std::collections::HashMap::new(),
         };
         // Rock Ridge: the root's "." record carries a SUSP "SP" entry.
         if let Some(skip) = iso.rock_ridge_skip(&root)? {
@@ -353,6 +360,9 @@ impl<R: Read + Seek> Iso<R> {
                 dir.size
             )));
         }
+        if let Some(hit) = self.cache.get(&(dir.lba, dir.size)) {
+            return Ok(hit.clone());
+        }
         let data = self.read_at(u64::from(dir.lba) * SECTOR, dir.size as usize)?;
         let mut out = Vec::new();
         let mut pos = 0usize;
@@ -409,6 +419,9 @@ impl<R: Read + Seek> Iso<R> {
                 size,
                 symlink,
             });
+        }
+        if self.cache.len() < MAX_CACHED_DIRS {
+            self.cache.insert((dir.lba, dir.size), out.clone());
         }
         Ok(out)
     }
