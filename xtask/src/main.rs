@@ -14,6 +14,7 @@
 //!   tools, written to BENCHMARKS.md.
 
 mod bench;
+mod e2e;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Some("dist") => dist().map(|_| ()),
         Some("generate") => generate(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
+        Some("e2e") => e2e::main(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <ci|test|example|generate [--medium DIR]|dist|bench [create] [--quick]>");
             return ExitCode::from(2);
