@@ -631,6 +631,8 @@ fn symlinks_leading_out_of_root_never_write_outside() {
             ("usr/bin/up", "->../../../../../../../../outside/keep"),
             ("usr/bin/abs", &format!("->{}", outside.display())),
             ("usr/share/dirlink", "->/"),
+            ("run/sik/extensions/follow/journal", "sik-link-journal 1\n"),
+            ("run/sik/extensions/x/pwned", "x"),
         ],
     );
     // A second extension that has a directory where the first has a symlink to /.
@@ -662,6 +664,11 @@ fn symlinks_leading_out_of_root_never_write_outside() {
         ),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("/run/sik/extensions: the linker's own state directory"),
+        "{stderr}"
+    );
+    assert!(!root.join("run/sik/extensions/x").exists());
     assert_same(&outside_before, &listing(&outside), "outside ROOT");
     // The absolute /srv symlink is resolved inside ROOT, never on the host.
     assert!(root.join("tmp").exists());

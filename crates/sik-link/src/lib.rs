@@ -793,6 +793,12 @@ fn link_one(
         journal: &mut journal,
         ext: name,
         seen_mnt: seen_mnt.clone(),
+        state_rel: env.state_in_root.then(|| {
+            env.seen_state
+                .strip_prefix(b"/")
+                .unwrap_or(&env.seen_state)
+                .to_vec()
+        }),
         replace: opts.replace,
         state_dir: sdir.clone(),
         replaced_fd: None,
@@ -1006,6 +1012,8 @@ struct Walker<'a> {
     journal: &'a mut Journal,
     ext: &'a str,
     seen_mnt: Vec<u8>,
+    /// The state directory's canonical path in ROOT, when it is inside ROOT.
+    state_rel: Option<Vec<u8>>,
     replace: bool,
     state_dir: PathBuf,
     replaced_fd: Option<OwnedFd>,
@@ -1037,6 +1045,13 @@ impl Walker<'_> {
             kind,
             detail: detail.into(),
         });
+    }
+
+    /// Whether the canonical `rel` is the state directory or below it.
+    fn is_state(&self, rel: &[u8]) -> bool {
+        self.state_rel.as_ref().is_some_and(|s| {
+            rel.starts_with(s) && (rel.len() == s.len() || rel.get(s.len()) == Some(&b'/'))
+        })
     }
 
     fn other_name(&self, target: &[u8]) -> String {
@@ -1192,6 +1207,11 @@ impl Walker<'_> {
             let img_rel = resolve::join(img, &n);
             let rel = dst.child_rel(&n);
             match res {
+                Ok(child) if self.is_state(&child.rel) => self.conflict(
+                    &rel,
+                    ConflictKind::Escapes,
+                    "the linker's own state directory; not linked",
+                ),
                 Ok(child) => self.walk(&sp, &img_rel, &child, made > 0)?,
                 Err(ResolveError::Escapes(_)) => self.conflict(
                     &rel,
