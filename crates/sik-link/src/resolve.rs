@@ -312,3 +312,102 @@ fn umask() -> u32 {
             .unwrap_or(0o777)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn root(dir: &std::path::Path) -> Root {
+        Root {
+            fd: sys::open(dir, sys::DIR_FLAGS).unwrap(),
+            ours_prefix: b"/run/sik/extensions/".to_vec(),
+        }
+    }
+
+    fn rel(r: Result<Dir, ResolveError>) -> String {
+        String::from_utf8(r.map_err(|e| format!("{e:?}")).unwrap().rel).unwrap()
+    }
+
+    #[test]
+    fn merged_usr_and_escapes() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("root");
+        std::fs::create_dir_all(r.join("usr/lib")).unwrap();
+        std::fs::create_dir_all(t.path().join("outside")).unwrap();
+        symlink("usr/lib", r.join("lib")).unwrap();
+        symlink("/usr/lib", r.join("lib2")).unwrap();
+        symlink("../outside", r.join("up")).unwrap();
+        symlink("../../../../outside", r.join("usr/deep")).unwrap();
+        symlink("/run/sik/extensions/a/mnt/x", r.join("ours")).unwrap();
+        symlink("loop2", r.join("loop1")).unwrap();
+        symlink("loop1", r.join("loop2")).unwrap();
+        std::fs::write(r.join("file"), "").unwrap();
+        let root = root(&r);
+        let none = &mut |_: &[u8]| Ok(());
+        assert_eq!(rel(root.resolve_dir(b"", b"lib", None, none)), "usr/lib");
+        assert_eq!(rel(root.resolve_dir(b"", b"lib2", None, none)), "usr/lib");
+        assert_eq!(
+            rel(root.resolve_dir(b"usr", b"../lib", None, none)),
+            "usr/lib"
+        );
+        assert!(matches!(
+            root.resolve_dir(b"", b"up", None, none),
+            Err(ResolveError::Escapes(_))
+        ));
+        assert!(matches!(
+            root.resolve_dir(b"", b"usr/deep", None, none),
+            Err(ResolveError::Escapes(_))
+        ));
+        assert!(matches!(
+            root.resolve_dir(b"", b"ours/x", None, none),
+            Err(ResolveError::Ours(_))
+        ));
+        assert!(matches!(
+            root.resolve_dir(b"", b"loop1", None, none),
+            Err(ResolveError::Loop(_))
+        ));
+        assert!(matches!(
+            root.resolve_dir(b"", b"file", None, none),
+            Err(ResolveError::NotDir(_))
+        ));
+        assert!(matches!(
+            root.resolve_dir(b"", b"lib/nope", None, none),
+            Err(ResolveError::Missing(_))
+        ));
+        // Creating through the merged-/usr symlink records canonical paths first.
+        let mut made = Vec::new();
+        let meta = DirMeta {
+            mode: 0o750,
+            uid: unsafe { libc::geteuid() },
+            gid: unsafe { libc::getegid() },
+        };
+        let d = root
+            .resolve_dir(b"", b"lib/firmware/acme", Some(meta), &mut |p| {
+                made.push(String::from_utf8(p.to_vec()).unwrap());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(d.rel, b"usr/lib/firmware/acme");
+        assert_eq!(made, ["usr/lib/firmware", "usr/lib/firmware/acme"]);
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(r.join("usr/lib/firmware/acme")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o750);
+        // Reading a file through an absolute symlink stays inside ROOT.
+        std::fs::write(r.join("usr/lib/os-release"), "ID=test\n").unwrap();
+        std::fs::create_dir(r.join("etc")).unwrap();
+        symlink("/usr/lib/os-release", r.join("etc/os-release")).unwrap();
+        assert_eq!(
+            root.read_file(b"etc/os-release", 100).unwrap(),
+            b"ID=test\n"
+        );
+        symlink("../../outside/secret", r.join("etc/leak")).unwrap();
+        std::fs::write(t.path().join("outside/secret"), "s").unwrap();
+        assert!(root.read_file(b"etc/leak", 100).is_err());
+        // Nothing was created outside ROOT.
+        assert_eq!(
+            std::fs::read_dir(t.path().join("outside")).unwrap().count(),
+            1
+        );
+    }
+}
