@@ -266,8 +266,10 @@ pub fn detect_medium(m: &Medium) -> Result<(Vec<Family>, Vec<IsoResult>)> {
         let outcome = if !grub::path_safe(&e.name) {
             Outcome::Skipped { reason: "file name has characters GRUB paths cannot carry unquoted (use letters, digits and ._-+~@,=)".into() }
         } else {
-            let (local, _guard) = m.local_copy(&rel)?;
-            detect::detect_path(&local, &families)
+            m.with_reader(&rel, |r| detect::detect_reader(r, &families))
+                .unwrap_or_else(|e| Outcome::Skipped {
+                    reason: e.to_string(),
+                })
         };
         isos.push(IsoResult { path: rel, outcome });
     }

@@ -330,3 +330,104 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     tmp.persist(path).map_err(|e| io_err(path, e.error))?;
     Ok(())
 }
+
+/// A read-only window onto the partition of a disk image, for the FAT
+/// reader: reads and seeks are relative to the partition; writes are
+/// discarded (nothing is changed through this view).
+struct PartitionView {
+    f: std::fs::File,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl std::io::Read for PartitionView {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::Seek;
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.f
+            .seek(std::io::SeekFrom::Start(self.start + self.pos))?;
+        let got = self.f.read(&mut buf[..n])?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+impl std::io::Write for PartitionView {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Seek for PartitionView {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let new = match to {
+            std::io::SeekFrom::Start(p) => Some(p),
+            std::io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match new {
+            Some(p) => {
+                self.pos = p;
+                Ok(p)
+            }
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the partition start",
+            )),
+        }
+    }
+}
+
+impl Medium {
+    /// Run `f` on a reader of a file of the medium, without copying it:
+    /// the file itself on a directory medium, the file inside the FAT
+    /// filesystem of an image (read in place).
+    pub fn with_reader<T>(&self, rel: &str, f: impl FnOnce(&mut dyn ReadSeek) -> T) -> Result<T> {
+        match self {
+            Medium::Dir(root) => {
+                let p = root.join(rel);
+                let mut file = std::fs::File::open(&p).map_err(|e| io_err(&p, e))?;
+                Ok(f(&mut file))
+            }
+            Medium::Image { path, offset } => {
+                let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+                let total = file.metadata().map_err(|e| io_err(path, e))?.len();
+                let view = PartitionView {
+                    f: file,
+                    start: *offset,
+                    len: total.saturating_sub(*offset),
+                    pos: 0,
+                };
+                let fs = fatfs::FileSystem::new(
+                    view,
+                    fatfs::FsOptions::new().update_accessed_date(false),
+                )
+                .map_err(|e| BootError::Medium {
+                    path: path.clone(),
+                    why: format!("FAT filesystem: {e}"),
+                })?;
+                let mut inner = fs
+                    .root_dir()
+                    .open_file(rel.trim_matches('/'))
+                    .map_err(|e| BootError::Medium {
+                        path: path.clone(),
+                        why: format!("{rel}: {e}"),
+                    })?;
+                Ok(f(&mut inner))
+            }
+        }
+    }
+}
+
+/// `Read + Seek` as one object-safe trait.
+pub trait ReadSeek: std::io::Read + std::io::Seek {}
+impl<T: std::io::Read + std::io::Seek> ReadSeek for T {}
