@@ -38,6 +38,17 @@ pub struct Options {
     pub timeout: u32,
 }
 
+impl Options {
+    /// Defaults: write for real, 10 s menu timeout.
+    pub fn new(sik_binary: impl Into<PathBuf>) -> Self {
+        Options {
+            sik_binary: sik_binary.into(),
+            dry_run: false,
+            timeout: 10,
+        }
+    }
+}
+
 /// What happened to one output file.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileResult {

@@ -77,6 +77,18 @@ pub struct Options {
     pub grub_lib: PathBuf,
 }
 
+impl Options {
+    /// Defaults: label `SIKBOOT`, GRUB from [`GRUB_LIB`]; `size` for a new image.
+    pub fn new(sik_binary: impl Into<PathBuf>, size: Option<u64>) -> Self {
+        Options {
+            size,
+            label: "SIKBOOT".into(),
+            sik_binary: sik_binary.into(),
+            grub_lib: PathBuf::from(GRUB_LIB),
+        }
+    }
+}
+
 /// Result of [`install`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

@@ -19,6 +19,17 @@
 //!     detect::Outcome::Skipped { reason } => println!("skipped: {reason}"),
 //! }
 //! ```
+//!
+//! Making a medium image and generating its menu (what `cargo xtask` does):
+//!
+//! ```no_run
+//! use sik_boot::{generate, install};
+//! let sik = "target/x86_64-unknown-linux-gnu/release/sik";
+//! install::install("disk.img".as_ref(), &install::Options::new(sik, Some(2 << 30))).unwrap();
+//! install::add("ubuntu.iso".as_ref(), "disk.img".as_ref(), "x86_64").unwrap();
+//! let report = generate::generate("disk.img".as_ref(), &generate::Options::new(sik)).unwrap();
+//! println!("{} ISOs", report.isos.len());
+//! ```
 
 pub mod bootcfg;
 pub mod cpio;
