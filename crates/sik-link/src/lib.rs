@@ -49,6 +49,8 @@ use resolve::{Dir, DirMeta, ResolveError, Root};
 pub const DEFAULT_STATE: &str = "run/sik/extensions";
 /// File of the refusals of the last `link` run, in the state directory.
 pub const REFUSED_FILE: &str = ".refused.json";
+/// Lock file of the state directory.
+pub const LOCK_FILE: &str = ".lock";
 /// File of directories still to remove once empty, in the state directory.
 pub const ORPHANS_FILE: &str = ".orphan-dirs";
 /// Environment variable (tests only): abort the process after this many changes in ROOT.
@@ -514,6 +516,7 @@ fn content_release(content: &Path, name: &str) -> Option<ReleaseFields> {
 /// directory or the trust store cannot be used at all.
 pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error> {
     let env = open_env(&opts.root, opts.state.as_deref(), true)?;
+    let _lock = lock(&env)?;
     let os = root_os_release(&env.root);
     let trust_paths = if opts.trust.is_empty() {
         let mut v = Trust::default_paths();
@@ -653,6 +656,28 @@ fn link_one(
     let mnt = sdir.join("mnt");
     let jpath = sdir.join("journal");
 
+    // 1. Signature policy.
+    let signer = if is_dir {
+        None
+    } else {
+        match trust.check(src)? {
+            SigCheck::Trusted(s) => Some(s),
+            SigCheck::Unsigned if opts.allow_unsigned => None,
+            SigCheck::Unsigned => {
+                return Err(if trust.is_empty() {
+                    "unsigned, and no trusted keys (--allow-unsigned links it anyway)".into()
+                } else {
+                    "unsigned (--allow-unsigned links it anyway)".into()
+                });
+            }
+            SigCheck::Untrusted(_) if opts.allow_unsigned => None,
+            SigCheck::Untrusted(fp) => {
+                return Err(format!("signed by a key that is not trusted: {fp}"));
+            }
+            SigCheck::Bad(why) => return Err(format!("signature check failed: {why}")),
+        }
+    };
+
     // An earlier link of the same name: the same source continues (or
     // re-checks) it, another source replaces it.
     let mut replaced_previous = false;
@@ -679,28 +704,6 @@ fn link_one(
             replaced_previous = true;
         }
     }
-
-    // 1. Signature policy.
-    let signer = if is_dir {
-        None
-    } else {
-        match trust.check(src)? {
-            SigCheck::Trusted(s) => Some(s),
-            SigCheck::Unsigned if opts.allow_unsigned => None,
-            SigCheck::Unsigned => {
-                return Err(if trust.is_empty() {
-                    "unsigned, and no trusted keys (--allow-unsigned links it anyway)".into()
-                } else {
-                    "unsigned (--allow-unsigned links it anyway)".into()
-                });
-            }
-            SigCheck::Untrusted(_) if opts.allow_unsigned => None,
-            SigCheck::Untrusted(fp) => {
-                return Err(format!("signed by a key that is not trusted: {fp}"));
-            }
-            SigCheck::Bad(why) => return Err(format!("signature check failed: {why}")),
-        }
-    };
 
     // 2. Content: mount (or stage) under the state directory.
     let fresh = !sdir.exists();
@@ -1368,13 +1371,32 @@ pub fn unlink(
         }
         Err(e) => return Err(e),
     };
+    let lock = lock(&env)?;
     let out = names
         .iter()
         .map(|n| (n.clone(), unlink_state(&env, n)))
         .collect();
     remove_orphans(&env);
     cleanup_base(&env);
+    drop(lock);
     Ok(out)
+}
+
+/// Hold the state directory's lock (`STATE/.lock`, flock) so that two
+/// linkers never work on one ROOT at once.
+fn lock(env: &Env) -> Result<std::fs::File, Error> {
+    let p = env.state.join(LOCK_FILE);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(ioe(&p))?;
+    // SAFETY: flock on an open fd.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(ioe(&p)(io::Error::last_os_error()));
+    }
+    Ok(f)
 }
 
 /// Directories made by extensions that were unlinked while another
@@ -1432,6 +1454,7 @@ fn cleanup_base(env: &Env) {
     if env.state.join(ORPHANS_FILE).exists() {
         return;
     }
+    let _ = std::fs::remove_file(env.state.join(LOCK_FILE));
     if env.default_state {
         let _ = std::fs::remove_dir(&env.state);
         if let Some(p) = env.state.parent() {
