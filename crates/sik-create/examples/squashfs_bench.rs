@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mod_time: 0,
         threads,
     };
+    let start = std::time::Instant::now();
     let mut w = SquashfsWriter::new(out, opts)?;
     let mut inodes: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     for entry in walkdir::WalkDir::new(&root).sort_by_file_name() {
@@ -94,7 +95,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    let added = start.elapsed();
     let s = w.finish()?;
     println!("{s:?}");
+    println!(
+        "add {:.2}s, finish {:.2}s",
+        added.as_secs_f64(),
+        (start.elapsed() - added).as_secs_f64()
+    );
     Ok(())
 }

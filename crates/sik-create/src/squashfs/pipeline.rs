@@ -80,7 +80,17 @@ impl Pipeline {
                                 Err(_) => return,
                             }
                         };
-                        let done = match codec.compress(&job.data) {
+                        // A panicking compressor must not stall the ordered
+                        // writer: the block is then stored uncompressed.
+                        let attempt =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                codec.compress(&job.data)
+                            }));
+                        let compressed = attempt.unwrap_or_else(|_| {
+                            codec = Codec::new(kind, level, block_size);
+                            None
+                        });
+                        let done = match compressed {
                             Some(bytes) => Done {
                                 seq: job.seq,
                                 bytes,
