@@ -710,6 +710,52 @@ fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
         sikbin.as_os_str(),
     ]));
     assert!(out.contains("written boot/grub/grub.cfg"), "{out}");
+    // Arbitrary files and trees with --to (keys, overlay, customize/init).
+    t.write("overlay/etc/motd", "hello\n");
+    t.write("overlay/usr/share/sik/note", "note\n");
+    t.write("signer.pub", "ssh-ed25519 AAAA test\n");
+    sh(t.path(), "chmod -R a+rX overlay signer.pub");
+    let overlay = t.join("overlay");
+    let key = t.join("signer.pub");
+    run_ok(&mut as_nobody(&[
+        "boot".as_ref(),
+        "add".as_ref(),
+        overlay.as_os_str(),
+        disk.as_os_str(),
+        "--to".as_ref(),
+        "boot/customize/overlay".as_ref(),
+    ]));
+    run_ok(&mut as_nobody(&[
+        "boot".as_ref(),
+        "add".as_ref(),
+        key.as_os_str(),
+        disk.as_os_str(),
+        "--to".as_ref(),
+        "boot/keys/".as_ref(),
+    ]));
+    let out = run(&mut as_nobody(&[
+        "boot".as_ref(),
+        "add".as_ref(),
+        key.as_os_str(),
+        disk.as_os_str(),
+        "--to".as_ref(),
+        "../x".as_ref(),
+    ]));
+    assert_fails(&out, 2, &["not allowed"]);
+    let listing = run_ok(
+        cmd("mdir")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-/", "-b", "-i"])
+            .arg(format!("{}@@1M", disk.display()))
+            .arg("::/boot"),
+    );
+    for p in [
+        "::/boot/customize/overlay/etc/motd",
+        "::/boot/customize/overlay/usr/share/sik/note",
+        "::/boot/keys/signer.pub",
+    ] {
+        assert!(listing.contains(p), "{p} missing:\n{listing}");
+    }
     let cfg = run_ok(
         cmd("mtype")
             .env("MTOOLS_SKIP_CHECK", "1")

@@ -429,3 +429,79 @@ pub fn add(file: &Path, medium: &Path, arch: &str) -> Result<String> {
     m.copy_in(file, &rel)?;
     Ok(rel)
 }
+
+/// Copy a file or a directory tree to `dest` (a path relative to the
+/// medium) on a directory medium or an image. A file goes to `dest`, or
+/// into it when `dest` ends with `/`; a directory's contents go below
+/// `dest`. Returns the medium paths written.
+pub fn add_to(src: &Path, medium: &Path, dest: &str) -> Result<Vec<String>> {
+    let clean = dest.trim_start_matches('/');
+    if clean.is_empty() && !src.is_dir() {
+        return Err(BootError::Refused(
+            "the destination needs a file name".into(),
+        ));
+    }
+    if clean.split('/').any(|c| c == ".." || c == ".") {
+        return Err(BootError::Refused(format!(
+            "{dest}: '.' and '..' are not allowed in a medium path"
+        )));
+    }
+    let m = Medium::open(medium)?;
+    let mut written = Vec::new();
+    if src.is_dir() {
+        let base = clean.trim_end_matches('/');
+        if !base.is_empty() {
+            m.mkdir_all(base)?;
+        }
+        for e in walkdir::WalkDir::new(src)
+            .follow_links(false)
+            .sort_by_file_name()
+            .min_depth(1)
+        {
+            let e = e.map_err(|e| BootError::Io {
+                path: src.to_path_buf(),
+                source: e.into(),
+            })?;
+            let rel = e
+                .path()
+                .strip_prefix(src)
+                .unwrap_or(e.path())
+                .to_string_lossy()
+                .into_owned();
+            let target = if base.is_empty() {
+                rel
+            } else {
+                format!("{base}/{rel}")
+            };
+            if e.file_type().is_dir() {
+                m.mkdir_all(&target)?;
+            } else if e.file_type().is_file() {
+                m.copy_in(e.path(), &target)?;
+                written.push(target);
+            } else {
+                return Err(BootError::Refused(format!(
+                    "{}: only regular files and directories can be copied onto a FAT medium",
+                    e.path().display()
+                )));
+            }
+        }
+    } else if src.is_file() {
+        let target = if clean.ends_with('/') {
+            let name = src
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("{clean}{name}")
+        } else {
+            clean.to_string()
+        };
+        m.copy_in(src, &target)?;
+        written.push(target);
+    } else {
+        return Err(BootError::Refused(format!(
+            "{}: not a regular file or directory",
+            src.display()
+        )));
+    }
+    Ok(written)
+}

@@ -31,6 +31,8 @@
 //! println!("{} ISOs", report.isos.len());
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod bootcfg;
 pub mod cpio;
 pub mod detect;

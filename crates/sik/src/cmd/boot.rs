@@ -52,7 +52,7 @@ pub struct InstallArgs {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "The place follows the file's contents: ISOs go to boot/iso/, ExtensionImages to\nboot/extensions/ARCH/, AppImages to Applications/. Run `sik boot generate` afterwards.\n\nExample:\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot add firmware.ExtensionImage /media/stick"
+    after_help = "Without --to the place follows the file's contents: ISOs go to boot/iso/, ExtensionImages to\nboot/extensions/ARCH/, AppImages to Applications/. With --to any file or directory tree goes to\nthat path on the medium (keys, overlay, customize/init, home.img). Run `sik boot generate` afterwards.\n\nExample:\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot add firmware.ExtensionImage /media/stick\n  sik boot add signer.pub stick.img --to boot/keys/\n  sik boot add ./overlay stick.img --to boot/customize/overlay"
 )]
 pub struct AddArgs {
     /// The file to copy.
@@ -62,6 +62,9 @@ pub struct AddArgs {
     /// Architecture directory for ExtensionImages.
     #[arg(long, default_value = std::env::consts::ARCH)]
     pub arch: String,
+    /// Put the file (or a directory's contents) at this path of the medium instead.
+    #[arg(long, value_name = "MEDIUM_PATH")]
+    pub to: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -308,8 +311,13 @@ fn install_cmd(a: InstallArgs) -> CmdResult {
 }
 
 fn add_cmd(a: AddArgs) -> CmdResult {
-    let rel = sik_boot::install::add(&a.file, &a.medium, &a.arch)
-        .map_err(|e| Failure::input("boot add", Some(&a.file), e))?;
-    println!("{} -> {}", a.file.display(), rel);
+    let fail = |e| Failure::input("boot add", Some(&a.file), e);
+    let written = match &a.to {
+        Some(dest) => sik_boot::install::add_to(&a.file, &a.medium, dest).map_err(fail)?,
+        None => vec![sik_boot::install::add(&a.file, &a.medium, &a.arch).map_err(fail)?],
+    };
+    for rel in written {
+        println!("{} -> {}", a.file.display(), rel);
+    }
     Ok(ExitCode::SUCCESS)
 }
