@@ -706,6 +706,44 @@ mod tests {
     }
 
     #[test]
+    fn loads_files_and_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("missing.d");
+        let store = TrustStore::load(std::slice::from_ref(&missing)).unwrap();
+        assert!(store.is_empty());
+        let dir = d.path().join("trusted.d");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("a.pub"), format!("{KEY} a@host\n")).unwrap();
+        std::fs::write(dir.join(".hidden"), "garbage\n").unwrap();
+        std::fs::write(
+            dir.join("allowed_signers"),
+            format!(
+                "# team\n\nbob@example.org {KEY}\nssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQ== x\n"
+            ),
+        )
+        .unwrap();
+        let store = TrustStore::load(&[dir.clone(), missing]).unwrap();
+        assert_eq!(
+            store.keys().len(),
+            3,
+            "other key types are read and never match"
+        );
+        let blob = store.keys()[0].key_blob.clone();
+        let found = store.find(&blob, NAMESPACE).unwrap();
+        assert_eq!(found.principal, None);
+        assert_eq!(found.comment, "a@host");
+        assert_eq!(
+            store.keys()[1].principal.as_deref(),
+            Some("bob@example.org")
+        );
+        std::fs::write(dir.join("zz-bad"), "nonsense\n").unwrap();
+        match TrustStore::load(&[dir]) {
+            Err(Error::TrustFile { line: 1, path, .. }) => assert!(path.ends_with("zz-bad")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn times_and_globs() {
         assert_eq!(parse_time("19700101").unwrap(), 0);
         assert_eq!(parse_time("20000301000000Z").unwrap(), 951_868_800);
