@@ -974,6 +974,25 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
         root.join("sysroot/etc/systemd/system/sik-customize.service")
             .is_file()
     );
+
+    // An initramfs that mounts the medium where no family file says:
+    // found through /proc/mounts.
+    let root = busybox_initramfs(&t, &medium, &initrd, "elsewhere", "/srv/copy");
+    std::fs::create_dir_all(root.join("mnt/odd")).unwrap();
+    std::fs::create_dir_all(root.join("sysroot")).unwrap();
+    run_ok(
+        cmd("mount")
+            .arg("--bind")
+            .arg(root.join("srv/copy"))
+            .arg(root.join("mnt/odd")),
+    );
+    let out = run(cmd("chroot").arg(&root).args([
+        "/bin/sh",
+        "-c",
+        "NEWROOT=/sysroot; export NEWROOT; . /usr/lib/dracut/hooks/pre-pivot/90-sik.sh; umount /sysroot/home",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sik: boot medium at /mnt/odd,"), "{stderr}");
 }
 
 #[test]

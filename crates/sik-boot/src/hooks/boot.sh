@@ -17,8 +17,15 @@ if [ -z "$MEDIUM" ]; then
 		if [ -f "$d/@MARKER@" ]; then MEDIUM="$d"; break; fi
 	done
 fi
+# Any other mount point that holds the medium (frameworks not described by
+# a family file, or a family file that names the wrong place).
+if [ -z "$MEDIUM" ] && [ -r /proc/mounts ]; then
+	while read -r _dev mnt _rest; do
+		if [ -f "$mnt/@MARKER@" ]; then MEDIUM="$mnt"; break; fi
+	done < /proc/mounts
+fi
 if [ -z "$MEDIUM" ]; then
-	log "boot medium not found (looked in: @CANDIDATES@); nothing linked"
+	log "boot medium not found (looked in: @CANDIDATES@ and every mount point); nothing linked"
 	exit 0
 fi
 log "boot medium at $MEDIUM, new root $NEWROOT"
