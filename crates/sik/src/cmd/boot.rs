@@ -9,6 +9,9 @@ use sik_boot::family;
 
 use crate::fail::{CmdResult, Failure};
 
+/// Example shown by `sik boot --help`.
+pub const EXAMPLE: &str = "Example:\n  sik boot install --image stick.img --size 4G\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot generate stick.img --sik-binary target/release/sik";
+
 #[derive(clap::Subcommand)]
 pub enum BootCommand {
     /// Say which live ISO family each ISO belongs to, with kernel, initrd(s) and arguments.
