@@ -37,7 +37,7 @@ enum Command {
     /// Show what is linked into a root.
     Status(cmd::status::Args),
     /// Boot media: detect live ISOs, generate grub.cfg and the initrd, install, add files.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = cmd::boot::EXAMPLE)]
     Boot(cmd::boot::BootCommand),
     /// Generate Ed25519 signing keys and print fingerprints.
     Key(cmd::key::Args),
