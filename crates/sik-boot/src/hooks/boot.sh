@@ -61,6 +61,9 @@ fi
 # 3. Persistent home.
 mount_home() {
 	mkdir -p "$NEWROOT/home" 2>/dev/null
+	# Live initramfs images do not always load these before they need them.
+	modprobe loop 2>/dev/null
+	modprobe ext4 2>/dev/null
 	if [ -f "$MEDIUM/home.img" ]; then
 		[ -w "$MEDIUM/home.img" ] || mount -o remount,rw "$MEDIUM" 2>/dev/null
 		if mount -t ext4 -o loop "$MEDIUM/home.img" "$NEWROOT/home" 2>/dev/null; then
