@@ -212,11 +212,23 @@ pub fn assert_fails(out: &Output, code: i32, needles: &[&str]) -> String {
 
 /// Parse `json` and check it against `formats/schema/NAME.json`; returns the value.
 pub fn assert_schema(name: &str, json: &str) -> serde_json::Value {
-    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../formats/schema").join(format!("{name}.json"));
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&schema_path).expect("schema file")).expect("schema is JSON");
-    let value: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
+    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../formats/schema")
+        .join(format!("{name}.json"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&schema_path).expect("schema file"))
+            .expect("schema is JSON");
+    let value: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
     let validator = jsonschema::validator_for(&schema).expect("valid schema");
-    let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-    assert!(errors.is_empty(), "{name}.json rejects the output:\n{}\n{json}", errors.join("\n"));
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{name}.json rejects the output:\n{}\n{json}",
+        errors.join("\n")
+    );
     value
 }
