@@ -1230,3 +1230,51 @@ fn detect_survives_thousands_of_mutated_isos() {
         "mutations that leave the layout intact are still detected"
     );
 }
+
+#[test]
+fn add_and_generate_work_on_a_fat_image_without_partition_table() {
+    if !require_tool("mformat") || !require_tool("xorriso") {
+        return;
+    }
+    let t = TestDir::new();
+    let img = t.join("superfloppy.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    run_ok(
+        cmd("mformat")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&img)
+            .args(["-F", "::"]),
+    );
+    let iso = make_iso(
+        &t,
+        "debian-live",
+        "d-live",
+        &[("/live/vmlinuz", KERNEL), ("/live/initrd.img", INITRD)],
+    );
+    let out = run_ok(sik().args(["boot", "add"]).arg(&iso).arg(&img));
+    assert!(out.contains("boot/iso/debian-live.iso"), "{out}");
+    let sikbin = fake_sik(&t);
+    let out = run_ok(
+        sik()
+            .args(["boot", "generate", "--json", "--sik-binary"])
+            .arg(&sikbin)
+            .arg(&img),
+    );
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["isos"][0]["family"], "live-boot", "{doc:#}");
+    let cfg = run_ok(
+        cmd("mtype")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&img)
+            .arg("::/boot/grub/grub.cfg"),
+    );
+    assert!(
+        cfg.contains("linux (loop)/live/vmlinuz boot=live components findiso=${iso_path}"),
+        "{cfg}"
+    );
+}

@@ -38,11 +38,16 @@ fn io_err(path: &Path, e: std::io::Error) -> BootError {
     }
 }
 
-/// Byte offset of the first partition of an MBR disk image.
+/// Byte offset of the first partition of an MBR disk image (0 for a FAT
+/// filesystem without a partition table).
 pub fn first_partition_offset(image: &Path) -> Result<u64> {
     let mut mbr = [0u8; 512];
     let mut f = std::fs::File::open(image).map_err(|e| io_err(image, e))?;
     std::io::Read::read_exact(&mut f, &mut mbr).map_err(|e| io_err(image, e))?;
+    // A FAT filesystem without a partition table ("superfloppy").
+    if &mbr[82..87] == b"FAT32" || &mbr[54..59] == b"FAT16" || &mbr[54..59] == b"FAT12" {
+        return Ok(0);
+    }
     if mbr[510] != 0x55 || mbr[511] != 0xAA {
         return Err(BootError::Medium {
             path: image.to_path_buf(),
