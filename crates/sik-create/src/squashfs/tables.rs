@@ -9,22 +9,16 @@ use super::compress::Codec;
 use super::pipeline::Placed;
 use super::{FileData, Kind, Node, SPARSE, Summary, WriteError, WriterOptions, xattr_prefix};
 
+use sik_image::squashfs::{NOT_SET, flags, padded_len};
+
 /// Length of the superblock.
-pub(crate) const SUPERBLOCK_LEN: u64 = 96;
+pub(crate) const SUPERBLOCK_LEN: u64 = sik_image::squashfs::SUPERBLOCK_LEN as u64;
 /// Uncompressed size of a full metadata block.
 const METADATA_SIZE: usize = 8192;
 /// Bit 15 of a metadata block header: stored uncompressed.
 const META_UNCOMPRESSED: u16 = 0x8000;
-/// Value of an absent table pointer.
-const NOT_SET: u64 = u64::MAX;
 /// "No fragment" / "no xattr" in an inode.
 const NONE32: u32 = u32::MAX;
-/// Images are padded to a multiple of this.
-const PAD: u64 = 4096;
-
-const FLAG_DUPLICATES: u16 = 0x0040;
-const FLAG_NO_XATTRS: u16 = 0x0200;
-const FLAG_COMPRESSOR_OPTIONS: u16 = 0x0400;
 
 /// Everything `finish` hands over.
 pub(crate) struct Input<'a> {
@@ -513,12 +507,12 @@ pub(crate) fn write_tables(input: Input<'_>) -> Result<Summary, WriteError> {
         .into_inner()
         .map_err(|e| WriteError::Io(e.into_error()))?;
 
-    let mut flags = FLAG_DUPLICATES;
+    let mut sb_flags = flags::DUPLICATES;
     if xattr_table == NOT_SET {
-        flags |= FLAG_NO_XATTRS;
+        sb_flags |= flags::NO_XATTRS;
     }
     if !comp_opts.is_empty() {
-        flags |= FLAG_COMPRESSOR_OPTIONS;
+        sb_flags |= flags::COMPRESSOR_OPTIONS;
     }
     let id_count = ids.list.len() as u16;
     let fragment_count = frag_seqs.len() as u32;
@@ -529,7 +523,7 @@ pub(crate) fn write_tables(input: Input<'_>) -> Result<Summary, WriteError> {
         .u32(opts.block_size);
     sb.u32(fragment_count).u16(opts.compressor.id());
     sb.u16(opts.block_size.trailing_zeros() as u16)
-        .u16(flags)
+        .u16(sb_flags)
         .u16(id_count)
         .u16(4)
         .u16(0);
@@ -547,7 +541,7 @@ pub(crate) fn write_tables(input: Input<'_>) -> Result<Summary, WriteError> {
     }
     file.seek(SeekFrom::Start(0))?;
     file.write_all(&sb.0)?;
-    let file_len = bytes_used.div_ceil(PAD) * PAD;
+    let file_len = padded_len(bytes_used);
     file.set_len(file_len)?;
     Ok(Summary {
         bytes_used,
