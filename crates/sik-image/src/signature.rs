@@ -60,7 +60,7 @@ pub const MAX_ENTRY_LEN: u32 = 16 * 1024;
 /// reserves 1024 and 8192 bytes).
 pub const MAX_SECTION_LEN: u64 = 64 * 1024;
 /// Read size of the streaming digest.
-pub const BUF_LEN: usize = 4 * 1024 * 1024;
+pub const BUF_LEN: usize = 1024 * 1024;
 
 /// Message hash of an SSHSIG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
