@@ -1199,7 +1199,7 @@ impl Walker<'_> {
             };
             let mut made = 0u64;
             let journal = &mut *self.journal;
-            let res = self.root.child_dir(dst, &n, Some(meta), &mut |rel| {
+            let res = self.root.child_dir(dst, &n, Some(meta), fresh, &mut |rel| {
                 made += 1;
                 journal.append(&[Record::Dir(rel.to_vec())])
             });

@@ -197,16 +197,25 @@ impl Root {
 
     /// Open the child directory `name` of `dir`, following a symlink only
     /// inside ROOT and creating it (with `create`'s mode and owner) when missing.
+    ///
+    /// `fresh`: `dir` was just created (empty), so the child is created
+    /// without looking first.
     pub fn child_dir(
         &self,
         dir: &Dir,
         name: &[u8],
         create: Option<DirMeta>,
+        fresh: bool,
         before_mkdir: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<Dir, ResolveError> {
         let rel = dir.child_rel(name);
         let cc = sys::cstr(name).map_err(|e| ResolveError::Io(rel.clone(), e))?;
-        match sys::openat(dir.fd.as_raw_fd(), &cc, sys::DIR_FLAGS) {
+        let looked = if fresh && create.is_some() {
+            Err(io::Error::from_raw_os_error(libc::ENOENT))
+        } else {
+            sys::openat(dir.fd.as_raw_fd(), &cc, sys::DIR_FLAGS)
+        };
+        match looked {
             Ok(fd) => Ok(Dir { fd, rel }),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 let Some(meta) = create else {

@@ -135,49 +135,46 @@ pub fn renameat_noreplace(odir: RawFd, oname: &CStr, ndir: RawFd, nname: &CStr) 
     }
 }
 
-/// The entries of an open directory (without `.` and `..`): name and
-/// whether it is a directory (d_type, else fstatat without following).
+/// The entries of a directory opened `O_RDONLY` and not read from yet
+/// (without `.` and `..`): name and whether it is a directory (d_type, else
+/// fstatat without following). getdents64(2) directly: no second fd.
 pub fn read_dir_fd(dir: RawFd) -> io::Result<Vec<(Vec<u8>, bool)>> {
-    use std::os::fd::IntoRawFd;
-    let fd = openat(dir, c".", libc::O_RDONLY | libc::O_DIRECTORY)?.into_raw_fd();
-    // SAFETY: fd is an open directory; fdopendir takes it over.
-    let dp = unsafe { libc::fdopendir(fd) };
-    if dp.is_null() {
-        let e = io::Error::last_os_error();
-        // SAFETY: fdopendir failed, so fd is still ours.
-        unsafe { libc::close(fd) };
-        return Err(e);
-    }
+    let mut buf = vec![0u8; 32 * 1024];
     let mut out = Vec::new();
-    let res = loop {
-        // SAFETY: errno is thread-local; reset to tell end-of-directory from an error.
-        unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: dp is a live DIR*.
-        let ent = unsafe { libc::readdir(dp) };
-        if ent.is_null() {
-            let e = io::Error::last_os_error();
-            break if e.raw_os_error().unwrap_or(0) == 0 {
-                Ok(())
-            } else {
-                Err(e)
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if n == 0 {
+            return Ok(out);
+        }
+        // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+        let mut off = 0;
+        while off + 19 <= n {
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen < 19 || off + reclen > n {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            let dtype = buf[off + 18];
+            let raw = &buf[off + 19..off + reclen];
+            let name = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
+            off += reclen;
+            if name == b"." || name == b".." || name.is_empty() {
+                continue;
+            }
+            let is_dir = match dtype {
+                libc::DT_DIR => true,
+                libc::DT_UNKNOWN => fstatat(dir, &cstr(name)?)
+                    .map(|st| is_dir(&st))
+                    .unwrap_or(false),
+                _ => false,
             };
+            out.push((name.to_vec(), is_dir));
         }
-        // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
-        let (name, dtype) = unsafe { (CStr::from_ptr((*ent).d_name.as_ptr()), (*ent).d_type) };
-        let b = name.to_bytes();
-        if b == b"." || b == b".." {
-            continue;
-        }
-        let is_dir = match dtype {
-            libc::DT_DIR => true,
-            libc::DT_UNKNOWN => fstatat(dir, name).map(|st| is_dir(&st)).unwrap_or(false),
-            _ => false,
-        };
-        out.push((b.to_vec(), is_dir));
-    };
-    // SAFETY: dp is live and closed once.
-    unsafe { libc::closedir(dp) };
-    res.map(|()| out)
+    }
 }
 
 pub fn dup_dir(fd: RawFd) -> io::Result<OwnedFd> {
