@@ -644,10 +644,22 @@ fn exclude_and_metadata_options() {
     );
     let text = run_ok(sik().arg("inspect").arg(&img));
     assert!(text.contains("ExtensionRun:       yes"), "{text}");
-    let list = assert_schema("list", &run_ok(sik().args(["inspect", "--list", "--json"]).arg(&img)));
+    let list = assert_schema(
+        "list",
+        &run_ok(sik().args(["inspect", "--list", "--json"]).arg(&img)),
+    );
     assert!(list["entries"].as_array().unwrap().iter().any(|e| e["path"] == "usr/bin/fw-link" && e["target"] == "../lib/firmware/acme/fw.bin"));
     let out = t.join("y.ExtensionImage");
-    let report = assert_schema("create", &run_ok(sik().args(["create", "extension", "--json"]).arg(&src).arg("-o").arg(&out)));
+    let report = assert_schema(
+        "create",
+        &run_ok(
+            sik()
+                .args(["create", "extension", "--json"])
+                .arg(&src)
+                .arg("-o")
+                .arg(&out),
+        ),
+    );
     assert_eq!(report["name"], "y");
     assert!(report["stats"]["hardlinks"].as_u64().unwrap() >= 2);
 }
@@ -784,7 +796,8 @@ fn bad_input_fails_cleanly() {
 fn extract_never_writes_outside_the_target() {
     let t = TestDir::new();
     t.write("src/usr/share/x/file", "data");
-    std::os::unix::fs::symlink("../../../../../../../../tmp", t.join("src/usr/share/x/up")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../../tmp", t.join("src/usr/share/x/up"))
+        .unwrap();
     std::os::unix::fs::symlink("/etc", t.join("src/usr/share/x/abs")).unwrap();
     let img = t.join("x.ExtensionImage");
     create(&t.join("src"), &img, &[]);
@@ -792,12 +805,33 @@ fn extract_never_writes_outside_the_target() {
     let outside = t.mkdir("outside");
     let dest = t.mkdir("dest");
     std::os::unix::fs::symlink(&outside, dest.join("usr")).unwrap();
-    run_ok(sik().args(["extract", "-q", "--force"]).arg(&img).arg("-o").arg(&dest));
-    assert!(fs::read_dir(&outside).unwrap().next().is_none(), "nothing written through the planted symlink");
-    assert!(dest.join("usr").symlink_metadata().unwrap().is_dir(), "the symlink was replaced by the image's directory");
-    assert_eq!(fs::read_link(dest.join("usr/share/x/up")).unwrap(), Path::new("../../../../../../../../tmp"));
-    assert_eq!(fs::read_link(dest.join("usr/share/x/abs")).unwrap(), Path::new("/etc"));
-    assert_eq!(fs::read_to_string(dest.join("usr/share/x/file")).unwrap(), "data");
+    run_ok(
+        sik()
+            .args(["extract", "-q", "--force"])
+            .arg(&img)
+            .arg("-o")
+            .arg(&dest),
+    );
+    assert!(
+        fs::read_dir(&outside).unwrap().next().is_none(),
+        "nothing written through the planted symlink"
+    );
+    assert!(
+        dest.join("usr").symlink_metadata().unwrap().is_dir(),
+        "the symlink was replaced by the image's directory"
+    );
+    assert_eq!(
+        fs::read_link(dest.join("usr/share/x/up")).unwrap(),
+        Path::new("../../../../../../../../tmp")
+    );
+    assert_eq!(
+        fs::read_link(dest.join("usr/share/x/abs")).unwrap(),
+        Path::new("/etc")
+    );
+    assert_eq!(
+        fs::read_to_string(dest.join("usr/share/x/file")).unwrap(),
+        "data"
+    );
 }
 
 /// The extension-release test vector of spec/extension-image.md.
@@ -806,14 +840,70 @@ fn extension_release_matches_the_spec_vector() {
     let t = TestDir::new();
     t.write("src/usr/share/acme/x", "x");
     let img = t.join("acme.ExtensionImage");
-    create(&t.join("src"), &img, &["--os-id", "debian", "--os-version", "12", "--arch", "x86-64", "--version", "1.0 beta"]);
+    create(
+        &t.join("src"),
+        &img,
+        &[
+            "--os-id",
+            "debian",
+            "--os-version",
+            "12",
+            "--arch",
+            "x86-64",
+            "--version",
+            "1.0 beta",
+        ],
+    );
     let out = t.join("out");
     run_ok(sik().args(["extract", "-q"]).arg(&img).arg("-o").arg(&out));
-    let text = fs::read_to_string(out.join("usr/lib/extension-release.d/extension-release.acme")).unwrap();
-    let spec = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/extension-image.md")).unwrap();
-    let vector = spec.split("### Test vector: extension-release").nth(1).unwrap();
+    let text =
+        fs::read_to_string(out.join("usr/lib/extension-release.d/extension-release.acme")).unwrap();
+    let spec = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/extension-image.md"),
+    )
+    .unwrap();
+    let vector = spec
+        .split("### Test vector: extension-release")
+        .nth(1)
+        .unwrap();
     let block = vector.split("```").nth(1).unwrap().trim_start_matches('\n');
     assert_eq!(text, block);
     let md = fs::metadata(out.join("usr/lib/extension-release.d/extension-release.acme")).unwrap();
     assert_eq!(md.permissions().mode() & 0o7777, 0o644);
+}
+
+#[test]
+fn inspect_names_the_iso_volume_label() {
+    if !require_tool("xorriso") {
+        return;
+    }
+    let t = TestDir::new();
+    t.write("tree/casper/vmlinuz", "k");
+    let iso = t.join("live.iso");
+    run_ok(
+        cmd("xorriso")
+            .args([
+                "-as",
+                "mkisofs",
+                "-quiet",
+                "-R",
+                "-J",
+                "-V",
+                "Ubuntu 24.04 amd64",
+                "-o",
+            ])
+            .arg(&iso)
+            .arg(t.join("tree")),
+    );
+    let v = assert_schema(
+        "inspect",
+        &run_ok(sik().args(["inspect", "--json"]).arg(&iso)),
+    );
+    assert_eq!(v["kind"], "ISO 9660 image");
+    assert_eq!(v["iso"]["label"], "Ubuntu 24.04 amd64");
+    let text = run_ok(sik().arg("inspect").arg(&iso));
+    assert!(
+        text.contains("volume label:       Ubuntu 24.04 amd64"),
+        "{text}"
+    );
 }

@@ -41,7 +41,8 @@ pub mod family;
 pub mod generate;
 pub mod grub;
 pub mod install;
-pub mod iso9660;
+/// The ISO 9660 reader lives with the other format knowledge in sik-image.
+pub use sik_image::iso9660;
 pub mod medium;
 
 pub use error::{BootError, Result};

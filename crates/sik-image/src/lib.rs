@@ -12,7 +12,8 @@
 //!   AppImage sections and the offset where the SquashFS payload starts.
 //! * [`release`]: the extension-release metadata (systemd-sysext format).
 //! * [`desktop`]: desktop entries of AppImages.
-//! * [`iso9660`]: the volume label of ISO images.
+//! * [`iso9660`]: a careful ISO 9660 reader (Rock Ridge, Joliet) for live-ISO
+//!   detection and the volume label.
 //! * [`signature`]: what a signature covers (the payload), where it lives
 //!   in an image, and the SSHSIG wire format.
 //!

@@ -230,9 +230,11 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
             report.appimage = Some(appimage_facts(path, &mut f, image_type)?)
         }
         ImageKind::Iso9660 => {
+            let iso = sik_image::iso9660::Iso::new(&mut f)
+                .map_err(|e| InspectError::Malformed(e.to_string()))?;
             report.iso = Some(IsoFacts {
-                label: sik_image::iso9660::volume_label(&mut f)?,
-            })
+                label: Some(iso.label().to_string()),
+            });
         }
         ImageKind::Elf | ImageKind::Unknown => return Err(InspectError::Unknown),
     }
