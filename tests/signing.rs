@@ -1051,3 +1051,34 @@ fn images_made_by_sik_create_sign_verify_and_run() {
         "hello x\n"
     );
 }
+
+#[test]
+fn unpadded_squashfs_gets_its_padding_when_signed() {
+    if !tools() {
+        return;
+    }
+    let t = TestDir::new();
+    let (k, p) = sik_key(&t, "pad");
+    let src = tree(&t, "np.tree", "np");
+    let img = t.join("np.ExtensionImage");
+    run_ok(cmd("mksquashfs").arg(&src).arg(&img).args([
+        "-all-root",
+        "-no-progress",
+        "-quiet",
+        "-nopad",
+    ]));
+    let unpadded = std::fs::read(&img).unwrap();
+    assert_ne!(unpadded.len() % 4096, 0, "fixture should be unpadded");
+    let padded_len = unpadded.len().div_ceil(4096) * 4096;
+    // The payload export already includes the padding the signature covers.
+    let mut exported = Vec::new();
+    sig::write_payload(&img, &mut exported).unwrap();
+    assert_eq!(exported.len(), padded_len);
+    assert_verdict(&img, &p, "unsigned", "unsigned");
+    sign(&img, &k);
+    let signed = std::fs::read(&img).unwrap();
+    assert_eq!(&signed[..unpadded.len()], &unpadded[..]);
+    assert!(signed[unpadded.len()..padded_len].iter().all(|&b| b == 0));
+    assert_trusted(&img, &p);
+    run_ok(cmd("unsquashfs").arg("-d").arg(t.join("x")).arg(&img));
+}
