@@ -13,6 +13,11 @@ use util::*;
 
 const APPRUN: &str = r#"#!/bin/sh
 HERE="$(dirname "$(readlink -f "$0")")"
+if [ "$1" = "--wait-for-signal" ]; then
+  trap 'echo "got TERM"; exit 42' TERM
+  echo "ready $APPDIR"
+  while :; do sleep 0.1; done
+fi
 echo "first line"
 echo "APPIMAGE=$APPIMAGE"
 echo "APPDIR=$APPDIR"
@@ -675,4 +680,47 @@ fn signed_at_creation_verifies_and_still_runs() {
         .args(["--sign", "/nonexistent/key"]));
     assert_fails(&o, 2, &["cannot use key"]);
     assert!(!bad.exists());
+}
+
+#[test]
+fn signals_reach_the_app_and_the_mount_goes_away() {
+    if !require_fuse() {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let t = TestDir::new();
+    let dir = appdir(&t, "Hello.AppDir");
+    let image = t.join("Hello.AppImage");
+    pack(&dir, &image, &[]);
+    let mut child = app(&t, &image)
+        .arg("--wait-for-signal")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let appdir = line
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    assert!(Path::new(&appdir).join("AppRun").exists());
+    // The AppImage's process is AppRun itself: the signal goes straight to it.
+    run_ok(cmd("kill").arg("-TERM").arg(child.id().to_string()));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42), "{rest}");
+    assert!(rest.contains("got TERM"), "{rest}");
+    for _ in 0..100 {
+        if !Path::new(&appdir).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !Path::new(&appdir).exists(),
+        "mount point removed after the app ended"
+    );
 }
