@@ -1082,3 +1082,35 @@ fn unpadded_squashfs_gets_its_padding_when_signed() {
     assert_trusted(&img, &p);
     run_ok(cmd("unsquashfs").arg("-d").arg(t.join("x")).arg(&img));
 }
+
+#[test]
+fn concurrent_signers_keep_every_signature() {
+    if !tools() {
+        return;
+    }
+    let t = TestDir::new();
+    let keys: Vec<(PathBuf, PathBuf)> = (0..4).map(|i| sik_key(&t, &format!("c{i}"))).collect();
+    let img = extension(&t, "conc");
+    let children: Vec<_> = keys
+        .iter()
+        .map(|(k, _)| {
+            sik()
+                .arg("sign")
+                .arg(&img)
+                .arg("--key")
+                .arg(k)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let doc = verify_json(&img, &keys[0].1);
+    assert_eq!(doc["signatures"].as_array().unwrap().len(), 4, "{doc:#}");
+    for (_, p) in &keys {
+        assert_trusted(&img, p);
+    }
+    no_temp_files(t.path());
+}

@@ -371,8 +371,20 @@ fn rewrite(
     // Rewrite the file a symlink points to, not the symlink.
     let real = std::fs::canonicalize(path).map_err(io(path))?;
     let path = real.as_path();
-    let mut src = File::open(path).map_err(io(path))?;
-    let meta = src.metadata().map_err(io(path))?;
+    // Signers of the same image take turns: each holds an exclusive lock on
+    // the file it read until its copy has replaced it. A signer that waited
+    // for a file that was replaced meanwhile starts over on the new one, so
+    // concurrent signatures by different keys are all kept.
+    let (mut src, meta) = loop {
+        let src = File::open(path).map_err(io(path))?;
+        src.lock().map_err(io(path))?;
+        let meta = src.metadata().map_err(io(path))?;
+        match std::fs::metadata(path) {
+            Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => break (src, meta),
+            Ok(_) => continue,
+            Err(e) => return Err(io(path)(e)),
+        }
+    };
     if !meta.is_file() {
         return Err(Error::Image {
             path: path.to_path_buf(),
