@@ -31,17 +31,37 @@ pub enum Record {
 /// Percent-encode bytes that would break a space-separated line.
 pub fn escape(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len());
+    escape_into(&mut s, b);
+    s
+}
+
+/// [`escape`], appended to `out`.
+pub fn escape_into(out: &mut String, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if b.is_empty() {
+        out.push('%');
+        return;
+    }
     for &c in b {
         if c <= b' ' || c >= 0x7f || c == b'%' {
-            s.push_str(&format!("%{c:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(c >> 4)] as char);
+            out.push(HEX[usize::from(c & 15)] as char);
         } else {
-            s.push(c as char);
+            out.push(c as char);
         }
     }
-    if s.is_empty() {
-        s.push('%');
+}
+
+/// The escaped form of the path `dir/leaf` (`leaf` when `dir` is empty), appended to `out`.
+pub fn escape_path_into(out: &mut String, dir: &[u8], leaf: &[u8]) {
+    if dir.is_empty() {
+        escape_into(out, leaf);
+    } else {
+        escape_into(out, dir);
+        out.push('/');
+        escape_into(out, leaf);
     }
-    s
 }
 
 /// Reverse of [`escape`]; `None` on malformed input.
@@ -165,6 +185,14 @@ impl Journal {
             buf.push_str(&r.line());
         }
         self.file.write_all(buf.as_bytes())
+    }
+
+    /// Append lines already formatted (each ending in a newline), in one write.
+    pub fn append_text(&mut self, text: &str) -> io::Result<()> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(text.as_bytes())
     }
 
     /// Flush to stable storage.

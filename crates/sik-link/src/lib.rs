@@ -1112,54 +1112,79 @@ impl Walker<'_> {
         dirs.sort();
 
         // Non-directories: decide, announce in the journal, then act.
-        let mut plan: Vec<(Vec<u8>, Vec<u8>, bool)> = Vec::new(); // (leaf, target, replace first)
-        let mut recs = Vec::new();
+        let mut prefix = self.seen_mnt.clone();
+        prefix.push(b'/');
+        if !img.is_empty() {
+            prefix.extend_from_slice(img);
+            prefix.push(b'/');
+        }
+        let mut plan: Vec<(std::ffi::CString, std::ffi::CString, bool)> = Vec::new(); // (leaf, target, replace first)
+        let mut batch = String::new();
         for n in files {
-            let rel = dst.child_rel(&n);
-            let mut target = self.seen_mnt.clone();
-            target.push(b'/');
-            target.extend_from_slice(&resolve::join(img, &n));
-            let c = sys::cstr(&n)?;
+            let mut target = Vec::with_capacity(prefix.len() + n.len());
+            target.extend_from_slice(&prefix);
+            target.extend_from_slice(&n);
+            let c = std::ffi::CString::new(n)
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
             let st = if fresh {
                 Err(io::Error::from_raw_os_error(libc::ENOENT))
             } else {
                 sys::fstatat(dst.fd.as_raw_fd(), &c)
             };
-            match st {
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    recs.push(Record::Link(rel, target.clone()));
-                    plan.push((n, target, false));
+            let rel = || dst.child_rel(c.as_bytes());
+            let create = match st {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Some(false),
+                Err(e) => {
+                    self.conflict(&rel(), ConflictKind::Error, e.to_string());
+                    None
                 }
-                Err(e) => self.conflict(&rel, ConflictKind::Error, e.to_string()),
                 Ok(st) if sys::is_lnk(&st) => {
                     let t = sys::readlinkat(dst.fd.as_raw_fd(), &c).unwrap_or_default();
                     if t == target {
                         self.already += 1;
+                        None
                     } else if self.root.is_ours(&t) {
                         let other = self.other_name(&t);
-                        self.conflict(&rel, ConflictKind::OtherExtension, other);
+                        self.conflict(&rel(), ConflictKind::OtherExtension, other);
+                        None
                     } else if self.replace {
-                        recs.push(Record::Replaced(rel.clone()));
-                        recs.push(Record::Link(rel, target.clone()));
-                        plan.push((n, target, true));
+                        Some(true)
                     } else {
-                        self.conflict(&rel, ConflictKind::Kept, "");
+                        self.conflict(&rel(), ConflictKind::Kept, "");
+                        None
                     }
                 }
-                Ok(st) if sys::is_dir(&st) => self.conflict(&rel, ConflictKind::Directory, ""),
-                Ok(_) if self.replace => {
-                    recs.push(Record::Replaced(rel.clone()));
-                    recs.push(Record::Link(rel, target.clone()));
-                    plan.push((n, target, true));
+                Ok(st) if sys::is_dir(&st) => {
+                    self.conflict(&rel(), ConflictKind::Directory, "");
+                    None
                 }
-                Ok(_) => self.conflict(&rel, ConflictKind::Kept, ""),
+                Ok(_) if self.replace => Some(true),
+                Ok(_) => {
+                    self.conflict(&rel(), ConflictKind::Kept, "");
+                    None
+                }
+            };
+            if let Some(replace_first) = create {
+                if replace_first {
+                    batch.push_str("R ");
+                    journal::escape_path_into(&mut batch, &dst.rel, c.as_bytes());
+                    batch.push('\n');
+                }
+                batch.push_str("L ");
+                journal::escape_path_into(&mut batch, &dst.rel, c.as_bytes());
+                batch.push(' ');
+                journal::escape_into(&mut batch, &target);
+                batch.push('\n');
+                let t = std::ffi::CString::new(target)
+                    .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                plan.push((c, t, replace_first));
             }
         }
-        self.journal.append(&recs)?;
-        for (n, target, replace_first) in plan {
-            let rel = dst.child_rel(&n);
+        self.journal.append_text(&batch)?;
+        for (c, t, replace_first) in plan {
             if replace_first {
-                if let Err(e) = self.move_aside(dst, &n, &rel) {
+                let rel = dst.child_rel(c.as_bytes());
+                if let Err(e) = self.move_aside(dst, c.as_bytes(), &rel) {
                     self.conflict(&rel, ConflictKind::Error, format!("cannot move aside: {e}"));
                     continue;
                 }
@@ -1170,17 +1195,19 @@ impl Walker<'_> {
                 });
                 self.counter.tick();
             }
-            let c = sys::cstr(&n)?;
-            let t = sys::cstr(&target)?;
             match sys::symlinkat(&t, dst.fd.as_raw_fd(), &c) {
                 Ok(()) => {
                     self.created += 1;
                     self.counter.tick();
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    self.conflict(&rel, ConflictKind::Kept, "")
+                    self.conflict(&dst.child_rel(c.as_bytes()), ConflictKind::Kept, "")
                 }
-                Err(e) => self.conflict(&rel, ConflictKind::Error, e.to_string()),
+                Err(e) => self.conflict(
+                    &dst.child_rel(c.as_bytes()),
+                    ConflictKind::Error,
+                    e.to_string(),
+                ),
             }
         }
 
