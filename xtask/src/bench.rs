@@ -55,6 +55,9 @@ pub fn main(args: &[String]) -> Result {
     if all || which.contains(&"create") {
         rows.push(bench_create(&sik, quick)?);
     }
+    if all || which.contains(&"detect") {
+        rows.push(bench_detect(&sik, quick)?);
+    }
     write_report(&rows, quick)
 }
 
@@ -103,6 +106,116 @@ fn bench_create(sik: &Path, quick: bool) -> Result<Row> {
     })
 }
 
+/// Live-ISO layouts used by the detect benchmark: (volume label, files).
+fn iso_layouts() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+    vec![
+        ("Ubuntu 24.04 LTS amd64", vec![
+            ("casper/vmlinuz", "kernel"),
+            ("casper/initrd", "initrd"),
+            (".disk/info", "Ubuntu 24.04 LTS \"Noble Numbat\" - Release amd64"),
+            ("boot/grub/loopback.cfg", "menuentry \"Try or Install Ubuntu\" {\n\tset gfxpayload=keep\n\tlinux\t/casper/vmlinuz iso-scan/filename=${iso_path} --- quiet splash\n\tinitrd\t/casper/initrd\n}\n"),
+            ("boot/grub/grub.cfg", "menuentry \"Try or Install Ubuntu\" {\n\tlinux\t/casper/vmlinuz --- quiet splash\n\tinitrd\t/casper/initrd\n}\n"),
+        ]),
+        ("d-live 12.5.0 gn amd64", vec![
+            ("live/vmlinuz-6.1.0-18-amd64", "kernel"),
+            ("live/initrd.img-6.1.0-18-amd64", "initrd"),
+            (".disk/info", "Debian GNU/Linux 12.5.0 \"Bookworm\" - Official Live amd64"),
+            ("isolinux/live.cfg", "label live-amd64\n\tmenu label ^Live system (amd64)\n\tlinux /live/vmlinuz-6.1.0-18-amd64\n\tinitrd /live/initrd.img-6.1.0-18-amd64\n\tappend boot=live components quiet splash findiso=${iso_path}\n"),
+            ("boot/grub/grub.cfg", "menuentry \"Live system (amd64)\" {\n\tlinux /live/vmlinuz-6.1.0-18-amd64 boot=live components quiet splash\n\tinitrd /live/initrd.img-6.1.0-18-amd64\n}\n"),
+        ]),
+        ("Fedora-WS-Live-40-1-14", vec![
+            ("images/pxeboot/vmlinuz", "kernel"),
+            ("images/pxeboot/initrd.img", "initrd"),
+            ("LiveOS/squashfs.img", "root"),
+            ("boot/grub2/grub.cfg", "menuentry 'Start Fedora-Workstation-Live 40' --class fedora --class gnu-linux --class gnu --class os {\n\tlinux /images/pxeboot/vmlinuz root=live:CDLABEL=Fedora-WS-Live-40-1-14  rd.live.image quiet rhgb\n\tinitrd /images/pxeboot/initrd.img\n}\n"),
+            ("EFI/BOOT/grub.cfg", "menuentry 'Start Fedora-Workstation-Live 40' {\n\tlinux /images/pxeboot/vmlinuz root=live:CDLABEL=Fedora-WS-Live-40-1-14  rd.live.image quiet rhgb\n\tinitrd /images/pxeboot/initrd.img\n}\n"),
+        ]),
+    ]
+}
+
+fn bench_detect(sik: &Path, quick: bool) -> Result<Row> {
+    let count = if quick { 10 } else { 50 };
+    let tmp = std::env::temp_dir().join("sik-bench-detect");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let layouts = iso_layouts();
+    let mut isos = Vec::new();
+    for (i, (label, files)) in layouts.iter().enumerate() {
+        let tree = tmp.join(format!("tree{i}"));
+        for (path, content) in files {
+            let p = tree.join(path);
+            std::fs::create_dir_all(p.parent().expect("has parent")).map_err(|e| e.to_string())?;
+            std::fs::write(&p, content).map_err(|e| e.to_string())?;
+        }
+        let iso = tmp.join(format!("base{i}.iso"));
+        let out = Command::new("xorriso").args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", label, "-o"]).arg(&iso).arg(&tree).output().map_err(|e| format!("xorriso: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("xorriso failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        isos.push(iso);
+    }
+    // Realistic sizes without using the disk: each copy is extended to 1.5–5.7 GB as a sparse file.
+    let mut all = Vec::new();
+    for n in 0..count {
+        let base = &isos[n % isos.len()];
+        let p = tmp.join(format!("live-{n:02}.iso"));
+        std::fs::copy(base, &p).map_err(|e| e.to_string())?;
+        let f = std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| e.to_string())?;
+        f.set_len(1_500_000_000 + (n as u64 % 8) * 600_000_000).map_err(|e| e.to_string())?;
+        all.push(p);
+    }
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let mut ours_cmd = vec![s(sik), "boot".into(), "detect".into(), "--json".into()];
+    ours_cmd.extend(all.iter().map(|p| s(p)));
+    // The peer reads the same boot configs with xorriso, one process per ISO (as a script would).
+    let script = all
+        .iter()
+        .enumerate()
+        .map(|(n, p)| {
+            let out = tmp.join(format!("x{n}"));
+            let cfgs = ["/boot/grub/loopback.cfg", "/boot/grub/grub.cfg", "/isolinux/live.cfg", "/boot/grub2/grub.cfg", "/EFI/BOOT/grub.cfg"];
+            let mut c = format!("mkdir -p '{}' && xorriso -osirrox on -indev '{}'", out.display(), p.display());
+            for cfg in cfgs {
+                c.push_str(&format!(" -extract {cfg} '{}{}'", out.display(), cfg.replace('/', "_")));
+            }
+            c.push_str(" >/dev/null 2>&1; true");
+            c
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let peer_cmd = vec!["sh".into(), "-c".into(), script];
+    let runs = if quick { 3 } else { 5 };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        eprintln!("bench detect: run {}/{runs}", i + 1);
+        if i % 2 == 0 {
+            a.push(measure_quiet(&ours_cmd)?);
+            b.push(measure(&peer_cmd)?);
+        } else {
+            b.push(measure(&peer_cmd)?);
+            a.push(measure_quiet(&ours_cmd)?);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    let wall = median(a.iter().map(|x| x.wall).collect());
+    let peer_wall = median(b.iter().map(|x| x.wall).collect());
+    Ok(Row {
+        name: format!("detect ({count} live ISOs of 1.5–5.7 GB, sparse; casper, live-boot, dracut layouts; {runs} runs each)"),
+        ours: "sik boot detect".into(),
+        peer: "xorriso -osirrox on -extract (the boot configs)".into(),
+        wall,
+        peer_wall,
+        extra: vec![("per ISO".into(), format!("{:.2} ms vs {:.2} ms", wall.0 * 1000.0 / count as f64, peer_wall.0 * 1000.0 / count as f64))],
+    })
+}
+
+/// [`measure`] for a command whose stdout is not wanted.
+fn measure_quiet(cmd: &[String]) -> Result<Sample> {
+    let mut wrapped = vec!["sh".to_string(), "-c".to_string(), "\"$@\" >/dev/null".to_string(), "sh".to_string()];
+    wrapped.extend(cmd.iter().cloned());
+    measure(&wrapped)
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -122,7 +235,7 @@ fn write_report(rows: &[Row], quick: bool) -> Result {
         md.push_str(" --quick");
     }
     md.push_str(". Runs alternate between sik and the peer in one invocation; figures are medians (min–max). Absolute times on a shared machine are noise: the ratio (sik ÷ peer, lower is better for time and memory) is the figure.\n\n");
-    md.push_str(&format!("- Machine: {}\n- mksquashfs: {}\n- sik: {}\n\n", machine(), version("mksquashfs", "-version"), version(&root().join("target/release/sik").to_string_lossy(), "--version")));
+    md.push_str(&format!("- Machine: {}\n- mksquashfs: {}\n- xorriso: {}\n- sik: {}\n\n", machine(), version("mksquashfs", "-version"), version("xorriso", "-version"), version(&root().join("target/release/sik").to_string_lossy(), "--version")));
     md.push_str("| benchmark | sik | peer | sik wall (s) | peer wall (s) | wall ratio | other |\n|---|---|---|---|---|---|---|\n");
     for r in rows {
         let extra = r.extra.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ");
