@@ -277,6 +277,7 @@ pub struct SquashfsWriter {
     large_dups: HashMap<(u64, u128), u32>,
     duplicate_files: u64,
     zeros: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 /// The compressor options block mksquashfs would write for these settings
@@ -318,18 +319,11 @@ fn components(path: &[u8]) -> Result<Vec<&[u8]>, WriteError> {
     Ok(out)
 }
 
-/// Reads until `buf` is full or the reader is at its end; returns the count.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+/// Appends up to `len` bytes from `r` to `buf`, stopping early only at the
+/// end of the reader.
+fn read_block(r: &mut dyn Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+    r.take(len as u64).read_to_end(buf)?;
+    Ok(())
 }
 
 /// Linux `new_encode_dev`: the device number as the kernel decodes it.
@@ -434,6 +428,7 @@ impl SquashfsWriter {
             large_dups: HashMap::new(),
             duplicate_files: 0,
             zeros: vec![0u8; bs as usize],
+            scratch: Vec::new(),
         })
     }
 
@@ -685,11 +680,16 @@ impl SquashfsWriter {
     /// Streams a file's content into the image; returns its [`FileData`] index.
     fn write_data(&mut self, data: &mut dyn Read) -> Result<u32, WriteError> {
         let bs = self.opts.block_size as usize;
-        let mut first = vec![0u8; bs];
-        let n = read_full(data, &mut first)?;
-        if n < bs {
-            first.truncate(n);
-            return self.write_small(first);
+        // The first block goes to a reused buffer: most files are small and
+        // only need copying into the fragment block.
+        let mut first = std::mem::take(&mut self.scratch);
+        first.clear();
+        first.reserve_exact(bs);
+        read_block(data, &mut first, bs)?;
+        if first.len() < bs {
+            let result = self.write_small(&first);
+            self.scratch = first;
+            return result;
         }
         let start_seq = self.pipeline.next_seq();
         let result = self.write_large(first, data);
@@ -714,7 +714,7 @@ impl SquashfsWriter {
 
     /// A file smaller than one block: its content goes into a fragment
     /// block (shared with identical earlier small files).
-    fn write_small(&mut self, content: Vec<u8>) -> Result<u32, WriteError> {
+    fn write_small(&mut self, content: &[u8]) -> Result<u32, WriteError> {
         let size = content.len() as u64;
         if size == 0 {
             return self.new_file(FileData {
@@ -724,14 +724,14 @@ impl SquashfsWriter {
                 sparse: 0,
             });
         }
-        let key = (size, xxhash_rust::xxh3::xxh3_128(&content));
+        let key = (size, xxhash_rust::xxh3::xxh3_128(content));
         let fragment = match self.small_dups.get(&key) {
             Some(&f) => {
                 self.duplicate_files += 1;
                 f
             }
             None => {
-                let f = self.add_fragment(&content)?;
+                let f = self.add_fragment(content)?;
                 self.small_dups.insert(key, f);
                 f
             }
@@ -794,12 +794,11 @@ impl SquashfsWriter {
             if len < bs {
                 break;
             }
-            let mut next = vec![0u8; bs];
-            let n = read_full(data, &mut next)?;
-            if n == 0 {
+            let mut next = Vec::with_capacity(bs);
+            read_block(data, &mut next, bs)?;
+            if next.is_empty() {
                 break;
             }
-            next.truncate(n);
             block = next;
         }
         let key = (size, hasher.digest128());
