@@ -976,10 +976,15 @@ fn split_parent(p: &[u8]) -> (&[u8], &[u8]) {
 #[derive(Default)]
 struct ParentCache {
     map: std::collections::HashMap<Vec<u8>, Option<Dir>>,
+    /// The key asked for last (entries of one directory come in a row).
+    last: Option<Vec<u8>>,
 }
 
 impl ParentCache {
     fn get(&mut self, root: &Root, rel: &[u8]) -> Option<&Dir> {
+        if self.last.as_deref() == Some(rel) {
+            return self.map.get(rel).and_then(Option::as_ref);
+        }
         if !self.map.contains_key(rel) {
             if self.map.len() > 256 {
                 self.map.clear();
@@ -1002,10 +1007,12 @@ impl ParentCache {
             };
             self.map.insert(rel.to_vec(), d);
         }
+        self.last = Some(rel.to_vec());
         self.map.get(rel).and_then(Option::as_ref)
     }
 
     fn forget(&mut self, rel: &[u8]) {
+        self.last = None;
         self.map.remove(rel);
     }
 }
@@ -1534,13 +1541,13 @@ fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
                     continue;
                 };
                 let Ok(c) = sys::cstr(leaf) else { continue };
-                match sys::readlinkat(d.fd.as_raw_fd(), &c) {
-                    Ok(got) if got == *t => {
+                match sys::readlink_is(d.fd.as_raw_fd(), &c, t) {
+                    Ok(true) => {
                         if sys::unlinkat(d.fd.as_raw_fd(), &c, false).is_ok() {
                             rep.links_removed += 1;
                         }
                     }
-                    Ok(_) => rep.kept.push(slash(p)),
+                    Ok(false) => rep.kept.push(slash(p)),
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                     Err(_) => {
                         // Present but not a symlink: not ours.

@@ -88,6 +88,25 @@ pub fn readlinkat(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
     }
 }
 
+/// Whether `name` in `dir` is a symlink whose target is exactly `want`
+/// (no allocation: one readlinkat into a buffer one byte longer than `want`).
+pub fn readlink_is(dir: RawFd, name: &CStr, want: &[u8]) -> io::Result<bool> {
+    let mut stack = [0u8; 512];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if want.len() < stack.len() {
+        &mut stack[..want.len() + 1]
+    } else {
+        heap.resize(want.len() + 1, 0);
+        &mut heap
+    };
+    // SAFETY: buf is valid for buf.len() bytes.
+    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize == want.len() && &buf[..want.len()] == want)
+}
+
 pub fn symlinkat(target: &CStr, dir: RawFd, name: &CStr) -> io::Result<()> {
     // SAFETY: valid C strings.
     check(unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) }).map(drop)
