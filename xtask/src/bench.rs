@@ -55,6 +55,15 @@ pub fn main(args: &[String]) -> Result {
     if all || which.contains(&"create") {
         rows.push(bench_create(&sik, quick)?);
     }
+    if all || which.contains(&"verify") {
+        rows.push(bench_verify(&sik, quick)?);
+    }
+    if all || which.contains(&"link") {
+        rows.push(bench_link(&sik, quick)?);
+    }
+    if all || which.contains(&"appimage") {
+        rows.extend(bench_appimage(&sik, quick)?);
+    }
     if all || which.contains(&"detect") {
         rows.push(bench_detect(&sik, quick)?);
     }
@@ -104,6 +113,136 @@ fn bench_create(sik: &Path, quick: bool) -> Result<Row> {
             ("peak memory".into(), format!("{:.0} vs {:.0} KiB, ratio {:.2}", rss_a, rss_b, rss_a / rss_b)),
         ],
     })
+}
+
+/// Alternate `a` and `b` for `runs` rounds; return both sample lists.
+fn alternate(runs: usize, label: &str, mut a: impl FnMut() -> Result<Sample>, mut b: impl FnMut() -> Result<Sample>) -> Result<(Vec<Sample>, Vec<Sample>)> {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        eprintln!("bench {label}: run {}/{runs}", i + 1);
+        if i % 2 == 0 {
+            xs.push(a()?);
+            ys.push(b()?);
+        } else {
+            ys.push(b()?);
+            xs.push(a()?);
+        }
+    }
+    Ok((xs, ys))
+}
+
+fn walls(v: &[Sample]) -> (f64, f64, f64) {
+    median(v.iter().map(|x| x.wall).collect())
+}
+
+fn sh(script: &str) -> Result {
+    let st = Command::new("sh").arg("-c").arg(script).status().map_err(|e| e.to_string())?;
+    if st.success() { Ok(()) } else { Err(format!("`{script}` failed")) }
+}
+
+/// `sik verify` of a 1 GiB signed image vs `openssl dgst -sha256` of the same file, page cache warm.
+fn bench_verify(sik: &Path, quick: bool) -> Result<Row> {
+    let size_mib = if quick { 256 } else { 1024 };
+    let tmp = std::env::temp_dir().join("sik-bench-verify");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("src")).map_err(|e| e.to_string())?;
+    let t = tmp.to_string_lossy();
+    let sik = sik.to_string_lossy();
+    // Incompressible data, so the image is as large as the data.
+    sh(&format!("head -c {size_mib}M /dev/urandom > '{t}/src/data' && '{sik}' create extension -q '{t}/src' -o '{t}/big.ExtensionImage' --compression lz4 && '{sik}' key generate -o '{t}/key' --comment bench >/dev/null && '{sik}' sign '{t}/big.ExtensionImage' --key '{t}/key' && cat '{t}/big.ExtensionImage' > /dev/null"))?;
+    let _ = std::fs::remove_file(tmp.join("src/data"));
+    let ours = vec![sik.to_string(), "verify".into(), format!("{t}/big.ExtensionImage"), "--trust".into(), format!("{t}/key.pub")];
+    let peer = vec!["openssl".to_string(), "dgst".into(), "-sha256".into(), format!("{t}/big.ExtensionImage")];
+    let runs = if quick { 3 } else { 7 };
+    let (a, b) = alternate(runs, "verify", || measure_quiet(&ours), || measure_quiet(&peer))?;
+    let len = std::fs::metadata(tmp.join("big.ExtensionImage")).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(Row {
+        name: format!("verify ({} MiB signed ExtensionImage, page cache warm, {runs} runs each)", len >> 20),
+        ours: "sik verify".into(),
+        peer: "openssl dgst -sha256".into(),
+        wall: walls(&a),
+        peer_wall: walls(&b),
+        extra: vec![("peak memory".into(), format!("{:.0} vs {:.0} KiB", median(a.iter().map(|x| x.rss_kib as f64).collect()).0, median(b.iter().map(|x| x.rss_kib as f64).collect()).0))],
+    })
+}
+
+/// `sik link` + `sik unlink` of an extension holding /usr/share vs `cp -rs` of the same mounted tree + `rm -rf`.
+fn bench_link(sik: &Path, quick: bool) -> Result<Row> {
+    let src = corpus(quick);
+    let tmp = std::env::temp_dir().join("sik-bench-link");
+    let _ = sh(&format!("umount -q '{}/mnt' 2>/dev/null; true", tmp.display()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("mnt")).map_err(|e| e.to_string())?;
+    let t = tmp.to_string_lossy().into_owned();
+    let sik = sik.to_string_lossy().into_owned();
+    sh(&format!("'{sik}' create extension -q '{}' -o '{t}/share.ExtensionImage' --compression lz4 && mount -o loop,ro '{t}/share.ExtensionImage' '{t}/mnt'", src.display()))?;
+    let ours = vec!["sh".to_string(), "-c".into(), format!("rm -rf '{t}/root' && mkdir -p '{t}/root' && '{sik}' link -q '{t}/share.ExtensionImage' --root '{t}/root' --allow-unsigned --ignore-compat && '{sik}' unlink -q share --root '{t}/root'")];
+    let peer = vec!["sh".to_string(), "-c".into(), format!("rm -rf '{t}/root2' && mkdir -p '{t}/root2' && cp -rs '{t}/mnt/.' '{t}/root2/' && rm -rf '{t}/root2'")];
+    let runs = if quick { 3 } else { 5 };
+    let result = alternate(runs, "link", || measure(&ours), || measure(&peer));
+    let _ = sh(&format!("umount '{t}/mnt'; rm -rf '{t}'"));
+    let (a, b) = result?;
+    Ok(Row {
+        name: format!("link + unlink (an extension holding {}, {runs} runs each)", src.display()),
+        ours: "sik link + sik unlink".into(),
+        peer: "cp -rs (mounted image) + rm -rf".into(),
+        wall: walls(&a),
+        peer_wall: walls(&b),
+        extra: vec![],
+    })
+}
+
+/// Start-up latency of an AppImage (exec → AppRun's output) through FUSE and through a warm
+/// extract-and-run cache, against running the extracted AppDir directly (the floor).
+fn bench_appimage(sik: &Path, quick: bool) -> Result<Vec<Row>> {
+    let tmp = std::env::temp_dir().join("sik-bench-appimage");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let t = tmp.to_string_lossy().into_owned();
+    let sik = sik.to_string_lossy().into_owned();
+    sh(&format!(
+        "mkdir -p '{t}/AppDir/usr/bin' && cp /bin/busybox '{t}/AppDir/usr/bin/busybox' && printf '#!/bin/sh\\necho started\\n' > '{t}/AppDir/AppRun' && chmod 755 '{t}/AppDir/AppRun' && printf '[Desktop Entry]\\nType=Application\\nName=Bench\\nExec=busybox\\nIcon=bench\\nCategories=Utility;\\n' > '{t}/AppDir/bench.desktop' && cp \"$(find /usr/share -name '*.png' -size -64k | head -n1)\" '{t}/AppDir/bench.png' && '{sik}' create appimage -q '{t}/AppDir' -o '{t}/Bench.AppImage'"
+    ))?;
+    let runs = if quick { 20 } else { 100 };
+    let time_loop = |script: String| -> Result<Sample> {
+        let cmd = vec!["sh".to_string(), "-c".into(), format!("i=0; while [ $i -lt {runs} ]; do {script} >/dev/null || exit 1; i=$((i+1)); done")];
+        let s = measure(&cmd)?;
+        Ok(Sample { wall: s.wall / runs as f64, rss_kib: s.rss_kib })
+    };
+    let floor = format!("'{t}/AppDir/AppRun'");
+    let fuse = format!("'{t}/Bench.AppImage'");
+    let cache = format!("XDG_CACHE_HOME='{t}/cache' APPIMAGE_EXTRACT_AND_RUN=1 '{t}/Bench.AppImage'");
+    sh(&format!("{cache} >/dev/null"))?;
+    let rounds = 3;
+    let (f, d) = alternate(rounds, "appimage fuse", || time_loop(fuse.clone()), || time_loop(floor.clone()))?;
+    let (c, d2) = alternate(rounds, "appimage cache", || time_loop(cache.clone()), || time_loop(floor.clone()))?;
+    let size = std::fs::metadata(tmp.join("Bench.AppImage")).ok();
+    let runtime_len = sik_runtime_len(&tmp.join("Bench.AppImage"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = size;
+    Ok(vec![
+        Row {
+            name: format!("AppImage start-up through FUSE (per start, {rounds}×{runs} starts)"),
+            ours: "X.AppImage (FUSE mount)".into(),
+            peer: "AppDir/AppRun directly (floor)".into(),
+            wall: walls(&f),
+            peer_wall: walls(&d),
+            extra: vec![("runtime size".into(), format!("{runtime_len} bytes (reference runtime ≈ 900 000)"))],
+        },
+        Row {
+            name: format!("AppImage start-up from the warm extract-and-run cache (per start, {rounds}×{runs} starts)"),
+            ours: "APPIMAGE_EXTRACT_AND_RUN=1 X.AppImage".into(),
+            peer: "AppDir/AppRun directly (floor)".into(),
+            wall: walls(&c),
+            peer_wall: walls(&d2),
+            extra: vec![],
+        },
+    ])
+}
+
+/// The runtime's size: where the SquashFS payload of an AppImage starts.
+fn sik_runtime_len(appimage: &Path) -> u64 {
+    Command::new(appimage).arg("--appimage-offset").output().ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(0)
 }
 
 /// Live-ISO layouts used by the detect benchmark: (volume label, files).
@@ -216,6 +355,11 @@ fn measure_quiet(cmd: &[String]) -> Result<Sample> {
     measure(&wrapped)
 }
 
+/// `median (min–max)` in seconds, or milliseconds below one second.
+fn span((m, lo, hi): (f64, f64, f64)) -> String {
+    if hi < 1.0 { format!("{:.2} ms ({:.2}–{:.2})", m * 1e3, lo * 1e3, hi * 1e3) } else { format!("{m:.2} s ({lo:.2}–{hi:.2})") }
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -236,12 +380,12 @@ fn write_report(rows: &[Row], quick: bool) -> Result {
     }
     md.push_str(". Runs alternate between sik and the peer in one invocation; figures are medians (min–max). Absolute times on a shared machine are noise: the ratio (sik ÷ peer, lower is better for time and memory) is the figure.\n\n");
     md.push_str(&format!("- Machine: {}\n- mksquashfs: {}\n- xorriso: {}\n- sik: {}\n\n", machine(), version("mksquashfs", "-version"), version("xorriso", "-version"), version(&root().join("target/release/sik").to_string_lossy(), "--version")));
-    md.push_str("| benchmark | sik | peer | sik wall (s) | peer wall (s) | wall ratio | other |\n|---|---|---|---|---|---|---|\n");
+    md.push_str("| benchmark | sik | peer | sik wall | peer wall | wall ratio | other |\n|---|---|---|---|---|---|---|\n");
     for r in rows {
         let extra = r.extra.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ");
         md.push_str(&format!(
-            "| {} | `{}` | `{}` | {:.2} ({:.2}–{:.2}) | {:.2} ({:.2}–{:.2}) | **{:.2}×** | {} |\n",
-            r.name, r.ours, r.peer, r.wall.0, r.wall.1, r.wall.2, r.peer_wall.0, r.peer_wall.1, r.peer_wall.2, r.wall.0 / r.peer_wall.0, extra
+            "| {} | `{}` | `{}` | {} | {} | **{:.2}×** | {} |\n",
+            r.name, r.ours, r.peer, span(r.wall), span(r.peer_wall), r.wall.0 / r.peer_wall.0, extra
         ));
     }
     let path = root().join("BENCHMARKS.md");
