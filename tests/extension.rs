@@ -907,3 +907,43 @@ fn inspect_names_the_iso_volume_label() {
         "{text}"
     );
 }
+
+#[test]
+fn create_signs_with_sign_key() {
+    let t = TestDir::new();
+    t.write("src/usr/share/acme/x", "x");
+    run_ok(
+        sik()
+            .args(["key", "generate", "-o"])
+            .arg(t.join("key"))
+            .args(["--comment", "test"]),
+    );
+    let img = t.join("acme.ExtensionImage");
+    create(
+        &t.join("src"),
+        &img,
+        &["--sign", t.join("key").to_str().unwrap()],
+    );
+    let out = run(sik()
+        .arg("verify")
+        .arg(&img)
+        .arg("--trust")
+        .arg(t.join("key.pub")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A bad key leaves no image behind.
+    t.write("bad-key", "not a key");
+    let img2 = t.join("other.ExtensionImage");
+    let o = run(sik()
+        .args(["create", "extension"])
+        .arg(t.join("src"))
+        .arg("-o")
+        .arg(&img2)
+        .arg("--sign")
+        .arg(t.join("bad-key")));
+    assert_fails(&o, 2, &["bad-key"]);
+    assert!(!img2.exists());
+}

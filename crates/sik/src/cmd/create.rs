@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use sik_create::squashfs::Compressor;
 use sik_create::{CreateError, ExtensionOptions, Progress};
 
+use sik_image::signature::HashAlg;
+
+use crate::cmd::key::load_signing_key;
 use crate::fail::{CmdResult, Failure, warn};
 use crate::output::print_json;
 
@@ -19,7 +22,7 @@ pub enum CreateCommand {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  sik create extension ./tree -o firmware.ExtensionImage --os-id _any\n  sik create extension codecs.deb -o codecs.ExtensionImage --compression xz"
+    after_help = "Examples:\n  sik create extension ./tree -o firmware.ExtensionImage --os-id _any\n  sik create extension ./tree -o firmware.ExtensionImage --sign ~/.ssh/id_ed25519\n  sik create extension codecs.deb -o codecs.ExtensionImage --compression xz"
 )]
 pub struct ExtensionArgs {
     /// Directory, tar archive (plain, gzip, xz, zstd) or Debian package.
@@ -63,6 +66,12 @@ pub struct ExtensionArgs {
     /// Print nothing but errors and warnings; no progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Sign the image with this Ed25519 OpenSSH private key (as `sik sign`).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+    /// Passphrase of an encrypted --sign key, first line of this file.
+    #[arg(long, value_name = "FILE", requires = "sign")]
+    pub passphrase_file: Option<PathBuf>,
     /// Compression threads (default: all cores). The output is the same for any number.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -110,6 +119,12 @@ fn extension(a: ExtensionArgs) -> CmdResult {
         })?),
         _ => None,
     };
+    // Load the key first: a bad key must not leave an unsigned image behind.
+    let key = a
+        .sign
+        .as_deref()
+        .map(|k| load_signing_key(k, a.passphrase_file.as_deref()))
+        .transpose()?;
     let mut opts = ExtensionOptions::new(a.source.clone(), a.output.clone());
     opts.name = a.name;
     opts.version = a.version;
@@ -134,7 +149,16 @@ fn extension(a: ExtensionArgs) -> CmdResult {
     let progress = BarProgress(bar.clone());
     let result = sik_create::create_extension(&opts, &progress);
     bar.finish_and_clear();
-    let report = result.map_err(|e| create_error(&a.source, &a.output, e))?;
+    let mut report = result.map_err(|e| create_error(&a.source, &a.output, e))?;
+    if let Some(key) = &key {
+        if let Err(e) = sik_sign::sign_file(&report.output, key, HashAlg::Sha256) {
+            let _ = std::fs::remove_file(&report.output);
+            return Err(Failure::input("cannot sign", Some(&report.output), e));
+        }
+        report.image_len = std::fs::metadata(&report.output)
+            .map(|m| m.len())
+            .unwrap_or(report.image_len);
+    }
 
     if !report.stats.special_modes.is_empty() {
         let n = report.stats.special_modes.len();

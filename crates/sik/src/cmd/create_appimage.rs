@@ -9,7 +9,7 @@ use sik_create::squashfs::Compressor;
 
 use sik_image::signature::HashAlg;
 
-use crate::cmd::key::{key_why, read_passphrase};
+use crate::cmd::key::load_signing_key;
 use crate::fail::{CmdResult, Failure, warn};
 use crate::output::print_json;
 
@@ -75,25 +75,11 @@ pub fn run(a: Args) -> CmdResult {
         ));
     };
     // Load the key first: a bad key must not leave an unsigned AppImage.
-    let key = match &a.sign {
-        Some(path) => {
-            let pass = a
-                .passphrase_file
-                .as_deref()
-                .map(read_passphrase)
-                .transpose()?;
-            Some(sik_sign::Key::load(path, pass.as_deref()).map_err(|e| {
-                let f = Failure::input("cannot use key", Some(path), key_why(&e));
-                match e {
-                    sik_sign::Error::NeedPassphrase(_) => {
-                        f.hint("give the passphrase with --passphrase-file FILE")
-                    }
-                    _ => f,
-                }
-            })?)
-        }
-        None => None,
-    };
+    let key = a
+        .sign
+        .as_deref()
+        .map(|k| load_signing_key(k, a.passphrase_file.as_deref()))
+        .transpose()?;
     let opts = PackOptions {
         appdir: a.appdir.clone(),
         output: a.output.clone(),

@@ -134,3 +134,21 @@ pub fn key_why(e: &sik_sign::Error) -> String {
         sik_sign::Error::Image { why, .. } | sik_sign::Error::Signature { why, .. } => why.clone(),
     }
 }
+
+/// Load the private key of a `--sign KEY [--passphrase-file FILE]` option
+/// pair, worded for the user (with a hint when a passphrase is needed).
+pub fn load_signing_key(
+    path: &Path,
+    passphrase_file: Option<&Path>,
+) -> Result<sik_sign::Key, Failure> {
+    let pass = passphrase_file.map(read_passphrase).transpose()?;
+    sik_sign::Key::load(path, pass.as_deref()).map_err(|e| {
+        let f = Failure::input("cannot use key", Some(path), key_why(&e));
+        match e {
+            sik_sign::Error::NeedPassphrase(_) => {
+                f.hint("give the passphrase with --passphrase-file FILE")
+            }
+            _ => f,
+        }
+    })
+}
