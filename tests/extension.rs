@@ -947,3 +947,34 @@ fn create_signs_with_sign_key() {
     assert_fails(&o, 2, &["bad-key"]);
     assert!(!img2.exists());
 }
+
+#[test]
+fn inspect_shows_embedded_signatures() {
+    let t = TestDir::new();
+    t.write("src/usr/share/acme/x", "x");
+    run_ok(
+        sik()
+            .args(["key", "generate", "-o"])
+            .arg(t.join("key"))
+            .args(["--comment", "test"]),
+    );
+    let img = t.join("acme.ExtensionImage");
+    create(&t.join("src"), &img, &[]);
+    let v = assert_schema(
+        "inspect",
+        &run_ok(sik().args(["inspect", "--json"]).arg(&img)),
+    );
+    assert_eq!(v["extension"]["signature"]["state"], "unsigned");
+    run_ok(sik().arg("sign").arg(&img).arg("--key").arg(t.join("key")));
+    let v = assert_schema(
+        "inspect",
+        &run_ok(sik().args(["inspect", "--json"]).arg(&img)),
+    );
+    assert_eq!(v["extension"]["signature"]["state"], "signed");
+    let fp = run_ok(sik().args(["key", "fingerprint"]).arg(t.join("key.pub")));
+    assert!(
+        fp.contains(v["extension"]["signature"]["signers"][0].as_str().unwrap()),
+        "{fp} {v}"
+    );
+    assert!(run_ok(sik().arg("inspect").arg(&img)).contains("present, 1 signature(s)"));
+}

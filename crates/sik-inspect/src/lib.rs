@@ -94,6 +94,48 @@ pub struct ExtensionFacts {
     pub sysext: SysextVerdict,
     /// Bytes after the padded filesystem (where a signature block lives).
     pub trailing_bytes: u64,
+    /// The embedded signatures (not checked against a trust store: that is `sik verify`).
+    pub signature: SignatureFacts,
+}
+
+/// What an image carries in its signature place.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignatureFacts {
+    /// `unsigned`, `signed` or `malformed`.
+    pub state: String,
+    /// Fingerprints (`SHA256:…`) of the signers' keys, in block order.
+    pub signers: Vec<String>,
+    /// Message hash of each signature.
+    pub hashes: Vec<String>,
+    /// Why the block is malformed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// Read the embedded signatures of an ExtensionImage or type 2 AppImage.
+pub fn signature_facts(f: &mut File) -> Result<SignatureFacts, InspectError> {
+    use sik_image::signature::{Embedded, payload_of, read_embedded};
+    let payload = payload_of(f)?;
+    Ok(match read_embedded(f, &payload)? {
+        Embedded::Unsigned => SignatureFacts {
+            state: "unsigned".into(),
+            signers: vec![],
+            hashes: vec![],
+            why: None,
+        },
+        Embedded::Malformed(why) => SignatureFacts {
+            state: "malformed".into(),
+            signers: vec![],
+            hashes: vec![],
+            why: Some(why),
+        },
+        Embedded::Signatures(sigs) => SignatureFacts {
+            state: "signed".into(),
+            signers: sigs.iter().map(|s| s.fingerprint()).collect(),
+            hashes: sigs.iter().map(|s| s.hash_alg.clone()).collect(),
+            why: None,
+        },
+    })
 }
 
 /// Superblock facts in the form the report uses.
@@ -283,6 +325,7 @@ fn extension_facts(
         }
     }
     let sysext = sysext_verdict(&name, &release, &outside_usr_opt);
+    let signature = signature_facts(f)?;
     Ok(ExtensionFacts {
         squashfs: (&sb).into(),
         name,
@@ -290,6 +333,7 @@ fn extension_facts(
         extension_run,
         sysext,
         trailing_bytes: file_len.saturating_sub(sb.padded_len()),
+        signature,
     })
 }
 

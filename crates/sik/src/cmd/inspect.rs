@@ -161,9 +161,17 @@ fn print_text(r: &Report) {
 }
 
 fn signature_text(x: &sik_inspect::ExtensionFacts) -> String {
-    if x.trailing_bytes == 0 {
-        "absent".into()
-    } else {
-        format!("present ({} bytes after the filesystem)", x.trailing_bytes)
+    let sig = &x.signature;
+    match sig.state.as_str() {
+        "signed" => format!(
+            "present, {} signature(s) by {} (check with `sik verify`)",
+            sig.signers.len(),
+            sig.signers.join(", ")
+        ),
+        "malformed" => format!(
+            "malformed block ({})",
+            sig.why.as_deref().unwrap_or("unknown")
+        ),
+        _ => "absent".into(),
     }
 }
