@@ -66,16 +66,29 @@ pub fn escape_path_into(out: &mut String, dir: &[u8], leaf: &[u8]) {
 
 /// Reverse of [`escape`]; `None` on malformed input.
 pub fn unescape(s: &str) -> Option<Vec<u8>> {
-    if s == "%" {
+    unescape_bytes(s.as_bytes())
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// [`unescape`] of bytes.
+pub fn unescape_bytes(b: &[u8]) -> Option<Vec<u8>> {
+    if b == b"%" {
         return Some(Vec::new());
     }
-    let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let h = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
+            let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
+            out.push(h << 4 | l);
             i += 3;
         } else {
             out.push(b[i]);
@@ -101,22 +114,27 @@ impl Record {
 
     /// Parse one line (without the newline).
     pub fn parse(line: &str) -> Option<Record> {
-        let mut it = line.split(' ');
+        Self::parse_bytes(line.as_bytes())
+    }
+
+    /// Parse one line of bytes (without the newline).
+    pub fn parse_bytes(line: &[u8]) -> Option<Record> {
+        let mut it = line.split(|&c| c == b' ');
         let tag = it.next()?;
-        let a = it.next().map(unescape);
-        let b = it.next().map(unescape);
+        let a = it.next().map(unescape_bytes);
+        let b = it.next().map(unescape_bytes);
         if it.next().is_some() {
             return None;
         }
         Some(match (tag, a, b) {
-            ("S", Some(Some(p)), Some(Some(i))) => Record::Source {
+            (b"S", Some(Some(p)), Some(Some(i))) => Record::Source {
                 path: p,
                 identity: String::from_utf8(i).ok()?,
             },
-            ("M", Some(Some(m)), None) => Record::Mode(String::from_utf8(m).ok()?),
-            ("D", Some(Some(p)), None) => Record::Dir(p),
-            ("L", Some(Some(p)), Some(Some(t))) => Record::Link(p, t),
-            ("R", Some(Some(p)), None) => Record::Replaced(p),
+            (b"M", Some(Some(m)), None) => Record::Mode(String::from_utf8(m).ok()?),
+            (b"D", Some(Some(p)), None) => Record::Dir(p),
+            (b"L", Some(Some(p)), Some(Some(t))) => Record::Link(p, t),
+            (b"R", Some(Some(p)), None) => Record::Replaced(p),
             _ => return None,
         })
     }
@@ -125,25 +143,21 @@ impl Record {
 /// Read a journal. A torn last line (a kill in the middle of a write) is
 /// ignored; any other malformed line is an error.
 pub fn read(path: &Path) -> io::Result<Vec<Record>> {
-    let text = std::fs::read(path)?;
-    let text = String::from_utf8_lossy(&text);
-    let mut lines = text.split('\n').collect::<Vec<_>>();
+    let data = std::fs::read(path)?;
+    let mut lines: Vec<&[u8]> = data.split(|&c| c == b'\n').collect();
     // The piece after the last newline is empty, or a record torn by a
     // kill in the middle of a write: dropped either way.
     lines.pop();
-    let mut out = Vec::with_capacity(lines.len());
     let mut it = lines.into_iter();
-    match it.next() {
-        Some(MAGIC) => {}
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a sik-link journal",
-            ));
-        }
+    if it.next() != Some(MAGIC.as_bytes()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a sik-link journal",
+        ));
     }
+    let mut out = Vec::with_capacity(it.len());
     for (n, l) in it.enumerate() {
-        match Record::parse(l) {
+        match Record::parse_bytes(l) {
             Some(r) => out.push(r),
             None => {
                 return Err(io::Error::new(

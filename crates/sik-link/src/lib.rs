@@ -368,7 +368,7 @@ fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Result<Env, Erro
                 )
                 .map_err(|e| match e {
                     ResolveError::Missing(_) => Error::NoState(root_path.join(DEFAULT_STATE)),
-                    e => resolve_error(&root_path, DEFAULT_STATE.as_bytes(), e),
+                    e => resolve_error(&root_path, e),
                 })?;
             let host = root_path.join(OsStr::from_bytes(&dir.rel));
             let mut seen = b"/".to_vec();
@@ -418,7 +418,7 @@ fn slash(rel: &[u8]) -> String {
     format!("/{}", lossy(rel))
 }
 
-fn resolve_error(root: &Path, what: &[u8], e: ResolveError) -> Error {
+fn resolve_error(root: &Path, e: ResolveError) -> Error {
     let (why, p) = match e {
         ResolveError::Escapes(p) => ("a symlink leads outside ROOT".to_string(), p),
         ResolveError::NotDir(p) => ("not a directory".to_string(), p),
@@ -427,7 +427,6 @@ fn resolve_error(root: &Path, what: &[u8], e: ResolveError) -> Error {
         ResolveError::Missing(p) => ("does not exist".to_string(), p),
         ResolveError::Io(p, e) => (e.to_string(), p),
     };
-    let _ = what;
     Error::Invalid {
         path: root.join(OsStr::from_bytes(&p)),
         why,
