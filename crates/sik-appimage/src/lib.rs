@@ -18,7 +18,8 @@
 //! ```
 
 pub mod appdir;
-pub mod desktop;
+/// Desktop entries are format knowledge shared with `sik inspect`; they live in sik-image.
+pub use sik_image::desktop;
 mod error;
 pub mod updinfo;
 pub mod zsync;
@@ -41,18 +42,7 @@ pub use updinfo::UpdateInfo;
 /// already marked `AI\x02`).
 pub static EMBEDDED_RUNTIME: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sik-runtime"));
 
-/// The architecture name AppImage file names use for an ELF machine
-/// (`x86_64`, `i686`, `aarch64`, `armhf`, `riscv64`).
-pub fn appimage_arch(machine: u16) -> Option<&'static str> {
-    match machine {
-        0x3e => Some("x86_64"),
-        0x03 => Some("i686"),
-        0xb7 => Some("aarch64"),
-        0x28 => Some("armhf"),
-        0xf3 => Some("riscv64"),
-        _ => None,
-    }
-}
+pub use sik_image::elf::appimage_arch;
 
 /// An AppImage runtime: an ELF with the reserved type 2 sections.
 #[derive(Debug, Clone)]

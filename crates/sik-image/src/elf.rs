@@ -76,24 +76,37 @@ impl ElfLayout {
         self.sections.iter().find(|s| s.name == name)
     }
 
-    /// The architecture name AppImages use in file names (`x86_64`, `aarch64` …).
-    pub fn arch_name(&self) -> &'static str {
-        arch_name(self.machine)
+    /// The architecture name AppImage file names use (`x86_64`, `aarch64` …).
+    pub fn appimage_arch(&self) -> Option<&'static str> {
+        appimage_arch(self.machine)
     }
 }
 
-/// Name of an ELF machine as used in AppImage file names and
-/// extension-release `ARCHITECTURE=` values (systemd's names).
-pub fn arch_name(machine: u16) -> &'static str {
+/// The architecture name AppImage file names use for an ELF machine
+/// (`x86_64`, `i686`, `aarch64`, `armhf`, `riscv64`).
+pub fn appimage_arch(machine: u16) -> Option<&'static str> {
     match machine {
-        0x3e => "x86-64",
-        0x03 => "x86",
-        0xb7 => "arm64",
-        0x28 => "arm",
-        0xf3 => "riscv64",
-        0x15 => "ppc64",
-        0x16 => "s390x",
-        _ => "unknown",
+        0x3e => Some("x86_64"),
+        0x03 => Some("i686"),
+        0xb7 => Some("aarch64"),
+        0x28 => Some("armhf"),
+        0xf3 => Some("riscv64"),
+        _ => None,
+    }
+}
+
+/// The architecture name systemd uses (extension-release `ARCHITECTURE=`)
+/// for an ELF machine (`x86-64`, `arm64` …).
+pub fn systemd_arch(machine: u16) -> Option<&'static str> {
+    match machine {
+        0x3e => Some("x86-64"),
+        0x03 => Some("x86"),
+        0xb7 => Some("arm64"),
+        0x28 => Some("arm"),
+        0xf3 => Some("riscv64"),
+        0x15 => Some("ppc64"),
+        0x16 => Some("s390x"),
+        _ => None,
     }
 }
 

@@ -391,7 +391,7 @@ fn appimage_facts(
         image_type,
         payload_offset: layout.end,
         runtime_size: layout.end,
-        arch: layout.arch_name().to_string(),
+        arch: layout.appimage_arch().unwrap_or("unknown").to_string(),
         update_info,
         signature_present,
         reserved_sections,
