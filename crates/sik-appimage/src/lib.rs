@@ -24,15 +24,12 @@ mod error;
 pub mod updinfo;
 pub mod zsync;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobSetBuilder};
-use sik_create::squashfs::{Compressor, Meta, SquashfsWriter, WriterOptions};
+use sik_create::squashfs::{Compressor, SquashfsWriter, WriterOptions};
 use sik_image::elf::{self, ElfLayout};
 
 pub use error::{Error, Result};
@@ -237,12 +234,16 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
     let sqfs_file = sqfs_tmp
         .reopen()
         .map_err(|e| Error::io(sqfs_tmp.path(), e))?;
+    // SOURCE_DATE_EPOCH, else the AppDir's own mtime (the ExtensionImage rule):
+    // the same AppDir gives the same image.
     let mtime = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
         .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
+            std::fs::metadata(&opts.appdir)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
                 .unwrap_or(0)
         });
@@ -254,7 +255,18 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
         threads: 0,
     };
     let mut w = SquashfsWriter::new(sqfs_file, wopts).map_err(|e| Error::Create(e.to_string()))?;
-    add_tree(&mut w, &opts.appdir, &opts.exclude, &mut warnings)?;
+    // The same directory walk as ExtensionImages: sorted, owners 0:0,
+    // symlinks, hard links, modes, mtimes and xattrs kept.
+    let source = sik_create::source::SourceOptions {
+        keep_owner: false,
+        exclude: opts.exclude.clone(),
+    };
+    sik_create::add_directory(&mut w, &opts.appdir, &source, &sik_create::NoProgress).map_err(
+        |e| match e {
+            sik_create::CreateError::Usage(why) => Error::Usage(why),
+            other => Error::Create(other.to_string()),
+        },
+    )?;
     w.finish().map_err(|e| Error::Create(e.to_string()))?;
 
     let mut out_tmp = tempfile::Builder::new()
@@ -341,83 +353,6 @@ pub fn write_zsync(image: &Path) -> Result<PathBuf> {
     ztmp.persist(&zpath)
         .map_err(|e| Error::io(&zpath, e.error))?;
     Ok(zpath)
-}
-
-/// Add the AppDir's tree (sorted, owners 0:0, symlinks kept, hard links
-/// kept) to the writer.
-fn add_tree(
-    w: &mut SquashfsWriter,
-    root: &Path,
-    exclude: &[String],
-    warnings: &mut Vec<String>,
-) -> Result<()> {
-    let mut b = GlobSetBuilder::new();
-    for g in exclude {
-        let g = g.trim_start_matches('/');
-        b.add(Glob::new(g).map_err(|e| Error::Usage(format!("--exclude {g:?}: {e}")))?);
-    }
-    let set = b
-        .build()
-        .map_err(|e| Error::Usage(format!("--exclude: {e}")))?;
-    let root_md = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
-    let meta = |md: &std::fs::Metadata| Meta {
-        mode: (md.mode() & 0o7777) as u16,
-        uid: 0,
-        gid: 0,
-        mtime: md.mtime().clamp(0, i64::from(u32::MAX)) as u32,
-        xattrs: Vec::new(),
-    };
-    w.set_root(meta(&root_md));
-    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let mut walk = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
-        .min_depth(1)
-        .into_iter();
-    let cerr = |e: sik_create::squashfs::WriteError| Error::Create(e.to_string());
-    while let Some(entry) = walk.next() {
-        let entry = entry.map_err(|e| {
-            let p = e.path().unwrap_or(root).to_path_buf();
-            Error::io(
-                p,
-                e.into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-            )
-        })?;
-        let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap_or(path);
-        let md = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-        if set.is_match(rel) {
-            if md.is_dir() {
-                walk.skip_current_dir();
-            }
-            continue;
-        }
-        let relb = rel.as_os_str().as_bytes();
-        let ft = md.file_type();
-        if ft.is_dir() {
-            w.add_dir(relb, meta(&md)).map_err(cerr)?;
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(path).map_err(|e| Error::io(path, e))?;
-            w.add_symlink(relb, target.as_os_str().as_bytes(), meta(&md))
-                .map_err(cerr)?;
-        } else if ft.is_file() {
-            if md.nlink() > 1 {
-                let key = (md.dev(), md.ino());
-                if let Some(first) = links.get(&key) {
-                    w.add_hardlink(relb, first).map_err(cerr)?;
-                    continue;
-                }
-                links.insert(key, relb.to_vec());
-            }
-            let mut f = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
-            w.add_file(relb, meta(&md), &mut f)
-                .map_err(|e| Error::Create(format!("{}: {e}", path.display())))?;
-        } else {
-            warnings.push(format!("{}: special file left out", rel.display()));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -185,6 +185,21 @@ pub struct ExtensionReport {
     pub release_from_source: bool,
 }
 
+/// Add a directory tree to `writer` with the walk `create_extension` uses
+/// (names sorted bytewise, symlinks not followed, hard links, devices,
+/// modes, mtimes and xattrs kept, `--exclude` globs applied). The root
+/// directory's metadata becomes the image root's.
+pub fn add_directory(
+    writer: &mut SquashfsWriter,
+    root: &Path,
+    opts: &SourceOptions,
+    progress: &dyn Progress,
+) -> Result<SourceStats, CreateError> {
+    let mut ingest = Ingest::new(writer, opts, progress, Vec::new())?;
+    ingest.dir(root)?;
+    Ok(ingest.stats)
+}
+
 /// Check an extension name the way systemd-sysext needs it in file names.
 pub fn validate_name(name: &str) -> Result<(), CreateError> {
     let ok = !name.is_empty()
