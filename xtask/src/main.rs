@@ -32,7 +32,9 @@ fn main() -> ExitCode {
         Some("bench") => bench::main(&args[1..]),
         Some("e2e") => e2e::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|test|example|generate [--medium DIR]|dist|bench [create] [--quick]>");
+            eprintln!(
+                "usage: cargo xtask <ci|test|example|generate [--medium DIR]|dist|bench [create] [--quick]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -47,18 +49,31 @@ fn main() -> ExitCode {
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lies in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lies in the workspace")
+        .to_path_buf()
 }
 
 /// Run a command in the workspace root; fail when it fails.
 pub fn run(cmd: &mut Command) -> Result {
     eprintln!("$ {}", show(cmd));
-    let status = cmd.current_dir(root()).status().map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
-    if status.success() { Ok(()) } else { Err(format!("{} failed with {status}", show(cmd))) }
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed with {status}", show(cmd)))
+    }
 }
 
 fn show(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program().to_string_lossy().into_owned()).chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned())).collect::<Vec<_>>().join(" ")
+    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn cargo() -> Command {
@@ -67,9 +82,18 @@ fn cargo() -> Command {
 
 fn ci() -> Result {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     test()?;
-    run(cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))
 }
 
 fn test() -> Result {
@@ -84,7 +108,12 @@ fn example() -> Result {
     let out_dir = root().join("target/example");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let img = out_dir.join("hello.ExtensionImage");
-    run(Command::new(&sik).args(["create", "extension"]).arg(root().join("examples/extension")).arg("-o").arg(&img).args(["--os-id", "_any", "--version", "1.0"]))?;
+    run(Command::new(&sik)
+        .args(["create", "extension"])
+        .arg(root().join("examples/extension"))
+        .arg("-o")
+        .arg(&img)
+        .args(["--os-id", "_any", "--version", "1.0"]))?;
     run(Command::new(&sik).arg("inspect").arg(&img))?;
     run(Command::new(&sik).args(["inspect", "--list"]).arg(&img))
 }
@@ -92,7 +121,9 @@ fn example() -> Result {
 /// Build the static release binary, man pages and completions.
 pub fn dist() -> Result<PathBuf> {
     let target = "x86_64-unknown-linux-gnu";
-    run(cargo().args(["build", "--release", "-p", "sik", "--target", target]).env("RUSTFLAGS", "-C target-feature=+crt-static"))?;
+    run(cargo()
+        .args(["build", "--release", "-p", "sik", "--target", target])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static"))?;
     let bin = root().join("target").join(target).join("release/sik");
     let dist = root().join("target/dist");
     std::fs::create_dir_all(dist.join("man")).map_err(|e| e.to_string())?;
@@ -100,7 +131,10 @@ pub fn dist() -> Result<PathBuf> {
     std::fs::copy(&bin, dist.join("sik")).map_err(|e| format!("{}: {e}", bin.display()))?;
     run(Command::new(&bin).args(["manpages"]).arg(dist.join("man")))?;
     for shell in ["bash", "zsh", "fish"] {
-        let out = Command::new(&bin).args(["completions", shell]).output().map_err(|e| e.to_string())?;
+        let out = Command::new(&bin)
+            .args(["completions", shell])
+            .output()
+            .map_err(|e| e.to_string())?;
         if !out.status.success() {
             return Err(format!("sik completions {shell} failed"));
         }
@@ -109,7 +143,8 @@ pub fn dist() -> Result<PathBuf> {
             "zsh" => "_sik",
             _ => "sik.fish",
         };
-        std::fs::write(dist.join("completions").join(name), out.stdout).map_err(|e| e.to_string())?;
+        std::fs::write(dist.join("completions").join(name), out.stdout)
+            .map_err(|e| e.to_string())?;
     }
     eprintln!("dist: {}", dist.display());
     Ok(dist.join("sik"))
@@ -127,13 +162,31 @@ fn generate(args: &[String]) -> Result {
         Some(m) => m,
         None => example_medium(&sik)?,
     };
-    let isos: Vec<PathBuf> = std::fs::read_dir(medium.join("boot/iso")).map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "iso")).collect()).unwrap_or_default();
+    let isos: Vec<PathBuf> = std::fs::read_dir(medium.join("boot/iso"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "iso"))
+                .collect()
+        })
+        .unwrap_or_default();
     if !isos.is_empty() {
         // Exit 1 means some ISO matched no family; generate skips those and says so.
-        let _ = Command::new(&sik).args(["boot", "detect"]).args(&isos).status();
+        let _ = Command::new(&sik)
+            .args(["boot", "detect"])
+            .args(&isos)
+            .status();
     }
-    run(Command::new(&sik).args(["boot", "generate"]).arg(&medium).arg("--sik-binary").arg(&sik))?;
-    eprintln!("medium ready: {} (grub.cfg: {})", medium.display(), medium.join("boot/grub/grub.cfg").display());
+    run(Command::new(&sik)
+        .args(["boot", "generate"])
+        .arg(&medium)
+        .arg("--sik-binary")
+        .arg(&sik))?;
+    eprintln!(
+        "medium ready: {} (grub.cfg: {})",
+        medium.display(),
+        medium.join("boot/grub/grub.cfg").display()
+    );
     Ok(())
 }
 
@@ -145,24 +198,73 @@ fn example_medium(sik: &Path) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(&medium);
     let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()));
-    for d in ["boot/iso", "boot/extensions/x86_64", "boot/keys", "Applications"] {
+    for d in [
+        "boot/iso",
+        "boot/extensions/x86_64",
+        "boot/keys",
+        "Applications",
+    ] {
         mkdir(&medium.join(d))?;
     }
     mkdir(&work)?;
     // The customization, copied as it is.
-    run(Command::new("cp").arg("-a").arg(ex.join("medium/boot/customize")).arg(medium.join("boot/")))?;
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(ex.join("medium/boot/customize"))
+        .arg(medium.join("boot/")))?;
     // The live ISO: live-boot layout, filesystem.squashfs built by sik.
     let iso_tree = work.join("iso");
-    run(Command::new("cp").arg("-a").arg(ex.join("live-iso")).arg(&iso_tree))?;
-    run(Command::new(sik).args(["create", "extension", "-q"]).arg(ex.join("live-root")).arg("-o").arg(iso_tree.join("live/filesystem.squashfs")).args(["--name", "filesystem"]).env("SOURCE_DATE_EPOCH", "1767225600"))?;
-    run(Command::new("xorriso").args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", "EXAMPLE_LIVE", "-o"]).arg(medium.join("boot/iso/example-live.iso")).arg(&iso_tree))?;
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(ex.join("live-iso"))
+        .arg(&iso_tree))?;
+    run(Command::new(sik)
+        .args(["create", "extension", "-q"])
+        .arg(ex.join("live-root"))
+        .arg("-o")
+        .arg(iso_tree.join("live/filesystem.squashfs"))
+        .args(["--name", "filesystem"])
+        .env("SOURCE_DATE_EPOCH", "1767225600"))?;
+    run(Command::new("xorriso")
+        .args([
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-R",
+            "-J",
+            "-V",
+            "EXAMPLE_LIVE",
+            "-o",
+        ])
+        .arg(medium.join("boot/iso/example-live.iso"))
+        .arg(&iso_tree))?;
     // The extension, signed with a key made for the example; its public key is trusted by the medium.
     let key = work.join("example-key");
-    run(Command::new(sik).args(["key", "generate", "-o"]).arg(&key).args(["--comment", "sik-example"]))?;
+    run(Command::new(sik)
+        .args(["key", "generate", "-o"])
+        .arg(&key)
+        .args(["--comment", "sik-example"]))?;
     let img = medium.join("boot/extensions/x86_64/hello.ExtensionImage");
-    run(Command::new(sik).args(["create", "extension", "-q"]).arg(ex.join("extension")).arg("-o").arg(&img).args(["--os-id", "_any", "--version", "1.0"]))?;
-    run(Command::new(sik).arg("sign").arg(&img).arg("--key").arg(&key))?;
-    std::fs::copy(work.join("example-key.pub"), medium.join("boot/keys/example-key.pub")).map_err(|e| e.to_string())?;
-    run(Command::new(sik).arg("verify").arg(&img).arg("--trust").arg(medium.join("boot/keys")))?;
+    run(Command::new(sik)
+        .args(["create", "extension", "-q"])
+        .arg(ex.join("extension"))
+        .arg("-o")
+        .arg(&img)
+        .args(["--os-id", "_any", "--version", "1.0"]))?;
+    run(Command::new(sik)
+        .arg("sign")
+        .arg(&img)
+        .arg("--key")
+        .arg(&key))?;
+    std::fs::copy(
+        work.join("example-key.pub"),
+        medium.join("boot/keys/example-key.pub"),
+    )
+    .map_err(|e| e.to_string())?;
+    run(Command::new(sik)
+        .arg("verify")
+        .arg(&img)
+        .arg("--trust")
+        .arg(medium.join("boot/keys")))?;
     Ok(medium)
 }

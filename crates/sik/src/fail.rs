@@ -26,12 +26,24 @@ pub struct Failure {
 impl Failure {
     /// An input or usage error (exit 2) about `path`.
     pub fn input(what: impl Into<String>, path: Option<&Path>, why: impl Display) -> Self {
-        Failure { code: EXIT_INPUT, what: what.into(), path: path.map(Path::to_path_buf), why: one_line(why), hint: None }
+        Failure {
+            code: EXIT_INPUT,
+            what: what.into(),
+            path: path.map(Path::to_path_buf),
+            why: one_line(why),
+            hint: None,
+        }
     }
 
     /// A check that said no (exit 1).
     pub fn check(what: impl Into<String>, path: Option<&Path>, why: impl Display) -> Self {
-        Failure { code: EXIT_CHECK, what: what.into(), path: path.map(Path::to_path_buf), why: one_line(why), hint: None }
+        Failure {
+            code: EXIT_CHECK,
+            what: what.into(),
+            path: path.map(Path::to_path_buf),
+            why: one_line(why),
+            hint: None,
+        }
     }
 
     /// Add a hint line.

@@ -15,7 +15,12 @@ use clap::{Parser, Subcommand};
 
 /// Create, sign, verify, inspect and link ExtensionImages and AppImages; build boot media.
 #[derive(Parser)]
-#[command(name = "sik", version, about, after_help = "Example:\n  sik create extension ./firmware-tree -o firmware.ExtensionImage\n  sik inspect firmware.ExtensionImage")]
+#[command(
+    name = "sik",
+    version,
+    about,
+    after_help = "Example:\n  sik create extension ./firmware-tree -o firmware.ExtensionImage\n  sik inspect firmware.ExtensionImage"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,7 +64,9 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
                 _ => ExitCode::from(2),
             };
         }
@@ -102,7 +109,10 @@ mod tests {
                     walk(sub, &name);
                     continue;
                 }
-                let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                let help = sub
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
                 assert!(help.contains("Example"), "`{name} --help` shows no example");
             }
         }

@@ -16,7 +16,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> CmdResult {
     let cmd = crate::Cli::command();
-    write_pages(&cmd, "sik", &a.dir).map_err(|e| Failure::input("cannot write man pages", Some(&a.dir), e))?;
+    write_pages(&cmd, "sik", &a.dir)
+        .map_err(|e| Failure::input("cannot write man pages", Some(&a.dir), e))?;
     Ok(ExitCode::SUCCESS)
 }
 
