@@ -1025,3 +1025,63 @@ fn extension_run_exit_status_and_timeout_reported() {
     ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
     assert_same(&before, &listing(&root), "after unlink");
 }
+
+#[test]
+fn state_directory_outside_root() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let state = t.join("initramfs-run/sik");
+    let img = acme(&t);
+    let before = listing(&root);
+    let out = run(sik()
+        .arg("link")
+        .arg("--root")
+        .arg(&root)
+        .arg("--state")
+        .arg(&state)
+        .arg("--allow-unsigned")
+        .arg(&img));
+    ok(&out);
+    // Links name the state directory by its own path (as an initramfs's /run
+    // is seen after it is moved into the new root).
+    let target = read_link_in_root(&root, "usr/bin/acme-tool");
+    assert_eq!(
+        target,
+        format!(
+            "{}/acme/mnt/usr/bin/acme-tool",
+            std::fs::canonicalize(&state).unwrap().display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "#!/bin/sh\necho acme\n"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("ExtensionRun not run: the state directory is outside ROOT")
+    );
+    let st = ok(&run(sik()
+        .args(["status", "--json", "--root"])
+        .arg(&root)
+        .arg("--state")
+        .arg(&state)));
+    assert!(st.contains("\"name\": \"acme\""), "{st}");
+    // Without --state, nothing is linked there.
+    let doc = status(&root);
+    assert!(doc["extensions"].as_array().unwrap().is_empty());
+    ok(&run(sik()
+        .args(["unlink", "acme", "--root"])
+        .arg(&root)
+        .arg("--state")
+        .arg(&state)));
+    assert_same(&before, &listing(&root), "after unlink");
+    assert_eq!(
+        std::fs::read_dir(&state).unwrap().count(),
+        0,
+        "state left behind"
+    );
+    assert_detached(&img);
+}
