@@ -13,7 +13,7 @@ const SHOW_CONFLICTS: usize = 10;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  sik link /run/media/boot/extensions/x86_64/*.ExtensionImage --root /sysroot --trust /run/media/boot/keys\n  sik link ./overlay --root / --allow-unsigned --replace"
+    after_help = "Example:\n  sik link boot/extensions/x86_64/*.ExtensionImage --root /sysroot --trust boot/keys\n  sik link ./overlay --root / --allow-unsigned --replace"
 )]
 pub struct Args {
     /// ExtensionImages or directories (overlay trees) to link.
