@@ -821,7 +821,7 @@ fn extract_when_mounting_is_impossible_and_directory_sources() {
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("extracted into the state directory"));
     assert!(
-        !util::run_ok(&mut cmd("findmnt").arg("-rn").arg("-o").arg("TARGET"))
+        !util::run_ok(cmd("findmnt").arg("-rn").arg("-o").arg("TARGET"))
             .contains(&root.display().to_string())
     );
     assert_eq!(
