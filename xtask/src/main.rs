@@ -129,6 +129,8 @@ pub fn dist() -> Result<PathBuf> {
     std::fs::create_dir_all(dist.join("man")).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dist.join("completions")).map_err(|e| e.to_string())?;
     std::fs::copy(&bin, dist.join("sik")).map_err(|e| format!("{}: {e}", bin.display()))?;
+    // Symbols are not needed on a boot medium: the initrd carries this binary.
+    let _ = Command::new("strip").arg(dist.join("sik")).status();
     run(Command::new(&bin).args(["manpages"]).arg(dist.join("man")))?;
     for shell in ["bash", "zsh", "fish"] {
         let out = Command::new(&bin)
