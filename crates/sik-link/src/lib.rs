@@ -1309,11 +1309,38 @@ fn run_extension(
         return Some(st);
     }
     let chroot = env.root_path != Path::new("/");
+    // A state directory outside ROOT (an initramfs's /run, moved into the
+    // new root at switch-root) is made visible inside ROOT for the run only:
+    // its top-level directory is bind-mounted over ROOT's, in a private
+    // mount namespace of the child, so ROOT itself is not changed.
+    let mut bind: Option<(std::ffi::CString, std::ffi::CString)> = None;
     if chroot && !env.state_in_root {
-        st.error = Some(
-            "the state directory is outside ROOT, so ExtensionRun cannot run inside ROOT".into(),
-        );
-        return Some(st);
+        let top = env
+            .state
+            .components()
+            .nth(1)
+            .map(|c| Path::new("/").join(c));
+        let inside = top
+            .as_ref()
+            .map(|t| env.root_path.join(t.strip_prefix("/").unwrap_or(t)));
+        match (top, inside) {
+            (Some(t), Some(i)) if std::fs::symlink_metadata(&i).is_ok_and(|m| m.is_dir()) => {
+                match (sys::cpath(&t), sys::cpath(&i)) {
+                    (Ok(a), Ok(b)) => bind = Some((a, b)),
+                    _ => {
+                        st.error = Some("path contains NUL".into());
+                        return Some(st);
+                    }
+                }
+            }
+            (_, inside) => {
+                st.error = Some(format!(
+                    "the state directory is outside ROOT and {} is not a directory, so ExtensionRun cannot run inside ROOT",
+                    inside.map(|i| i.display().to_string()).unwrap_or_default()
+                ));
+                return Some(st);
+            }
+        }
     }
     let mut prog = seen_mnt.to_vec();
     prog.extend_from_slice(b"/ExtensionRun");
@@ -1340,9 +1367,29 @@ fn run_extension(
             st.error = Some("ROOT path contains NUL".into());
             return Some(st);
         };
-        // SAFETY: only async-signal-safe calls (chroot, chdir) between fork and exec.
+        // SAFETY: only async-signal-safe system calls (unshare, mount,
+        // chroot, chdir) on data prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some((src, dst)) = &bind
+                    && (libc::unshare(libc::CLONE_NEWNS) != 0
+                        || libc::mount(
+                            std::ptr::null(),
+                            c"/".as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_REC | libc::MS_PRIVATE,
+                            std::ptr::null(),
+                        ) != 0
+                        || libc::mount(
+                            src.as_ptr(),
+                            dst.as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_BIND | libc::MS_REC,
+                            std::ptr::null(),
+                        ) != 0)
+                {
+                    return Err(io::Error::last_os_error());
+                }
                 if libc::chroot(root_c.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
                     return Err(io::Error::last_os_error());
                 }
