@@ -851,6 +851,29 @@ fn extract_when_mounting_is_impossible_and_directory_sources() {
     unlink(&root, &["acme", "overlay"]);
     assert_same(&before, &listing(&root), "after unlink");
     assert!(overlay.join("etc/motd").exists());
+
+    // A directory that cannot be bind-mounted is copied with --extract.
+    ok(&run(sik()
+        .env("SIK_LINK_TEST_NO_MOUNT", "1")
+        .arg("link")
+        .arg("--root")
+        .arg(&root)
+        .arg("--extract")
+        .arg(&overlay)));
+    assert_eq!(ext(&status(&root), "overlay")["mode"], "extract");
+    assert_eq!(read_in_root(&root, "etc/motd"), "hello");
+    std::fs::write(overlay.join("etc/motd"), "changed").unwrap();
+    assert_eq!(
+        read_in_root(&root, "etc/motd"),
+        "hello",
+        "the staged copy is independent"
+    );
+    unlink(&root, &["overlay"]);
+    assert_same(&before, &listing(&root), "after unlink");
+    assert_eq!(
+        std::fs::read_to_string(overlay.join("etc/motd")).unwrap(),
+        "changed"
+    );
 }
 
 fn key(t: &TestDir, name: &str) -> PathBuf {
