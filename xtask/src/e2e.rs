@@ -10,8 +10,8 @@
 //! Usage: `cargo xtask e2e [--firmware bios|uefi] [--family debian|fedora]
 //! [--timeout SECS]` (as root: debootstrap, chroot and loop mounts build
 //! the ISOs). Built ISOs and the debootstrap tarball are cached under
-//! `target/e2e-cache/` by a hash of their inputs; logs and the medium are
-//! written to `target/e2e/`.
+//! `target/e2e-cache/` by a hash of their inputs (`SIK_E2E_ISOS=DIR` uses
+//! the ISOs in DIR instead, `SIK_E2E_SIK=FILE` a static sik built before); logs and the medium are written to `target/e2e/`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,8 +23,19 @@ use crate::{Result, root, run};
 
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// Packages whose versions go into the ISO cache key.
-const PACKAGES: &[&str] = &["linux-image-cloud-amd64", "systemd", "live-boot", "live-boot-initramfs-tools", "initramfs-tools", "dracut", "dracut-live", "dracut-core"];
+const PACKAGES: &[&str] = &[
+    "linux-image-cloud-amd64",
+    "systemd",
+    "live-boot",
+    "live-boot-initramfs-tools",
+    "initramfs-tools",
+    "dracut",
+    "dracut-live",
+    "dracut-core",
+];
 const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// Serial console lines after which a guest will not reach its report.
+const FATAL: &[&str] = &["reboot: System halted", "Kernel panic - not syncing", "dracut: Refusing to continue", "(initramfs) "];
 
 /// One live ISO family under test.
 struct Family {
@@ -39,8 +50,18 @@ struct Family {
 }
 
 const FAMILIES: &[Family] = &[
-    Family { name: "debian live-boot (initramfs-tools)", iso: "debian-live.iso", arg: "findiso=/boot/iso/debian-live.iso", medium_mount: "/run/live/findiso" },
-    Family { name: "fedora dmsquash-live (dracut)", iso: "fedora-live.iso", arg: "iso-scan/filename=/boot/iso/fedora-live.iso", medium_mount: "/run/initramfs/isoscan" },
+    Family {
+        name: "debian live-boot (initramfs-tools)",
+        iso: "debian-live.iso",
+        arg: "findiso=/boot/iso/debian-live.iso",
+        medium_mount: "/run/live/findiso",
+    },
+    Family {
+        name: "fedora dmsquash-live (dracut)",
+        iso: "fedora-live.iso",
+        arg: "iso-scan/filename=/boot/iso/fedora-live.iso",
+        medium_mount: "/run/initramfs/isoscan",
+    },
 ];
 
 /// Result of one boot.
@@ -77,14 +98,24 @@ pub fn main(args: &[String]) -> Result {
             }
             "--timeout" => {
                 let v = it.next().ok_or("--timeout needs seconds")?;
-                timeout = v.parse().map_err(|_| format!("--timeout: {v}: not a number"))?;
+                timeout = v
+                    .parse()
+                    .map_err(|_| format!("--timeout: {v}: not a number"))?;
             }
-            _ => return Err(format!("usage: cargo xtask e2e [--firmware bios|uefi] [--family debian|fedora] [--timeout SECS]; unknown argument {a}")),
+            _ => {
+                return Err(format!(
+                    "usage: cargo xtask e2e [--firmware bios|uefi] [--family debian|fedora] [--timeout SECS]; unknown argument {a}"
+                ));
+            }
         }
     }
     let started = Instant::now();
     preflight()?;
-    let sik = crate::dist()?;
+    let sik = match std::env::var_os("SIK_E2E_SIK") {
+        // A static sik built earlier (the tree may be mid-edit).
+        Some(p) => PathBuf::from(p),
+        None => crate::dist()?,
+    };
     let t_dist = started.elapsed().as_secs_f64();
     let isos = cached_isos()?;
     let t_isos = started.elapsed().as_secs_f64() - t_dist;
@@ -93,39 +124,81 @@ pub fn main(args: &[String]) -> Result {
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let disk = build_medium(&sik, &isos, &out)?;
     let t_medium = started.elapsed().as_secs_f64() - t_dist - t_isos;
-    let cfg = capture(Command::new("mtype").arg("-i").arg(format!("{}@@1M", disk.display())).arg("::/boot/grub/grub.cfg"))?;
+    let cfg = capture(
+        Command::new("mtype")
+            .arg("-i")
+            .arg(format!("{}@@1M", disk.display()))
+            .arg("::/boot/grub/grub.cfg"),
+    )?;
     std::fs::write(out.join("grub.cfg"), &cfg).map_err(|e| e.to_string())?;
-    let titles: Vec<String> = cfg.lines().filter_map(|l| l.trim_start().strip_prefix("menuentry ")).map(|l| l.split('"').nth(1).unwrap_or(l).to_string()).collect();
+    let titles: Vec<String> = cfg
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("menuentry "))
+        .map(|l| l.split('"').nth(1).unwrap_or(l).to_string())
+        .collect();
     eprintln!("e2e: menu entries: {titles:?}");
 
     let mut outcomes = Vec::new();
     let mut home_ids: Vec<String> = Vec::new();
     for fw in &firmwares {
         for fam in &families {
-            let entry = titles.iter().position(|t| t.contains(fam.iso.trim_end_matches(".iso"))).ok_or_else(|| format!("no menu entry for {} in grub.cfg", fam.iso))?;
+            let entry = titles
+                .iter()
+                .position(|t| t.contains(fam.iso.trim_end_matches(".iso")))
+                .ok_or_else(|| format!("no menu entry for {} in grub.cfg", fam.iso))?;
             let log = out.join(format!("{}-{fw}.log", fam.iso.trim_end_matches(".iso")));
-            eprintln!("e2e: booting entry {entry} ({}) with {fw}, log {}", titles[entry], log.display());
-            let (text, seconds, status) = boot(&disk, fw, entry, &log, Duration::from_secs(timeout))?;
+            eprintln!(
+                "e2e: booting entry {entry} ({}) with {fw}, log {}",
+                titles[entry],
+                log.display()
+            );
+            let (text, seconds, status) =
+                boot(&disk, fw, entry, &log, Duration::from_secs(timeout))?;
             let mut failures = check(fam, &text, &home_ids);
             if let Some(s) = status {
                 failures.insert(0, s);
             }
-            if let Some(id) = find_value(&text, "home-written ") {
+            if let Some(id) = find_value(&text, "home-written ")
+                .and_then(|v| v.split_whitespace().next().map(str::to_string))
+            {
                 home_ids.push(id);
             }
             let passed = failures.is_empty();
-            eprintln!("e2e: {} / {fw}: {} in {seconds:.0} s", fam.name, if passed { "passed" } else { "FAILED" });
+            eprintln!(
+                "e2e: {} / {fw}: {} in {seconds:.0} s",
+                fam.name,
+                if passed { "passed" } else { "FAILED" }
+            );
             for f in &failures {
                 eprintln!("e2e:   - {f}");
             }
-            outcomes.push(Outcome { family: fam.name, firmware: fw, passed, seconds, failures, log });
+            outcomes.push(Outcome {
+                family: fam.name,
+                firmware: fw,
+                passed,
+                seconds,
+                failures,
+                log,
+            });
         }
     }
     let total = started.elapsed().as_secs_f64();
     let mut table = String::new();
-    table.push_str("| family | firmware | result | boot time (QEMU start to report) |\n|---|---|---|---|\n");
+    table.push_str(
+        "| family | firmware | result | boot time (QEMU start to report) |\n|---|---|---|---|\n",
+    );
     for o in &outcomes {
-        table.push_str(&format!("| {} | {} | {} | {:.0} s |\n", o.family, if o.firmware == "bios" { "SeaBIOS" } else { "OVMF (UEFI)" }, if o.passed { "passed" } else { "failed" }, o.seconds));
+        table.push_str(&format!(
+            "| {} | {} | {} | {:.0} s |\n",
+            o.family,
+            if o.firmware == "bios" {
+                "SeaBIOS"
+            } else {
+                "OVMF (UEFI)"
+            },
+            if o.passed { "passed" } else { "failed" },
+            o.seconds
+        ));
     }
     let summary = format!(
         "{table}\nTotal {total:.0} s: static sik {t_dist:.0} s, ISOs {t_isos:.0} s ({}), medium {t_medium:.0} s, boots {:.0} s.\n",
@@ -135,25 +208,58 @@ pub fn main(args: &[String]) -> Result {
     let mut details = String::new();
     for o in &outcomes {
         for f in &o.failures {
-            details.push_str(&format!("- {} / {}: {f} (log {})\n", o.family, o.firmware, o.log.display()));
+            details.push_str(&format!(
+                "- {} / {}: {f} (log {})\n",
+                o.family,
+                o.firmware,
+                o.log.display()
+            ));
         }
     }
-    std::fs::write(out.join("results.md"), format!("{summary}\n{details}")).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("results.md"), format!("{summary}\n{details}"))
+        .map_err(|e| e.to_string())?;
     println!("{summary}");
     if !details.is_empty() {
         println!("{details}");
     }
-    if outcomes.iter().all(|o| o.passed) { Ok(()) } else { Err("some boots failed (see target/e2e/*.log)".into()) }
+    if outcomes.iter().all(|o| o.passed) {
+        Ok(())
+    } else {
+        Err("some boots failed (see target/e2e/*.log)".into())
+    }
 }
 
 fn preflight() -> Result {
     let uid = capture(Command::new("id").arg("-u"))?;
     if uid.trim() != "0" {
-        return Err("cargo xtask e2e builds the live ISOs with debootstrap and chroot: run it as root".into());
+        return Err(
+            "cargo xtask e2e builds the live ISOs with debootstrap and chroot: run it as root"
+                .into(),
+        );
     }
-    for tool in ["qemu-system-x86_64", "debootstrap", "mksquashfs", "xorriso", "mcopy", "mtype", "mmd", "mkfs.ext4", "sha256sum", "apt-cache"] {
-        if Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().map(|s| !s.success()).unwrap_or(true) {
-            return Err(format!("{tool} not found (apt-get install qemu-system-x86 ovmf debootstrap squashfs-tools xorriso mtools e2fsprogs)"));
+    for tool in [
+        "qemu-system-x86_64",
+        "debootstrap",
+        "mksquashfs",
+        "xorriso",
+        "mcopy",
+        "mtype",
+        "mmd",
+        "mkfs.ext4",
+        "sha256sum",
+        "apt-cache",
+    ] {
+        if Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            return Err(format!(
+                "{tool} not found (apt-get install qemu-system-x86 ovmf debootstrap squashfs-tools xorriso mtools e2fsprogs)"
+            ));
         }
     }
     if !Path::new(OVMF).exists() {
@@ -164,27 +270,56 @@ fn preflight() -> Result {
 
 /// Run a command, return its stdout.
 fn capture(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stderr(Stdio::inherit()).output().map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
     if !out.status.success() {
-        return Err(format!("{:?} failed with {}", cmd.get_program(), out.status));
+        return Err(format!(
+            "{:?} failed with {}",
+            cmd.get_program(),
+            out.status
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn sha256(data: &[u8]) -> Result<String> {
-    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().map_err(|e| format!("sha256sum: {e}"))?;
-    child.stdin.take().ok_or("sha256sum: no stdin")?.write_all(data).map_err(|e| e.to_string())?;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or("sha256sum: no stdin")?
+        .write_all(data)
+        .map_err(|e| e.to_string())?;
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&out.stdout).chars().take(16).collect())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .chars()
+        .take(16)
+        .collect())
 }
 
 /// The ISOs from the cache, built when missing. Returns the directory holding
 /// `debian-live.iso` and `fedora-live.iso`, and whether it came from the cache.
 fn cached_isos() -> Result<(PathBuf, bool)> {
+    if let Some(dir) = std::env::var_os("SIK_E2E_ISOS") {
+        // ISOs built elsewhere (debugging a boot without rebuilding them).
+        eprintln!("e2e: ISOs from SIK_E2E_ISOS={}", Path::new(&dir).display());
+        return Ok((PathBuf::from(dir), true));
+    }
     let cache = root().join("target/e2e-cache");
     std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
-    let debootstrap_version = capture(Command::new("dpkg-query").args(["-W", "-f", "${Version}", "debootstrap"])).unwrap_or_default();
-    let boot_key = sha256(format!("debootstrap --variant=minbase bookworm {MIRROR} {debootstrap_version}\n").as_bytes())?;
+    let debootstrap_version =
+        capture(Command::new("dpkg-query").args(["-W", "-f", "${Version}", "debootstrap"]))
+            .unwrap_or_default();
+    let boot_key = sha256(
+        format!("debootstrap --variant=minbase bookworm {MIRROR} {debootstrap_version}\n")
+            .as_bytes(),
+    )?;
     let tarball = cache.join(format!("debootstrap-{boot_key}.tar"));
 
     // The ISO key: the recipe files, the debootstrap key and the candidate
@@ -194,7 +329,11 @@ fn cached_isos() -> Result<(PathBuf, bool)> {
     for sub in ["build-isos.sh", "debian", "fedora", "root"] {
         let p = recipes.join(sub);
         if p.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(&p).map_err(|e| e.to_string())?.flatten().map(|e| e.path()).collect();
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&p)
+                .map_err(|e| e.to_string())?
+                .flatten()
+                .map(|e| e.path())
+                .collect();
             v.sort();
             files.extend(v);
         } else {
@@ -203,12 +342,18 @@ fn cached_isos() -> Result<(PathBuf, bool)> {
     }
     let mut input = Vec::new();
     for f in &files {
-        input.extend_from_slice(f.strip_prefix(&recipes).unwrap_or(f).to_string_lossy().as_bytes());
+        input.extend_from_slice(
+            f.strip_prefix(&recipes)
+                .unwrap_or(f)
+                .to_string_lossy()
+                .as_bytes(),
+        );
         input.push(0);
         input.extend(std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?);
     }
     input.extend_from_slice(boot_key.as_bytes());
-    let policy = capture(Command::new("apt-cache").arg("policy").args(PACKAGES)).unwrap_or_default();
+    let policy =
+        capture(Command::new("apt-cache").arg("policy").args(PACKAGES)).unwrap_or_default();
     for l in policy.lines() {
         if !l.starts_with(' ') || l.trim_start().starts_with("Candidate:") {
             input.extend_from_slice(l.trim().as_bytes());
@@ -224,11 +369,18 @@ fn cached_isos() -> Result<(PathBuf, bool)> {
     let tmp = cache.join(format!("isos-{key}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     let work = cache.join("work");
-    run(Command::new("sh").arg(recipes.join("build-isos.sh")).arg(&work).arg(&tmp).arg(&tarball))?;
+    run(Command::new("sh")
+        .arg(recipes.join("build-isos.sh"))
+        .arg(&work)
+        .arg(&tmp)
+        .arg(&tarball))?;
     std::fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&work);
     // Keep only this key's ISOs (they are large).
-    for e in std::fs::read_dir(&cache).map_err(|e| e.to_string())?.flatten() {
+    for e in std::fs::read_dir(&cache)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
         let n = e.file_name().to_string_lossy().into_owned();
         if n.starts_with("isos-") && e.path() != dir {
             let _ = std::fs::remove_dir_all(e.path());
@@ -244,34 +396,94 @@ fn build_medium(sik: &Path, isos: &(PathBuf, bool), out: &Path) -> Result<PathBu
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let disk = out.join("disk.img");
     let img_at = format!("{}@@1M", disk.display());
-    run(Command::new(sik).args(["boot", "install", "--image"]).arg(&disk).args(["--size", "2G", "--sik-binary"]).arg(sik))?;
+    run(Command::new(sik)
+        .args(["boot", "install", "--image"])
+        .arg(&disk)
+        .args(["--size", "2G", "--sik-binary"])
+        .arg(sik))?;
     for iso in ["debian-live.iso", "fedora-live.iso"] {
-        run(Command::new(sik).args(["boot", "add"]).arg(isos.0.join(iso)).arg(&disk))?;
+        run(Command::new(sik)
+            .args(["boot", "add"])
+            .arg(isos.0.join(iso))
+            .arg(&disk))?;
     }
     // The signer's key and the two extensions.
     let key = work.join("e2e-key");
-    run(Command::new(sik).args(["key", "generate", "-o"]).arg(&key).args(["--comment", "sik-e2e"]))?;
+    run(Command::new(sik)
+        .args(["key", "generate", "-o"])
+        .arg(&key)
+        .args(["--comment", "sik-e2e"]))?;
     let signed = work.join("e2e-signed.ExtensionImage");
     let unsigned = work.join("e2e-unsigned.ExtensionImage");
-    run(Command::new(sik).args(["create", "extension", "-q"]).arg(recipes.join("extension")).arg("-o").arg(&signed).args(["--os-id", "_any", "--version", "1.0"]))?;
-    run(Command::new(sik).arg("sign").arg(&signed).arg("--key").arg(&key))?;
-    run(Command::new(sik).args(["create", "extension", "-q"]).arg(recipes.join("unsigned")).arg("-o").arg(&unsigned).args(["--os-id", "_any", "--version", "1.0"]))?;
+    run(Command::new(sik)
+        .args(["create", "extension", "-q"])
+        .arg(recipes.join("extension"))
+        .arg("-o")
+        .arg(&signed)
+        .args(["--os-id", "_any", "--version", "1.0"]))?;
+    run(Command::new(sik)
+        .arg("sign")
+        .arg(&signed)
+        .arg("--key")
+        .arg(&key))?;
+    run(Command::new(sik)
+        .args(["create", "extension", "-q"])
+        .arg(recipes.join("unsigned"))
+        .arg("-o")
+        .arg(&unsigned)
+        .args(["--os-id", "_any", "--version", "1.0"]))?;
     for img in [&signed, &unsigned] {
         run(Command::new(sik).args(["boot", "add"]).arg(img).arg(&disk))?;
     }
-    let _ = Command::new("mmd").arg("-D").arg("s").arg("-i").arg(&img_at).arg("::/boot/keys").status();
-    run(Command::new("mcopy").arg("-o").arg("-i").arg(&img_at).arg(work.join("e2e-key.pub")).arg("::/boot/keys/e2e-key.pub"))?;
+    let _ = Command::new("mmd")
+        .arg("-D")
+        .arg("s")
+        .arg("-i")
+        .arg(&img_at)
+        .arg("::/boot/keys")
+        .status();
+    run(Command::new("mcopy")
+        .arg("-o")
+        .arg("-i")
+        .arg(&img_at)
+        .arg(work.join("e2e-key.pub"))
+        .arg("::/boot/keys/e2e-key.pub"))?;
     // Overlay and customize/init.
-    run(Command::new("mcopy").arg("-o").arg("-s").arg("-i").arg(&img_at).arg(recipes.join("medium/boot/customize")).arg("::/boot/"))?;
+    run(Command::new("mcopy")
+        .arg("-o")
+        .arg("-s")
+        .arg("-i")
+        .arg(&img_at)
+        .arg(recipes.join("medium/boot/customize"))
+        .arg("::/boot/"))?;
     // The persistent home: an ext4 image with the e2e user's directory.
     let home = work.join("home");
     std::fs::create_dir_all(home.join("e2e")).map_err(|e| e.to_string())?;
     run(Command::new("chown").arg("1000:1000").arg(home.join("e2e")))?;
     let home_img = work.join("home.img");
-    run(Command::new("mkfs.ext4").args(["-q", "-F", "-L", "SIK-E2E-HOME", "-d"]).arg(&home).arg(&home_img).arg("64M"))?;
-    run(Command::new("mcopy").arg("-o").arg("-i").arg(&img_at).arg(&home_img).arg("::/home.img"))?;
-    run(Command::new(sik).args(["boot", "generate"]).arg(&disk).arg("--sik-binary").arg(sik).args(["--timeout", "30"]))?;
-    let _ = Command::new("mdir").arg("-/").arg("-i").arg(&img_at).arg("::/").status();
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "SIK-E2E-HOME", "-d"])
+        .arg(&home)
+        .arg(&home_img)
+        .arg("64M"))?;
+    run(Command::new("mcopy")
+        .arg("-o")
+        .arg("-i")
+        .arg(&img_at)
+        .arg(&home_img)
+        .arg("::/home.img"))?;
+    run(Command::new(sik)
+        .args(["boot", "generate"])
+        .arg(&disk)
+        .arg("--sik-binary")
+        .arg(sik)
+        .args(["--timeout", "30"]))?;
+    let _ = Command::new("mdir")
+        .arg("-/")
+        .arg("-i")
+        .arg(&img_at)
+        .arg("::/")
+        .status();
     Ok(disk)
 }
 
@@ -279,20 +491,51 @@ fn build_medium(sik: &Path, isos: &(PathBuf, bool), out: &Path) -> Result<PathBu
 /// console, wait for the guest's report and its power-off. Returns the
 /// serial log, the seconds from start to the report's end, and a failure
 /// when QEMU had to be killed.
-fn boot(disk: &Path, firmware: &str, entry: usize, log: &Path, timeout: Duration) -> Result<(String, f64, Option<String>)> {
+fn boot(
+    disk: &Path,
+    firmware: &str,
+    entry: usize,
+    log: &Path,
+    timeout: Duration,
+) -> Result<(String, f64, Option<String>)> {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-m", "1024", "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"]);
-    cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio", disk.display()));
+    cmd.args([
+        "-nodefaults",
+        "-m",
+        "1024",
+        "-display",
+        "none",
+        "-vga",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ]);
+    cmd.arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()));
     if firmware == "uefi" {
         cmd.arg("-bios").arg(OVMF);
     }
-    if Path::new("/dev/kvm").exists() && std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok() && std::env::var_os("SIK_E2E_KVM").is_some() {
+    if Path::new("/dev/kvm").exists()
+        && std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok()
+        && std::env::var_os("SIK_E2E_KVM").is_some()
+    {
         cmd.args(["-accel", "kvm"]);
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     eprintln!("$ {cmd:?}");
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
     let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
     let mut stdout = child.stdout.take().ok_or("qemu: no stdout")?;
     let reader = {
@@ -317,7 +560,8 @@ fn boot(disk: &Path, firmware: &str, entry: usize, log: &Path, timeout: Duration
     let mut failure = None;
     loop {
         std::thread::sleep(Duration::from_millis(250));
-        let text = String::from_utf8_lossy(&buf.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
+        let text = String::from_utf8_lossy(&buf.lock().map(|b| b.clone()).unwrap_or_default())
+            .into_owned();
         if !keys_sent && text.contains("highlighted entry will be") {
             // The menu is up: stop the countdown, go down to the entry, boot it.
             if let Some(w) = stdin.as_mut() {
@@ -338,6 +582,14 @@ fn boot(disk: &Path, firmware: &str, entry: usize, log: &Path, timeout: Duration
         if let Ok(Some(_)) = child.try_wait() {
             break;
         }
+        // The guest gave up (it halts instead of powering off): stop now.
+        if let Some(m) = FATAL.iter().find(|m| text.contains(*m)) {
+            std::thread::sleep(Duration::from_secs(2));
+            failure = Some(format!("the guest stopped: `{m}` (QEMU killed)"));
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
         let waited = start.elapsed();
         let late = match reported {
             Some(t) => waited.as_secs_f64() > t + 120.0,
@@ -345,8 +597,12 @@ fn boot(disk: &Path, firmware: &str, entry: usize, log: &Path, timeout: Duration
         };
         if late {
             failure = Some(match reported {
-                Some(_) => "the guest reported but did not power off within 120 s (QEMU killed)".to_string(),
-                None => format!("no report from the guest within {} s (QEMU killed)", timeout.as_secs()),
+                Some(_) => "the guest reported but did not power off within 120 s (QEMU killed)"
+                    .to_string(),
+                None => format!(
+                    "no report from the guest within {} s (QEMU killed)",
+                    timeout.as_secs()
+                ),
             });
             let _ = child.kill();
             let _ = child.wait();
@@ -362,7 +618,8 @@ fn boot(disk: &Path, firmware: &str, entry: usize, log: &Path, timeout: Duration
     if !err.trim().is_empty() {
         eprintln!("qemu stderr: {}", err.trim());
     }
-    let text = String::from_utf8_lossy(&buf.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
+    let text =
+        String::from_utf8_lossy(&buf.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
     let seconds = reported.unwrap_or_else(|| start.elapsed().as_secs_f64());
     Ok((text, seconds, failure))
 }
@@ -374,7 +631,10 @@ fn find_value(text: &str, key: &str) -> Option<String> {
 
 /// The guest's report lines, without the `SIK-E2E: ` prefix.
 fn guest_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().filter_map(|l| l.find("SIK-E2E: ").map(|i| l[i + 9..].trim_end_matches('\r')))
+    text.lines().filter_map(|l| {
+        l.find("SIK-E2E: ")
+            .map(|i| l[i + 9..].trim_end_matches('\r'))
+    })
 }
 
 /// Every check of one boot; returns what failed.
@@ -384,7 +644,10 @@ fn check(fam: &Family, text: &str, earlier_homes: &[String]) -> Vec<String> {
     let has = |p: &str| lines.iter().any(|l| l.starts_with(p));
     let has_with = |p: &str, s: &str| lines.iter().any(|l| l.starts_with(p) && l.contains(s));
     if !text.contains(&format!("from /boot/iso/{}", fam.iso)) {
-        bad.push(format!("GRUB did not say it loads the kernel from /boot/iso/{}", fam.iso));
+        bad.push(format!(
+            "GRUB did not say it loads the kernel from /boot/iso/{}",
+            fam.iso
+        ));
     }
     if !has("end") {
         bad.push("the guest's report did not complete (no `SIK-E2E: end`)".into());
@@ -394,16 +657,29 @@ fn check(fam: &Family, text: &str, earlier_homes: &[String]) -> Vec<String> {
         bad.push(format!("kernel command line lacks {}", fam.arg));
     }
     if !has_with("mount ", fam.medium_mount) {
-        bad.push(format!("the initramfs did not mount the medium at {}", fam.medium_mount));
+        bad.push(format!(
+            "the initramfs did not mount the medium at {}",
+            fam.medium_mount
+        ));
     }
     if !has_with("loop ", fam.iso) {
         bad.push(format!("no loop device backed by {}", fam.iso));
     }
-    if !has_with("symlink /usr/bin/sik-e2e-hello -> ", "/run/sik/extensions/") || !has("exists /usr/bin/sik-e2e-hello") {
+    if !has_with(
+        "symlink /usr/bin/sik-e2e-hello -> ",
+        "/sik/extensions/e2e-signed/mnt/",
+    ) || !has("exists /usr/bin/sik-e2e-hello")
+    {
         bad.push("the signed extension's command is not a working symlink into its mount".into());
     }
-    if !has_with("symlink /usr/lib/firmware/sik-e2e/e2e-fw.bin -> ", "/run/sik/extensions/") || !has("firmware sik-e2e-firmware-blob-v1") {
-        bad.push("the signed extension's firmware file is not a working symlink into its mount".into());
+    if !has_with(
+        "symlink /usr/lib/firmware/sik-e2e/e2e-fw.bin -> ",
+        "/sik/extensions/e2e-signed/mnt/",
+    ) || !has("firmware sik-e2e-firmware-blob-v1")
+    {
+        bad.push(
+            "the signed extension's firmware file is not a working symlink into its mount".into(),
+        );
     }
     if !has("command-ok hello from the signed extension") {
         bad.push("the signed extension's command did not run".into());
@@ -414,7 +690,10 @@ fn check(fam: &Family, text: &str, earlier_homes: &[String]) -> Vec<String> {
     if !has("unsigned-absent") {
         bad.push("the unsigned extension was linked".into());
     }
-    let refusal = text.lines().any(|l| l.contains("e2e-unsigned") && (l.contains("refus") || l.contains("unsigned") && l.contains("sign")));
+    let refusal = text.lines().any(|l| {
+        l.contains("e2e-unsigned")
+            && (l.contains("refus") || l.contains("unsigned") && l.contains("sign"))
+    });
     if !refusal {
         bad.push("no refusal of e2e-unsigned.ExtensionImage with its reason in the log".into());
     }
@@ -433,7 +712,9 @@ fn check(fam: &Family, text: &str, earlier_homes: &[String]) -> Vec<String> {
     if let Some(first) = earlier_homes.first()
         && !has_with("home-before ", first)
     {
-        bad.push(format!("the file written to $HOME in the first boot ({first}) is not there"));
+        bad.push(format!(
+            "the file written to $HOME in the first boot ({first}) is not there"
+        ));
     }
     bad
 }
