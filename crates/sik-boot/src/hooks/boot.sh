@@ -65,7 +65,15 @@ mount_home() {
 	modprobe loop 2>/dev/null
 	modprobe ext4 2>/dev/null
 	if [ -f "$MEDIUM/home.img" ]; then
-		[ -w "$MEDIUM/home.img" ] || mount -o remount,rw "$MEDIUM" 2>/dev/null
+		# The medium may be mounted read-only (live-boot mounts findiso ro);
+		# `test -w` says yes to root even there, so read the mount options.
+		medium_ro=""
+		while read -r _dev _mnt _type _opts _rest; do
+			[ "$_mnt" = "$MEDIUM" ] && case ",$_opts," in *,ro,*) medium_ro=1 ;; *) medium_ro="" ;; esac
+		done < /proc/mounts
+		if [ -n "$medium_ro" ]; then
+			mount -o remount,rw "$MEDIUM" 2>/dev/null || log "home: cannot remount $MEDIUM read-write"
+		fi
 		if mount -t ext4 -o loop "$MEDIUM/home.img" "$NEWROOT/home" 2>/dev/null; then
 			log "home: $MEDIUM/home.img mounted on /home"
 			return 0
