@@ -35,7 +35,12 @@ const PACKAGES: &[&str] = &[
 ];
 const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 /// Serial console lines after which a guest will not reach its report.
-const FATAL: &[&str] = &["reboot: System halted", "Kernel panic - not syncing", "dracut: Refusing to continue", "(initramfs) "];
+const FATAL: &[&str] = &[
+    "reboot: System halted",
+    "Kernel panic - not syncing",
+    "dracut: Refusing to continue",
+    "(initramfs) ",
+];
 
 /// One live ISO family under test.
 struct Family {
@@ -152,8 +157,14 @@ pub fn main(args: &[String]) -> Result {
                 titles[entry],
                 log.display()
             );
-            let (text, seconds, status) =
-                boot(&disk, fw, entry, &log, Duration::from_secs(timeout))?;
+            let (text, seconds, status) = boot(
+                &disk,
+                fw,
+                entry,
+                &titles,
+                &log,
+                Duration::from_secs(timeout),
+            )?;
             let mut failures = check(fam, &text, &home_ids);
             if let Some(s) = status {
                 failures.insert(0, s);
@@ -495,6 +506,7 @@ fn boot(
     disk: &Path,
     firmware: &str,
     entry: usize,
+    titles: &[String],
     log: &Path,
     timeout: Duration,
 ) -> Result<(String, f64, Option<String>)> {
@@ -555,26 +567,50 @@ fn boot(
         })
     };
     let mut stdin = child.stdin.take();
-    let mut keys_sent = false;
+    // Menu navigation: keys can get lost (GRUB may not read the serial line
+    // yet, OVMF draws the menu twice), so each key is sent again until the
+    // highlight (`*TITLE` in GRUB's redraw) shows it arrived.
+    let mut menu_at: Option<usize> = None;
+    let mut last_key = Instant::now();
+    let mut enter_at: Option<(Instant, usize)> = None;
+    let mut booting = false;
     let mut reported: Option<f64> = None;
     let mut failure = None;
     loop {
         std::thread::sleep(Duration::from_millis(250));
         let text = String::from_utf8_lossy(&buf.lock().map(|b| b.clone()).unwrap_or_default())
             .into_owned();
-        if !keys_sent && text.contains("highlighted entry will be") {
-            // The menu is up: stop the countdown, go down to the entry, boot it.
-            if let Some(w) = stdin.as_mut() {
-                std::thread::sleep(Duration::from_millis(500));
-                for _ in 0..entry {
-                    let _ = w.write_all(b"\x1b[B");
+        if menu_at.is_none() && text.contains("highlighted entry will be") {
+            menu_at = Some(text.len());
+            last_key = Instant::now() - Duration::from_secs(10);
+        }
+        if let (Some(at), false) = (menu_at, booting)
+            && let Some(w) = stdin.as_mut()
+        {
+            let tail = text.get(at..).unwrap_or("");
+            if let Some((sent, len)) = enter_at {
+                // Enter was sent: GRUB clears the screen and loads the kernel.
+                if text.get(len..).unwrap_or("").contains("Loading ") {
+                    booting = true;
+                } else if sent.elapsed() > Duration::from_secs(5) {
+                    let _ = w.write_all(b"\r");
                     let _ = w.flush();
-                    std::thread::sleep(Duration::from_millis(400));
+                    enter_at = Some((Instant::now(), text.len()));
                 }
-                let _ = w.write_all(b"\r");
+            } else if last_key.elapsed() > Duration::from_secs(2) {
+                let current = highlighted(tail, titles).unwrap_or(0);
+                let key: &[u8] = match current.cmp(&entry) {
+                    std::cmp::Ordering::Equal => b"\r",
+                    std::cmp::Ordering::Less => b"\x1b[B",
+                    std::cmp::Ordering::Greater => b"\x1b[A",
+                };
+                let _ = w.write_all(key);
                 let _ = w.flush();
+                last_key = Instant::now();
+                if key == b"\r" {
+                    enter_at = Some((Instant::now(), text.len()));
+                }
             }
-            keys_sent = true;
         }
         if reported.is_none() && text.contains("SIK-E2E: end") {
             reported = Some(start.elapsed().as_secs_f64());
@@ -622,6 +658,16 @@ fn boot(
         String::from_utf8_lossy(&buf.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
     let seconds = reported.unwrap_or_else(|| start.elapsed().as_secs_f64());
     Ok((text, seconds, failure))
+}
+
+/// The index of the menu entry GRUB drew last as highlighted (`*TITLE`).
+fn highlighted(text: &str, titles: &[String]) -> Option<usize> {
+    titles
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| text.rfind(&format!("*{t}")).map(|pos| (pos, i)))
+        .max()
+        .map(|(_, i)| i)
 }
 
 /// The value after `key` on the guest's first `SIK-E2E: key...` line.
