@@ -10,7 +10,8 @@
 //! * `generate [--medium DIR]`: build the static binaries and run
 //!   `sik boot generate` on DIR, or on the example medium it assembles under
 //!   `target/example-medium/` from `examples/`.
-//! * `bench [create] [--quick]`: side-by-side benchmarks against the peer
+//! * `e2e`: boots a generated medium in QEMU (see E2E.md).
+//! * `bench [create|verify|link|appimage|detect] [--quick]`: side-by-side benchmarks against the peer
 //!   tools, written to BENCHMARKS.md.
 
 mod bench;
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
         Some("e2e") => e2e::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|test|example|generate [--medium DIR]|dist|bench [create] [--quick]>"
+                "usage: cargo xtask <ci|test|example|generate [--medium DIR]|dist|bench [create|verify|link|appimage|detect] [--quick]|e2e>"
             );
             return ExitCode::from(2);
         }
