@@ -51,11 +51,13 @@ STATE="$NEWROOT/var/lib/sik/extensions"
 [ "$NEWROOT" = "/" ] && STATE=/run/sik/extensions
 if [ $# -gt 0 ]; then
 	log "linking $# source(s) into $NEWROOT"
-	if "$SIK" link "$@" --root "$NEWROOT" --trust "$MEDIUM/boot/keys" --state "$STATE"; then
-		log "link done"
-	else
-		log "link failed with status $?"
-	fi
+	"$SIK" link "$@" --root "$NEWROOT" --trust "$MEDIUM/boot/keys" --state "$STATE"
+	rc=$?
+	case $rc in
+	0) log "link done" ;;
+	1) log "link done; some sources were refused (reasons above)" ;;
+	*) log "link failed with status $rc" ;;
+	esac
 fi
 
 # 3. Persistent home.
