@@ -79,6 +79,9 @@ pub fn main(args: &[String]) -> Result {
     if all || which.contains(&"create") {
         rows.push(bench_create(&sik, quick)?);
     }
+    if all || which.contains(&"extract") {
+        rows.push(bench_extract(&sik, quick)?);
+    }
     if all || which.contains(&"verify") {
         rows.push(bench_verify(&sik, quick)?);
     }
@@ -228,6 +231,52 @@ fn sh(script: &str) -> Result {
     } else {
         Err(format!("`{script}` failed"))
     }
+}
+
+/// `sik extract` vs `unsquashfs -d` of the same image (made by sik from the corpus).
+fn bench_extract(sik: &Path, quick: bool) -> Result<Row> {
+    let src = corpus(quick);
+    let tmp = std::env::temp_dir().join("sik-bench-extract");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let t = tmp.to_string_lossy().into_owned();
+    let sik = sik.to_string_lossy().into_owned();
+    sh(&format!(
+        "'{sik}' create extension -q '{}' -o '{t}/x.ExtensionImage' && cat '{t}/x.ExtensionImage' > /dev/null",
+        src.display()
+    ))?;
+    let ours = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!("rm -rf '{t}/a' && '{sik}' extract -q '{t}/x.ExtensionImage' -o '{t}/a'"),
+    ];
+    let peer = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!("rm -rf '{t}/b' && unsquashfs -q -n -d '{t}/b' '{t}/x.ExtensionImage' >/dev/null"),
+    ];
+    let runs = if quick { 3 } else { 5 };
+    let result = alternate(runs, "extract", || measure(&ours), || measure(&peer));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (a, b) = result?;
+    Ok(Row {
+        name: format!(
+            "extract (an ExtensionImage of {}, zstd, {runs} runs each; includes removing the previous tree)",
+            src.display()
+        ),
+        ours: "sik extract".into(),
+        peer: "unsquashfs -d".into(),
+        wall: walls(&a),
+        peer_wall: walls(&b),
+        extra: vec![(
+            "peak memory".into(),
+            format!(
+                "{:.0} vs {:.0} KiB",
+                median(a.iter().map(|x| x.rss_kib as f64).collect()).0,
+                median(b.iter().map(|x| x.rss_kib as f64).collect()).0
+            ),
+        )],
+    })
 }
 
 /// `sik verify` of a 1 GiB signed image vs `openssl dgst -sha256` of the same file, page cache warm.
