@@ -1,0 +1,33 @@
+//! The signature block parser (binary block, SSHSIG blobs, armored text)
+//! and full verification of arbitrary bytes against an empty trust store.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = sik_image::signature::decode_block(data, data.len() as u64);
+    if let Ok(sig) = sik_image::signature::SshSig::decode(data) {
+        let _ = sig.fingerprint();
+        let _ = sig.hash();
+        let _ = sig.ed25519_public_key();
+        let _ = sig.ed25519_signature();
+        let _ = sig.armor();
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = sik_image::signature::SshSig::from_armored(text);
+        let _ = sik_image::signature::parse_public_key_line(text);
+    }
+    if data.len() >= sik_image::signature::FOOTER_LEN as usize {
+        let tail: [u8; sik_image::signature::FOOTER_LEN as usize] = data
+            [data.len() - sik_image::signature::FOOTER_LEN as usize..]
+            .try_into()
+            .expect("slice has footer length");
+        let _ = sik_image::signature::Footer::decode(&tail);
+    }
+    let Ok(mut file) = tempfile::NamedTempFile::new() else { return };
+    if std::io::Write::write_all(&mut file, data).is_ok() {
+        let trust = sik_verify::TrustStore::default();
+        let _ = sik_verify::verify_path(file.path(), &trust);
+        let _ = sik_verify::verify_file(file.path(), &trust);
+    }
+});
