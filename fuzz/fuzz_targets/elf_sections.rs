@@ -14,7 +14,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let Ok(mut file) = tempfile::NamedTempFile::new() else { return };
+    let Ok(mut file) = tempfile::NamedTempFile::new() else {
+        return;
+    };
     if std::io::Write::write_all(&mut file, data).is_ok() {
         let _ = sik_image::signature::payload_of(file.as_file_mut());
     }

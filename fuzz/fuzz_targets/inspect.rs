@@ -9,7 +9,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = sik_image::kind::detect(&mut cursor);
     let _ = sik_image::squashfs::read_superblock(&mut cursor, 0);
     let _ = sik_image::elf::read_layout(&mut cursor);
-    let Ok(mut file) = tempfile::NamedTempFile::new() else { return };
+    let Ok(mut file) = tempfile::NamedTempFile::new() else {
+        return;
+    };
     if std::io::Write::write_all(&mut file, data).is_ok() {
         let _ = sik_inspect::inspect(file.path());
     }

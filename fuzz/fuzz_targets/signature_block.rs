@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
             .expect("slice has footer length");
         let _ = sik_image::signature::Footer::decode(&tail);
     }
-    let Ok(mut file) = tempfile::NamedTempFile::new() else { return };
+    let Ok(mut file) = tempfile::NamedTempFile::new() else {
+        return;
+    };
     if std::io::Write::write_all(&mut file, data).is_ok() {
         let trust = sik_verify::TrustStore::default();
         let _ = sik_verify::verify_path(file.path(), &trust);

@@ -6,7 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(work) = tempfile::tempdir() else { return };
+    let Ok(work) = tempfile::tempdir() else {
+        return;
+    };
     let image = work.path().join("image");
     if std::fs::write(&image, data).is_err() {
         return;

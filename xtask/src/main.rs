@@ -16,6 +16,7 @@
 
 mod bench;
 mod e2e;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Some("generate") => generate(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         Some("e2e") => e2e::main(&args[1..]),
+        Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci|test|example|generate [--medium DIR]|dist|bench [create|verify|link|appimage|detect] [--quick]|e2e>"
