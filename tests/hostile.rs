@@ -51,6 +51,15 @@ fn squashfs_truncated_flipped_and_absurd() {
             ws.squashfs_all(&format!("{label}/{name}"), &m, false);
         }
     }
+    // Entry names that climb out, hold `/` or NUL: extraction refuses them.
+    let bytes = std::fs::read(&plain).unwrap();
+    for (name, m) in name_mutants(&bytes) {
+        let code = ws.squashfs_all(&format!("plain/{name}"), &m, false);
+        assert_eq!(
+            code, 2,
+            "plain/{name}: extract accepted a hostile entry name"
+        );
+    }
 }
 
 /// Tar archives with paths that climb out, absolute paths, hard links to
@@ -119,7 +128,14 @@ fn archives_with_escaping_paths() {
     for (name, entries) in cases {
         let tar = t.join(format!("{name}.tar"));
         std::fs::write(&tar, build_tar(&entries)).unwrap();
-        ws.create_from(&format!("tar/{name}"), &tar);
+        let code = ws.create_from(&format!("tar/{name}"), &tar);
+        // Paths that climb out or are absolute, hard links out of the tree,
+        // files written through a symlink and broken sizes are refused; a
+        // symlink pointing out is kept as a symlink (it is never followed),
+        // an empty name is skipped.
+        if !matches!(name, "symlink-out-only" | "empty-name") {
+            assert_eq!(code, 2, "tar/{name}: create accepted a hostile archive");
+        }
     }
     // A truncated tar (half a header).
     let tar = t.join("truncated.tar");
@@ -147,7 +163,8 @@ fn archives_with_escaping_paths() {
     for (name, m) in deb_mutants(&bytes) {
         let p = t.join(format!("{name}.deb"));
         std::fs::write(&p, m).unwrap();
-        ws.create_from(&format!("deb/{name}"), &p);
+        let code = ws.create_from(&format!("deb/{name}"), &p);
+        assert_eq!(code, 2, "deb/{name}: create accepted a broken .deb");
     }
 }
 

@@ -148,8 +148,8 @@ impl Workspace {
     /// inspect, inspect --json, inspect --list, extract, verify of an
     /// ExtensionImage; `ok`: the input is valid and everything but verify
     /// must succeed.
-    pub fn squashfs_all(&self, label: &str, bytes: &[u8], ok: bool) {
-        self.image_cmds(label, "ExtensionImage", bytes, ok);
+    pub fn squashfs_all(&self, label: &str, bytes: &[u8], ok: bool) -> i32 {
+        self.image_cmds(label, "ExtensionImage", bytes, ok)
     }
 
     /// The same for an AppImage.
@@ -157,7 +157,8 @@ impl Workspace {
         self.image_cmds(label, "AppImage", bytes, ok);
     }
 
-    fn image_cmds(&self, label: &str, ext: &str, bytes: &[u8], ok: bool) {
+    /// Returns the exit code of extract.
+    fn image_cmds(&self, label: &str, ext: &str, bytes: &[u8], ok: bool) -> i32 {
         let input = self.input(ext, bytes);
         let i = input.as_os_str();
         self.expect(label, &[os("inspect"), i], &[0, 2], ok);
@@ -184,6 +185,7 @@ impl Workspace {
             &[0, 1, 2],
             false,
         );
+        code
     }
 
     /// verify --trust KEY; returns the exit code.
@@ -220,8 +222,8 @@ impl Workspace {
 
     /// `sik create extension SRC -o out/x.ExtensionImage`: an error (exit 2)
     /// or an image whose tree stays inside (checked by listing and
-    /// extracting it).
-    pub fn create_from(&self, label: &str, src: &Path) {
+    /// extracting it). Returns the exit code of create.
+    pub fn create_from(&self, label: &str, src: &Path) -> i32 {
         let etc_evil = Path::new("/etc/evil").exists();
         let out = self.clear_out();
         std::fs::create_dir(&out).unwrap();
@@ -277,6 +279,7 @@ impl Workspace {
             );
         }
         self.clear_out();
+        code
     }
 }
 
@@ -393,6 +396,29 @@ pub fn squashfs_mutants(b: &[u8]) -> Vec<(String, Vec<u8>)> {
         ("frag-table-0", 80, 0u64.to_le_bytes().to_vec()),
     ] {
         m.push((name.to_string(), with(b, off, &val)));
+    }
+    m
+}
+
+/// SquashFS with uncompressed directory table: entry names rewritten (same
+/// length) to climb out, contain `/` or a NUL byte.
+pub fn name_mutants(b: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let dir = u64_at(b, 72) as usize;
+    let mut m = Vec::new();
+    for (name, old, new) in [
+        ("dotdot", &b"a.txt"[..], &b"../.."[..]),
+        ("dotdot-etc", b"hostile.conf", b"../../../etc"),
+        ("dot", b"a.txt", b".\0\0\0\0"),
+        ("slash", b"b.bin", b"b/bin"),
+        ("absolute", b"b.bin", b"/etc/"),
+        ("nul", b"b.bin", b"b\0bin"),
+    ] {
+        let i = dir
+            + b[dir..]
+                .windows(old.len())
+                .position(|w| w == old)
+                .unwrap_or_else(|| panic!("{name}: no entry {old:?} in the directory table"));
+        m.push((format!("name-{name}"), with(b, i, new)));
     }
     m
 }
