@@ -62,6 +62,36 @@ fn squashfs_truncated_flipped_and_absurd() {
     }
 }
 
+/// `sik link` (loop mount as root) of truncated, flipped and badly named
+/// SquashFS images: refused or linked, never a panic or a write outside the
+/// root and the state directory.
+#[test]
+fn link_hostile_squashfs() {
+    if !require_root() || !require_tool("mksquashfs") || !require_tool("prlimit") {
+        return;
+    }
+    let t = TestDir::new();
+    let tree = sample_tree(&t);
+    let plain = t.join("plain.ExtensionImage");
+    run_ok(
+        cmd("mksquashfs")
+            .arg(&tree)
+            .arg(&plain)
+            .args(["-noI", "-noD", "-noF", "-noX", "-no-progress", "-quiet"])
+            .args(["-all-root", "-mkfs-time", "0", "-all-time", "0"]),
+    );
+    let ws = Workspace::new(&t);
+    let bytes = std::fs::read(&plain).unwrap();
+    assert_eq!(ws.link("link/original", &bytes, true), 0);
+    let mutants = squashfs_mutants(&bytes)
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("flip-") || n.ends_with("0"))
+        .chain(name_mutants(&bytes));
+    for (name, m) in mutants {
+        ws.link(&format!("link/{name}"), &m, false);
+    }
+}
+
 /// Tar archives with paths that climb out, absolute paths, hard links to
 /// outside the tree and a file written through a symlink; .debs with broken
 /// ar member sizes.

@@ -188,6 +188,71 @@ impl Workspace {
         code
     }
 
+    /// `sik link --root out/root --state out/state --allow-unsigned
+    /// --ignore-compat IMAGE`: exit 0, 1 (refused) or 2, and whatever it
+    /// links stays in the root and the state directory. Returns the exit
+    /// code.
+    pub fn link(&self, label: &str, bytes: &[u8], ok: bool) -> i32 {
+        let input = self.input("ExtensionImage", bytes);
+        let out = self.clear_out();
+        let root = out.join("root");
+        let state = out.join("state");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+        let code = self.expect(
+            label,
+            &[
+                os("link"),
+                os("-q"),
+                os("--root"),
+                root.as_os_str(),
+                os("--state"),
+                state.as_os_str(),
+                os("--allow-unsigned"),
+                os("--ignore-compat"),
+                input.as_os_str(),
+            ],
+            &[0, 1, 2],
+            ok,
+        );
+        assert_inside(label, &root);
+        // Whatever link left (a complete link, or an incomplete one after a
+        // refusal), unlink --all takes it away: the root is as before and
+        // nothing stays mounted.
+        self.expect(
+            label,
+            &[
+                os("unlink"),
+                os("-q"),
+                os("--all"),
+                os("--root"),
+                root.as_os_str(),
+                os("--state"),
+                state.as_os_str(),
+            ],
+            &[0],
+            true,
+        );
+        let left: Vec<_> = walkdir::WalkDir::new(&root)
+            .min_depth(1)
+            .into_iter()
+            .map(|e| e.unwrap().path().strip_prefix(&root).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            left,
+            [Path::new("etc"), Path::new("etc/os-release")],
+            "{label}: unlink --all left files in the root"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(
+            !mounts.contains(&*out.to_string_lossy()),
+            "{label}: unlink --all left a mount:\n{mounts}"
+        );
+        unmount_below(&out);
+        self.clear_out();
+        code
+    }
+
     /// verify --trust KEY; returns the exit code.
     pub fn verify(&self, label: &str, bytes: &[u8]) -> Option<i32> {
         let input = self.input("ExtensionImage", bytes);
@@ -280,6 +345,21 @@ impl Workspace {
         }
         self.clear_out();
         code
+    }
+}
+
+/// Unmount everything mounted below `dir` (deepest first).
+fn unmount_below(dir: &Path) {
+    let root = dir.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&root))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = cmd("umount").arg("-l").arg(p).status();
     }
 }
 
