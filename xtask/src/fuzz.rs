@@ -299,8 +299,10 @@ fn seed_corpora(corpus: &Path) -> Result {
         if sqfs.is_file() {
             let _ = std::fs::copy(&sqfs, t.join(sq));
         }
-        write(&t.join("live/vmlinuz"), "kernel")?;
-        write(&t.join("live/initrd.img"), "initrd")?;
+        let kdir = if layout == "casper" { "casper" } else { "live" };
+        mkdir(&t.join(kdir))?;
+        write(&t.join(kdir).join("vmlinuz"), "kernel")?;
+        write(&t.join(kdir).join("initrd.img"), "initrd")?;
         let iso = work.join(format!("{layout}.iso"));
         if quiet(
             Command::new("xorriso")
