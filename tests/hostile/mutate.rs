@@ -71,6 +71,16 @@ impl Workspace {
                 errors, 1,
                 "{label}: sik {args:?}: exactly one error line expected:\n{stderr}"
             );
+            // The line says why (a dependency's error with an empty
+            // message would leave it ending in ": ").
+            let line = stderr
+                .lines()
+                .find(|l| l.starts_with("sik: error:"))
+                .unwrap();
+            assert!(
+                !line.trim_end().ends_with(':'),
+                "{label}: sik {args:?}: the error line gives no reason:\n{stderr}"
+            );
         }
         self.assert_contained(label, args);
         // Shown with --nocapture: which mutant each command refused.
