@@ -36,12 +36,37 @@ pub(crate) struct Placed {
     pub(crate) size_word: u32,
 }
 
+/// The compression threads. Dropping this (also when a writer is dropped
+/// unfinished on an error path) closes the job channel and joins them, so
+/// no worker outlives its writer.
+struct Workers {
+    job_tx: Option<Sender<Job>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Close the job channel and wait for every worker; false if one panicked.
+    fn close_and_join(&mut self) -> bool {
+        self.job_tx = None;
+        let mut ok = true;
+        for h in self.handles.drain(..) {
+            ok &= h.join().is_ok();
+        }
+        ok
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.close_and_join();
+    }
+}
+
 pub(crate) struct Pipeline {
     out: File,
     pos: u64,
-    job_tx: Option<Sender<Job>>,
     res_rx: Receiver<Done>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Workers,
     next_seq: u64,
     next_write: u64,
     window: u64,
@@ -112,9 +137,11 @@ impl Pipeline {
         Ok(Pipeline {
             out,
             pos: start,
-            job_tx: Some(job_tx),
             res_rx,
-            workers,
+            workers: Workers {
+                job_tx: Some(job_tx),
+                handles: workers,
+            },
             next_seq: 0,
             next_write: 0,
             window: (threads as u64 * 4).max(4),
@@ -135,7 +162,7 @@ impl Pipeline {
             self.receive_one()?;
         }
         let seq = self.next_seq;
-        let tx = self.job_tx.as_ref().ok_or(WriteError::Worker)?;
+        let tx = self.workers.job_tx.as_ref().ok_or(WriteError::Worker)?;
         tx.send(Job { seq, data }).map_err(|_| WriteError::Worker)?;
         self.next_seq += 1;
         while let Ok(done) = self.res_rx.try_recv() {
@@ -197,12 +224,12 @@ impl Pipeline {
     /// Waits for every block, stops the workers and hands back the file,
     /// the end of the data area and where each block went (by sequence).
     pub(crate) fn finish(mut self) -> Result<(File, u64, Vec<Placed>), WriteError> {
-        self.job_tx = None;
+        self.workers.job_tx = None;
         while self.next_write < self.next_seq {
             self.receive_one()?;
         }
-        for w in self.workers.drain(..) {
-            w.join().map_err(|_| WriteError::Worker)?;
+        if !self.workers.close_and_join() {
+            return Err(WriteError::Worker);
         }
         Ok((self.out, self.pos, self.placed))
     }
