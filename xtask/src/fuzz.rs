@@ -104,13 +104,6 @@ fn run_target(fuzz_dir: &Path, target: &str, time: u64) -> Result<RunResult> {
             "-rss_limit_mb=2048",
         ])
         .stderr(Stdio::piped());
-    if target == "tar_source" {
-        // On an early error SquashfsWriter drops its compression workers
-        // without joining them; LeakSanitizer then counts the still-exiting
-        // threads' bookkeeping as a leak (see FUZZING.md). Panics, timeouts
-        // and the memory limit are still checked.
-        cmd.arg("-detect_leaks=0");
-    }
     eprintln!(
         "$ (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {target} corpus/{target} -- -max_total_time={time} -rss_limit_mb=2048)"
     );
