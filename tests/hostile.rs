@@ -253,6 +253,9 @@ fn iso_truncated_cycles_and_absurd() {
     );
     t.write("iso/.disk/info", "Ubuntu 24.04 LTS");
     t.write("iso/a/b/c/d/e", "deep");
+    // A name too long for the directory record: Rock Ridge continues it in
+    // a continuation area (CE).
+    t.write(&format!("iso/casper/{}", "long-name-".repeat(20)), "x");
     let iso = t.join("live.iso");
     run_ok(
         cmd("xorriso")
@@ -266,6 +269,16 @@ fn iso_truncated_cycles_and_absurd() {
     let bytes = std::fs::read(&iso).unwrap();
     ws.iso_all("iso/original", &bytes, true);
     for (name, m) in iso_mutants(&bytes) {
+        ws.iso_all(&format!("iso/{name}"), &m, false);
+    }
+    // Hostile Rock Ridge and Joliet names: an entry named `../../x`,
+    // `vm/linu` or with a NUL is no entry, so the kernel is not found
+    // under any of them and detect does not offer the ISO.
+    for (name, m) in iso_name_mutants(&bytes) {
+        let code = ws.detect(&format!("iso/{name}"), &m);
+        if name.starts_with("rr-name-") {
+            assert_eq!(code, 1, "iso/{name}: detect accepted a hostile kernel name");
+        }
         ws.iso_all(&format!("iso/{name}"), &m, false);
     }
 }

@@ -20,16 +20,23 @@ pub struct Workspace {
     pub dir: PathBuf,
     pub sentinel: PathBuf,
     key: Option<PathBuf>,
+    /// Private key (outside the workspace) that `sik sign` uses on inputs.
+    signer: PathBuf,
 }
 
 impl Workspace {
     pub fn new(t: &TestDir) -> Self {
         let dir = t.mkdir("ws");
         let sentinel = t.mkdir("ws/sentinel");
+        let signer = t.join("signer");
+        if !signer.exists() {
+            run_ok(sik().args(["key", "generate", "-o"]).arg(&signer));
+        }
         Workspace {
             dir,
             sentinel,
             key: None,
+            signer,
         }
     }
 
@@ -183,6 +190,13 @@ impl Workspace {
         );
         if code == 0 {
             assert_inside(label, &out);
+        } else {
+            // A failed extraction leaves no partial tree.
+            assert!(
+                !out.exists(),
+                "{label}: a failed extract left {}",
+                out.display()
+            );
         }
         self.clear_out();
         let key = self
@@ -195,7 +209,44 @@ impl Workspace {
             &[0, 1, 2],
             false,
         );
+        self.sign(label, &input, ok);
         code
+    }
+
+    /// `sik sign` in place: refused with the file untouched, or signed so
+    /// that `sik verify` accepts it.
+    fn sign(&self, label: &str, input: &Path, ok: bool) {
+        let before = std::fs::read(input).unwrap();
+        let code = self.expect(
+            label,
+            &[
+                os("sign"),
+                input.as_os_str(),
+                os("--key"),
+                self.signer.as_os_str(),
+            ],
+            &[0, 2],
+            ok,
+        );
+        if code == 0 {
+            let public = self.signer.with_extension("pub");
+            self.expect(
+                label,
+                &[
+                    os("verify"),
+                    input.as_os_str(),
+                    os("--trust"),
+                    public.as_os_str(),
+                ],
+                &[0],
+                true,
+            );
+        } else {
+            assert!(
+                std::fs::read(input).unwrap() == before,
+                "{label}: a refused sign changed the image"
+            );
+        }
     }
 
     /// `sik link --root out/root --state out/state --allow-unsigned
@@ -278,6 +329,17 @@ impl Workspace {
             &[0, 1, 2],
             false,
         ))
+    }
+
+    /// `sik boot detect ISO`; returns the exit code.
+    pub fn detect(&self, label: &str, bytes: &[u8]) -> i32 {
+        let input = self.input("iso", bytes);
+        self.expect(
+            label,
+            &[os("boot"), os("detect"), input.as_os_str()],
+            &[0, 1, 2],
+            false,
+        )
     }
 
     /// boot detect, inspect and inspect --list of an ISO.
@@ -732,6 +794,106 @@ pub fn iso_mutants(b: &[u8]) -> Vec<(String, Vec<u8>)> {
                 ));
             }
         }
+    }
+    m
+}
+
+/// ISO 9660 with Rock Ridge and Joliet: the names of `vmlinuz` rewritten
+/// (same length) to climb out, hold `/` or NUL, in the Rock Ridge `NM`
+/// entries and the Joliet records; `NM` and `CE` entries with absurd
+/// lengths, continuation areas outside the file; the Joliet root moved.
+pub fn iso_name_mutants(b: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let ucs2 = |s: &[u8]| s.iter().flat_map(|&c| [0u8, c]).collect::<Vec<u8>>();
+    let replace_all = |from: &[u8], to: &[u8], ctx: &dyn Fn(usize) -> bool| {
+        let mut v = b.to_vec();
+        let mut n = 0;
+        let mut i = 0;
+        while let Some(p) = v[i..].windows(from.len()).position(|w| w == from) {
+            let at = i + p;
+            if ctx(at) {
+                v[at..at + from.len()].copy_from_slice(to);
+                n += 1;
+            }
+            i = at + 1;
+        }
+        (v, n)
+    };
+    // An `NM` entry: "NM", length, version 1, flags, then the name.
+    let after_nm = |at: usize| at >= 5 && &b[at - 5..at - 3] == b"NM" && b[at - 2] == 1;
+    let anywhere = |_: usize| true;
+    let mut m = Vec::new();
+    for (name, to) in [
+        ("dotdot", &b"../../x"[..]),
+        ("slash", b"vm/linu"),
+        ("nul", b"vm\0linu"),
+        ("all-nul", b"\0\0\0\0\0\0\0"),
+        ("dot", b".\0\0\0\0\0\0"),
+    ] {
+        let (v, n) = replace_all(b"vmlinuz", to, &after_nm);
+        assert!(n > 0, "no Rock Ridge NM entry for vmlinuz");
+        m.push((format!("rr-name-{name}"), v));
+        let (v, n) = replace_all(&ucs2(b"vmlinuz"), &ucs2(to), &anywhere);
+        assert!(n > 0, "no Joliet name vmlinuz");
+        m.push((format!("joliet-name-{name}"), v));
+    }
+    let mut k = 0;
+    for at in 0..b.len().saturating_sub(4) {
+        // NM and CE entries of version 1 in directory records.
+        if &b[at..at + 2] == b"NM" && b[at + 3] == 1 && b[at + 2] as usize >= 5 {
+            k += 1;
+            if k % 3 == 1 {
+                for (what, len) in [("0", 0u8), ("3", 3), ("255", 255)] {
+                    m.push((format!("rr-nm{k}-len-{what}"), with(b, at + 2, &[len])));
+                }
+            }
+        }
+        if &b[at..at + 2] == b"CE" && b[at + 2] == 28 && b[at + 3] == 1 {
+            let both32 = |v: u32| {
+                let mut x = v.to_le_bytes().to_vec();
+                x.extend(v.to_be_bytes());
+                x
+            };
+            m.push((
+                format!("rr-ce{at}-lba-max"),
+                with(b, at + 4, &both32(0xffff_fff0)),
+            ));
+            m.push((
+                format!("rr-ce{at}-offset-past"),
+                with(b, at + 12, &both32(4000)),
+            ));
+            m.push((
+                format!("rr-ce{at}-len-max"),
+                with(b, at + 20, &both32(u32::MAX)),
+            ));
+            m.push((format!("rr-ce{at}-len-0"), with(b, at + 2, &[0])));
+        }
+    }
+    assert!(
+        m.iter().any(|(n, _)| n.starts_with("rr-ce")),
+        "the ISO has no Rock Ridge continuation area"
+    );
+    // Joliet's supplementary volume descriptor (sector 17 with xorriso):
+    // its root directory moved out of the file and onto the PVD's root.
+    const SVD: usize = 17 * 2048;
+    if b.len() > SVD + 200 && b[SVD] == 2 && &b[SVD + 1..SVD + 6] == b"CD001" {
+        let pvd_root = u32_at(b, 16 * 2048 + 156 + 2);
+        let both32 = |v: u32| {
+            let mut x = v.to_le_bytes().to_vec();
+            x.extend(v.to_be_bytes());
+            x
+        };
+        m.push((
+            "joliet-root-extent-max".into(),
+            with(b, SVD + 156 + 2, &both32(0xffff_fff0)),
+        ));
+        m.push((
+            "joliet-root-on-pvd-root".into(),
+            with(b, SVD + 156 + 2, &both32(pvd_root)),
+        ));
+        m.push((
+            "joliet-root-len-max".into(),
+            with(b, SVD + 156 + 10, &both32(u32::MAX)),
+        ));
     }
     m
 }

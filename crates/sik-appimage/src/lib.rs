@@ -80,9 +80,14 @@ impl Runtime {
 
     /// Write NUL-padded `text` into the reserved section `name`.
     pub fn set_section(&mut self, name: &str, text: &[u8]) -> Result<()> {
+        let reserved = elf::RESERVED
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| Error::Runtime(format!("{name} is not a reserved AppImage section")))?;
         let sec = self
             .layout
-            .section(name)
+            .reserved(*reserved)
+            .map_err(|e| Error::Runtime(e.to_string()))?
             .ok_or_else(|| Error::Runtime(format!("has no {name} section")))?;
         let (off, size) = (sec.offset as usize, sec.size as usize);
         if text.len() >= size {

@@ -68,12 +68,56 @@ pub struct ElfLayout {
     pub sections: Vec<Section>,
     /// Where the ELF ends: the offset of an AppImage's SquashFS.
     pub end: u64,
+    /// Offset and length of the section header table.
+    #[serde(skip)]
+    pub shdr_table: (u64, u64),
 }
 
 impl ElfLayout {
     /// Find a section by name.
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// A reserved section that tools write into (`.upd_info`, `.sha256_sig`,
+    /// `.sig_key`, `.digest_md5`), checked so that writing it cannot damage
+    /// anything else: it lies after the ELF header and overlaps no other
+    /// section and not the section header table. `Ok(None)` when absent.
+    pub fn reserved(&self, r: Reserved) -> Result<Option<&Section>> {
+        let Some(sec) = self.section(r.name) else {
+            return Ok(None);
+        };
+        let end = sec.offset.saturating_add(sec.size);
+        let overlaps = |o: u64, n: u64| sec.offset < o.saturating_add(n) && o < end;
+        let header = if self.class_bits == 32 { 52 } else { 64 };
+        if overlaps(0, header) {
+            return Err(Error::malformed(
+                "ELF",
+                format!("section {} overlaps the ELF header", r.name),
+            ));
+        }
+        if overlaps(self.shdr_table.0, self.shdr_table.1) {
+            return Err(Error::malformed(
+                "ELF",
+                format!("section {} overlaps the section header table", r.name),
+            ));
+        }
+        if let Some(other) = self
+            .sections
+            .iter()
+            .find(|o| !std::ptr::eq(*o, sec) && o.size > 0 && overlaps(o.offset, o.size))
+        {
+            let other = if other.name.is_empty() {
+                format!("the section at offset {}", other.offset)
+            } else {
+                format!("section {}", other.name)
+            };
+            return Err(Error::malformed(
+                "ELF",
+                format!("section {} overlaps {other}", r.name),
+            ));
+        }
+        Ok(Some(sec))
     }
 
     /// The architecture name AppImage file names use (`x86_64`, `aarch64` …).
@@ -145,7 +189,8 @@ pub fn read_layout<R: Read + Seek>(reader: &mut R) -> Result<ElfLayout> {
         .section_headers_with_strtab()
         .map_err(|e| Error::malformed("ELF section names", e.to_string()))?;
     let mut sections = Vec::new();
-    let mut end = ehdr.e_shoff + u64::from(ehdr.e_shnum) * u64::from(ehdr.e_shentsize);
+    let shdr_len = u64::from(ehdr.e_shnum) * u64::from(ehdr.e_shentsize);
+    let mut end = ehdr.e_shoff + shdr_len;
     for h in shdrs.iter() {
         if h.sh_type == SHT_NOBITS || h.sh_type == 0 {
             continue;
@@ -167,6 +212,7 @@ pub fn read_layout<R: Read + Seek>(reader: &mut R) -> Result<ElfLayout> {
         class_bits,
         sections,
         end,
+        shdr_table: (ehdr.e_shoff, shdr_len),
     })
 }
 

@@ -405,7 +405,9 @@ impl<R: Read + Seek> Iso<R> {
                 }
                 symlink = sl;
             }
-            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            // Names that could not be a path component (or would change the
+            // path they are part of) are not entries.
+            if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
                 continue;
             }
             // Multi-extent files repeat the name; the first extent is kept.

@@ -592,8 +592,8 @@ pub fn payload_of(file: &mut File) -> Result<Payload> {
         }
         ImageKind::AppImage { image_type: 2 } => {
             let layout = elf::read_layout(file)?;
-            let sig = layout.section(elf::SHA256_SIG.name).cloned();
-            let key = layout.section(elf::SIG_KEY.name).cloned();
+            let sig = layout.reserved(elf::SHA256_SIG)?.cloned();
+            let key = layout.reserved(elf::SIG_KEY)?.cloned();
             let (zeroed, place) = match (sig, key) {
                 (Some(sig), Some(key)) => {
                     let mut z = vec![(sig.offset, sig.size), (key.offset, key.size)];

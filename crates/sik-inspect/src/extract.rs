@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use backhand::{InnerNode, SquashfsFileReader};
@@ -62,14 +62,16 @@ pub fn extract_filtered(
     opts: &ExtractOptions,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<ExtractReport, InspectError> {
-    match fs::symlink_metadata(dir) {
+    let fresh = match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {
-            if !opts.force && fs::read_dir(dir)?.next().is_some() {
+            let empty = fs::read_dir(dir)?.next().is_none();
+            if !empty && !opts.force {
                 return Err(InspectError::Unsafe(format!(
                     "{} is not empty; pass --force to write into it",
                     dir.display()
                 )));
             }
+            empty
         }
         Ok(_) => {
             return Err(InspectError::Unsafe(format!(
@@ -77,9 +79,78 @@ pub fn extract_filtered(
                 dir.display()
             )));
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(dir)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
         Err(e) => return Err(e.into()),
+    };
+    let staging = if fresh { staging_dir(dir) } else { None };
+    let Some(staging) = staging else {
+        // Writing into a populated directory (--force): entries are replaced
+        // in place, as `unsquashfs -f` does; a failure leaves what was done.
+        if !dir.exists() {
+            fs::create_dir_all(dir)?;
+        }
+        return extract_into(fs, dir, opts, want);
+    };
+    // A new tree is built in a hidden sibling and renamed into place when
+    // complete, so a failed extraction leaves nothing behind.
+    let result = extract_into(fs, &staging, opts, want).and_then(|report| {
+        fs::rename(&staging, dir)?;
+        Ok(report)
+    });
+    if result.is_err() {
+        remove_tree(&staging);
     }
+    result
+}
+
+/// A fresh hidden directory next to `dir` (same filesystem, so the final
+/// rename is atomic), or `None` when `dir` has no usable name.
+/// An existing empty directory that is a mount point is filled in place.
+fn staging_dir(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let name = dir.file_name()?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent).ok()?;
+    if let Ok(m) = fs::metadata(dir)
+        && m.dev() != fs::metadata(parent).ok()?.dev()
+    {
+        return None;
+    }
+    for n in 0..100u32 {
+        let mut leaf = std::ffi::OsString::from(".");
+        leaf.push(name);
+        leaf.push(format!(".sik-extract-{}-{n}", std::process::id()));
+        let candidate = parent.join(leaf);
+        match fs::DirBuilder::new().mode(0o700).create(&candidate) {
+            Ok(()) => return Some(candidate),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Remove a partly extracted tree, making its directories writable first
+/// (a failure can come after read-only modes were applied).
+fn remove_tree(path: &Path) {
+    for entry in walkdir::WalkDir::new(path).into_iter().flatten() {
+        if entry.file_type().is_dir() {
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
+        }
+    }
+    let _ = fs::remove_dir_all(path);
+}
+
+/// Extract into `dir`, which exists and is a directory.
+fn extract_into(
+    fs: &backhand::FilesystemReader<'_>,
+    dir: &Path,
+    opts: &ExtractOptions,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<ExtractReport, InspectError> {
     let root = dir.to_path_buf();
     let as_root = rustix::process::geteuid().is_root();
     let mut report = ExtractReport {
