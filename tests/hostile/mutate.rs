@@ -119,6 +119,16 @@ impl Workspace {
     }
 
     fn expect(&self, label: &str, args: &[&std::ffi::OsStr], allowed: &[i32], ok: bool) -> i32 {
+        self.expect_out(label, args, allowed, ok).1
+    }
+
+    fn expect_out(
+        &self,
+        label: &str,
+        args: &[&std::ffi::OsStr],
+        allowed: &[i32],
+        ok: bool,
+    ) -> (Output, i32) {
         let (out, code) = self.run(label, args);
         if ok {
             assert_eq!(
@@ -133,7 +143,7 @@ impl Workspace {
             "{label}: sik {args:?} exit {code}, expected one of {allowed:?}:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        code
+        (out, code)
     }
 
     fn input(&self, ext: &str, bytes: &[u8]) -> PathBuf {
@@ -180,7 +190,17 @@ impl Workspace {
         let i = input.as_os_str();
         self.expect(label, &[os("inspect"), i], &[0, 2], ok);
         self.expect(label, &[os("inspect"), os("--json"), i], &[0, 2], ok);
-        self.expect(label, &[os("inspect"), os("--list"), i], &[0, 2], ok);
+        // Hostile names never reach the terminal raw: no control byte but
+        // the line ends.
+        let (listing, _) = self.expect_out(label, &[os("inspect"), os("--list"), i], &[0, 2], ok);
+        assert!(
+            !listing
+                .stdout
+                .iter()
+                .any(|&c| (c < 0x20 && c != b'\n') || c == 0x7f),
+            "{label}: inspect --list printed a control character:\n{}",
+            String::from_utf8_lossy(&listing.stdout)
+        );
         let out = self.clear_out();
         let code = self.expect(
             label,

@@ -148,7 +148,7 @@ pub fn format_line(e: &Entry, root: &str) -> String {
     let path = if e.path.is_empty() {
         root.to_string()
     } else {
-        format!("{root}/{}", e.path)
+        format!("{root}/{}", escape_controls(&e.path))
     };
     let mut line = format!(
         "{} {owner}{size:>width$} {} {path}",
@@ -157,9 +157,31 @@ pub fn format_line(e: &Entry, root: &str) -> String {
     );
     if let Some(t) = &e.target {
         line.push_str(" -> ");
-        line.push_str(t);
+        line.push_str(&escape_controls(t));
     }
     line
+}
+
+/// Control characters (NUL, newline, escape …) as `\ooo` octal escapes of
+/// their bytes, the way `ls -b` shows them, so a hostile name cannot forge
+/// listing lines or terminal output. Other characters are kept, so
+/// ordinary names list exactly as `unsquashfs -lln` shows them.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:03o}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `YYYY-MM-DD HH:MM` (or with `:SS`) in UTC.
@@ -198,6 +220,15 @@ mod tests {
         assert_eq!(format_time(0, true), "1970-01-01 00:00:00");
         assert_eq!(format_time(1_700_000_000, false), "2023-11-14 22:13");
         assert_eq!(format_time(951_782_400, false), "2000-02-29 00:00");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain name ä"), "plain name ä");
+        assert_eq!(escape_controls("b\0bin"), "b\\000bin");
+        assert_eq!(escape_controls("a\nfake line"), "a\\012fake line");
+        assert_eq!(escape_controls("\u{1b}[31m"), "\\033[31m");
+        assert_eq!(escape_controls("\u{85}"), "\\302\\205");
     }
 
     #[test]
