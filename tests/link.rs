@@ -1111,3 +1111,244 @@ fn state_directory_outside_root() {
     );
     assert_detached(&img);
 }
+
+/// `find ROOT -printf '%p %y %m %u:%g %l\n'`, sorted: the listing compared
+/// byte for byte.
+fn find_listing(root: &Path) -> String {
+    let out = run_ok(
+        cmd("find")
+            .arg(root)
+            .args(["-printf", "%p %y %m %u:%g %l\\n"]),
+    );
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// An ExtensionImage whose tables are stored uncompressed (so entry names
+/// can be patched in place), from `files` (path, content).
+fn raw_image(t: &TestDir, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let tree = t.join(format!("tree-{name}"));
+    let _ = std::fs::remove_dir_all(&tree);
+    for (p, c) in files {
+        let full = tree.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, c).unwrap();
+    }
+    let img = t.join(format!("{name}.ExtensionImage"));
+    let _ = std::fs::remove_file(&img);
+    run_ok(
+        cmd("mksquashfs")
+            .arg(&tree)
+            .arg(&img)
+            .args(["-noI", "-noD", "-noF", "-noX", "-no-progress", "-quiet"])
+            .args(["-all-root", "-noappend"]),
+    );
+    img
+}
+
+/// Replace the entry name `old` in the (uncompressed) directory table of
+/// `img` by `new` (same length).
+fn patch_name(img: &Path, old: &[u8], new: &[u8]) {
+    assert_eq!(old.len(), new.len());
+    let mut b = std::fs::read(img).unwrap();
+    let dir = u64::from_le_bytes(b[72..80].try_into().unwrap()) as usize;
+    let i = dir
+        + b[dir..]
+            .windows(old.len())
+            .position(|w| w == old)
+            .unwrap_or_else(|| panic!("{old:?} not in the directory table"));
+    b[i..i + old.len()].copy_from_slice(new);
+    std::fs::write(img, b).unwrap();
+}
+
+/// Mount points below `dir` in /proc/self/mountinfo.
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|mp| Path::new(mp).starts_with(&dir))
+        .map(str::to_string)
+        .collect()
+}
+
+/// An image that mounts but holds an entry that cannot be used (a name
+/// with a NUL byte, `/`, a second `.` or `..`) is refused and everything
+/// its link made is undone by the linker itself (moved-aside files put
+/// back, symlinks and directories removed, the image unmounted), while the
+/// other image of the same run is linked; a kill during the undoing is
+/// completed by the next run.
+#[test]
+fn hostile_entry_names_refuse_and_undo_the_partial_link() {
+    if !ready() || !require_tool("find") {
+        return;
+    }
+    let t = TestDir::new();
+    let good = raw_image(&t, "good", &[("usr/bin/good", "g")]);
+    // (label, bytes of a name in the image, replacement, what the refusal line must say)
+    let cases: [(&str, &[u8], &[u8], &str); 5] = [
+        (
+            "nul-file",
+            b"aXXXb",
+            b"a\0\0\0b",
+            "image entry /usr/share/evil/a\\0\\0\\0b: the name contains a NUL byte",
+        ),
+        (
+            "nul-dir",
+            b"dXXXe",
+            b"d\0\0\0e",
+            "image entry /usr/share/evil/d\\0\\0\\0e: the name contains a NUL byte",
+        ),
+        (
+            "dotdot",
+            b"zz",
+            b"..",
+            "image entry /usr/share/evil/..: an entry named like the directory's own link",
+        ),
+        (
+            "dot",
+            b"q",
+            b".",
+            "image entry /usr/share/evil/.: an entry named like the directory's own link",
+        ),
+        (
+            "slash",
+            b"sXs",
+            b"s/s",
+            "image entry /usr/share/evil: cannot read the directory",
+        ),
+    ];
+    for (label, old, new, needle) in cases {
+        let root = merged_root(&t, &format!("root-{label}"));
+        let state = t.join(format!("state-{label}"));
+        let evil = raw_image(
+            &t,
+            "evil",
+            &[
+                ("etc/hostname", "evil"),
+                ("lib/firmware/evil/fw.bin", "fw"),
+                ("usr/bin/evil-tool", "e"),
+                ("usr/share/evil/aXXXb", "1"),
+                ("usr/share/evil/dXXXe/inner", "2"),
+                ("usr/share/evil/tXXX", "3"),
+                ("usr/share/evil/zz", "4"),
+                ("usr/share/evil/q", "5"),
+                ("usr/share/evil/sXs", "6"),
+                ("usr/share/evil/sub/deep", "7"),
+            ],
+        );
+        patch_name(&evil, old, new);
+        let before = find_listing(&root);
+        let args = |c: &mut std::process::Command| {
+            c.arg("link")
+                .arg("--root")
+                .arg(&root)
+                .arg("--state")
+                .arg(&state)
+                .args(["--allow-unsigned", "--ignore-compat", "--replace"])
+                .arg(&evil)
+                .arg(&good);
+        };
+        let mut c = sik();
+        args(&mut c);
+        let out = run(&mut c);
+        let stderr = assert_fails(&out, 1, &["1 of 2 sources refused", needle]);
+        let refusals: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("sik: refused:"))
+            .collect();
+        assert_eq!(refusals.len(), 1, "{label}: {stderr}");
+        assert!(refusals[0].starts_with("sik: refused: evil: "), "{stderr}");
+        assert!(
+            !stderr.bytes().any(|b| b < 0x20 && b != b'\n' || b == 0x7f),
+            "{label}: raw control bytes on stderr: {stderr:?}"
+        );
+        // The good image is linked; of the evil one nothing is left.
+        let doc = status_in(&root, &state);
+        let exts = doc["extensions"].as_array().unwrap();
+        assert_eq!(exts.len(), 1, "{label}: {doc:#}");
+        assert_eq!(exts[0]["name"], "good");
+        assert_eq!(exts[0]["complete"], true);
+        assert_eq!(doc["refused"][0]["name"], "evil");
+        assert!(!state.join("evil").exists(), "{label}: evil's state left");
+        let after = find_listing(&root);
+        let good_link = format!(
+            "{} l 777 root:root {}/good/mnt/usr/bin/good",
+            root.join("usr/bin/good").display(),
+            state.display()
+        );
+        let mut want: Vec<&str> = before.lines().chain([good_link.as_str()]).collect();
+        want.sort();
+        assert_eq!(after, want.join("\n"), "{label}: ROOT differs");
+        let mounts = mounts_below(&state);
+        assert_eq!(mounts.len(), 1, "{label}: {mounts:?}");
+        assert!(mounts[0].ends_with("/good/mnt"), "{mounts:?}");
+        ok(&run(sik()
+            .args(["unlink", "good", "--root"])
+            .arg(&root)
+            .arg("--state")
+            .arg(&state)));
+        assert_eq!(find_listing(&root), before, "{label}: after unlink");
+        assert!(mounts_below(&state).is_empty());
+
+        if label == "nul-file" {
+            // Killed after 1..3 removals of the undoing: the next run (of
+            // another image) completes it.
+            for n in 1..=3 {
+                let mut c = sik();
+                c.env("SIK_LINK_TEST_ABORT_UNDO_AFTER", n.to_string());
+                args(&mut c);
+                let out = run(&mut c);
+                assert!(
+                    !out.status.success() && out.status.code().is_none(),
+                    "n={n}: not killed: {out:?}"
+                );
+                let doc = status_in(&root, &state);
+                let evil_st = doc["extensions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["name"] == "evil")
+                    .unwrap_or_else(|| panic!("n={n}: {doc:#}"));
+                assert_eq!(evil_st["complete"], false);
+                let out = run(sik()
+                    .arg("link")
+                    .arg("--root")
+                    .arg(&root)
+                    .arg("--state")
+                    .arg(&state)
+                    .args(["--allow-unsigned", "--ignore-compat"])
+                    .arg(&good));
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                ok(&out);
+                assert!(
+                    stderr.contains("evil: the undoing of its refused link"),
+                    "{stderr}"
+                );
+                let doc = status_in(&root, &state);
+                assert_eq!(doc["extensions"].as_array().unwrap().len(), 1, "{doc:#}");
+                assert_eq!(find_listing(&root), want.join("\n"), "n={n}");
+                ok(&run(sik()
+                    .args(["unlink", "good", "--root"])
+                    .arg(&root)
+                    .arg("--state")
+                    .arg(&state)));
+                assert_eq!(find_listing(&root), before, "n={n}: after unlink");
+                assert!(mounts_below(&state).is_empty(), "n={n}");
+            }
+        }
+    }
+    assert_detached(&good);
+    assert_detached(&t.join("evil.ExtensionImage"));
+}
+
+fn status_in(root: &Path, state: &Path) -> serde_json::Value {
+    let out = ok(&run(sik()
+        .args(["status", "--json", "--root"])
+        .arg(root)
+        .arg("--state")
+        .arg(state)));
+    serde_json::from_str(&out).unwrap()
+}

@@ -26,6 +26,9 @@ pub enum Record {
     Link(Vec<u8>, Vec<u8>),
     /// `R <path>`: an existing entry moved aside before linking.
     Replaced(Vec<u8>),
+    /// `X <reason>`: the link was refused or failed and is being undone;
+    /// the next run completes the undoing.
+    Undo(String),
 }
 
 /// Percent-encode bytes that would break a space-separated line.
@@ -109,6 +112,7 @@ impl Record {
             Record::Dir(p) => format!("D {}\n", escape(p)),
             Record::Link(p, t) => format!("L {} {}\n", escape(p), escape(t)),
             Record::Replaced(p) => format!("R {}\n", escape(p)),
+            Record::Undo(why) => format!("X {}\n", escape(why.as_bytes())),
         }
     }
 
@@ -135,6 +139,7 @@ impl Record {
             (b"D", Some(Some(p)), None) => Record::Dir(p),
             (b"L", Some(Some(p)), Some(Some(t))) => Record::Link(p, t),
             (b"R", Some(Some(p)), None) => Record::Replaced(p),
+            (b"X", Some(Some(w)), None) => Record::Undo(String::from_utf8_lossy(&w).into_owned()),
             _ => return None,
         })
     }

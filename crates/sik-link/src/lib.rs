@@ -55,6 +55,8 @@ pub const LOCK_FILE: &str = ".lock";
 pub const ORPHANS_FILE: &str = ".orphan-dirs";
 /// Environment variable (tests only): abort the process after this many changes in ROOT.
 pub const TEST_ABORT_ENV: &str = "SIK_LINK_TEST_ABORT_AFTER";
+/// Environment variable (tests only): abort the undoing of a refused link after this many removals.
+pub const TEST_ABORT_UNDO_ENV: &str = "SIK_LINK_TEST_ABORT_UNDO_AFTER";
 /// Environment variable (tests only): behave as if mounting were impossible.
 pub const TEST_NO_MOUNT_ENV: &str = "SIK_LINK_TEST_NO_MOUNT";
 
@@ -266,6 +268,9 @@ pub struct LinkReport {
     pub linked: Vec<Linked>,
     /// Refused sources.
     pub refused: Vec<Refusal>,
+    /// Refused links of an earlier run whose undoing was interrupted (a
+    /// kill), completed by this run before linking.
+    pub undone: Vec<Refusal>,
 }
 
 /// Result of unlinking one extension.
@@ -418,6 +423,51 @@ fn slash(rel: &[u8]) -> String {
     format!("/{}", lossy(rel))
 }
 
+/// A name or path of an image for a message: valid UTF-8 text as it is,
+/// a backslash as `\\`, NUL as `\0`, other control characters and bytes
+/// that are not UTF-8 as `\xNN`; never a raw control byte.
+pub fn show_bytes(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => s.push_str("\\\\"),
+                '\0' => s.push_str("\\0"),
+                c if c.is_control() => {
+                    let mut u = [0u8; 4];
+                    for x in c.encode_utf8(&mut u).bytes() {
+                        let _ = write!(s, "\\x{x:02x}");
+                    }
+                }
+                c => s.push(c),
+            }
+        }
+        for x in chunk.invalid() {
+            let _ = write!(s, "\\x{x:02x}");
+        }
+    }
+    s
+}
+
+/// Why walking an image's tree stopped (the link is then undone).
+#[derive(Debug)]
+enum WalkError {
+    /// An entry of the image cannot be used: its path in the image, and why.
+    Entry(Vec<u8>, String),
+    /// Writing the journal failed.
+    Journal(io::Error),
+}
+
+impl std::fmt::Display for WalkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WalkError::Entry(p, why) => write!(f, "unusable image entry /{}: {why}", show_bytes(p)),
+            WalkError::Journal(e) => write!(f, "linking failed: cannot write the journal: {e}"),
+        }
+    }
+}
+
 fn resolve_error(root: &Path, e: ResolveError) -> Error {
     let (why, p) = match e {
         ResolveError::Escapes(p) => ("a symlink leads outside ROOT".to_string(), p),
@@ -547,13 +597,8 @@ pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let mut report = LinkReport::default();
     let mut seen = std::collections::HashSet::new();
-    let abort_after = std::env::var(TEST_ABORT_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut counter = Counter {
-        changes: 0,
-        abort_after,
-    };
+    let mut counter = Counter::from_env(TEST_ABORT_ENV);
+    report.undone = complete_undos(&env);
     for (name, src) in items {
         let refuse = |reason: String| Refusal {
             name: name.clone(),
@@ -582,6 +627,55 @@ pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error
     Ok(report)
 }
 
+/// Finish the undoing of refused links that an earlier run began (its
+/// journal holds `X`) and did not complete. Only incomplete links (no
+/// `state.json`) are looked at, so a state directory of complete links
+/// costs one stat per name.
+fn complete_undos(env: &Env) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(&env.state) else {
+        return out;
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| valid_name(n))
+        .collect();
+    names.sort();
+    for n in names {
+        let sdir = env.state.join(&n);
+        if sdir.join("state.json").exists() {
+            continue;
+        }
+        let Ok(recs) = journal::read(&sdir.join("journal")) else {
+            continue;
+        };
+        let Some(reason) = recs.iter().rev().find_map(|r| match r {
+            Record::Undo(w) => Some(w.clone()),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let source = recs
+            .iter()
+            .find_map(|r| match r {
+                Record::Source { path, .. } => Some(lossy(path)),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let reason = match unlink_state(env, &n, true) {
+            Ok(_) => reason,
+            Err(e) => format!("{reason} (undoing failed again: {e})"),
+        };
+        out.push(Refusal {
+            name: n,
+            source,
+            reason,
+        });
+    }
+    out
+}
+
 /// Counts changes made in ROOT; the test hook aborts after N of them.
 struct Counter {
     changes: u64,
@@ -589,6 +683,19 @@ struct Counter {
 }
 
 impl Counter {
+    /// A counter aborting after the number in the environment variable `var`, if set.
+    fn from_env(var: &str) -> Counter {
+        let abort_after = if var.is_empty() {
+            None
+        } else {
+            std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok())
+        };
+        Counter {
+            changes: 0,
+            abort_after,
+        }
+    }
+
     fn tick(&mut self) {
         self.changes += 1;
         if let Some(n) = self.abort_after
@@ -698,7 +805,7 @@ fn link_one(
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
         } else {
-            unlink_state(env, name)
+            unlink_state(env, name, false)
                 .map_err(|e| format!("cannot remove the earlier link of this name: {e}"))?;
             replaced_previous = true;
         }
@@ -746,144 +853,175 @@ fn link_one(
                     stage::extract_image(src, &mnt)
                 };
                 if let Err(why) = r {
-                    let _ = unlink_state(env, name);
+                    let _ = unlink_state(env, name, false);
                     return Err(format!("cannot stage the content: {why}"));
                 }
                 Mode::Extract
             }
             Err(e) => {
-                let _ = unlink_state(env, name);
+                let _ = unlink_state(env, name, false);
                 return Err(format!(
                     "cannot mount: {e} (--extract stages the content instead)"
                 ));
             }
         }
     };
-    if provided {
-        journal
-            .append(&[Record::Mode(mode.as_str().into())])
-            .map_err(|e| e.to_string())?;
-    }
-
-    // 3. Compatibility.
-    let release = content_release(&mnt, name);
-    if !opts.ignore_compat {
-        let verdict = match &release {
-            Some(r) => compat::check(r, os, compat::host_architecture()),
-            None if is_dir => Ok(()),
-            None => Err(format!("no {}", release_path(name))),
-        };
-        if let Err(why) = verdict {
-            let _ = unlink_state(env, name);
-            return Err(format!(
-                "incompatible with ROOT: {why} (--ignore-compat links it anyway)"
-            ));
+    // From here on, a refusal or an error undoes everything this link
+    // made (journal-driven, as unlink does) before it is reported.
+    let counter_ref = &mut *counter;
+    let result = (|| -> Result<Linked, String> {
+        if provided {
+            journal
+                .append(&[Record::Mode(mode.as_str().into())])
+                .map_err(|e| e.to_string())?;
         }
-    }
-    let version = release.as_ref().and_then(|r| {
-        r.get("SYSEXT_VERSION_ID")
-            .or_else(|| r.get("VERSION_ID"))
-            .map(str::to_string)
-    });
 
-    // 4. Symlinks and directories.
-    let mut seen_mnt = env.seen_state.clone();
-    seen_mnt.extend_from_slice(format!("/{name}/mnt").as_bytes());
-    let top = env.root.top().map_err(|e| e.to_string())?;
-    let mut w = Walker {
-        root: &env.root,
-        journal: &mut journal,
-        ext: name,
-        seen_mnt: seen_mnt.clone(),
-        state_rel: env.state_in_root.then(|| {
-            env.seen_state
-                .strip_prefix(b"/")
-                .unwrap_or(&env.seen_state)
-                .to_vec()
-        }),
-        replace: opts.replace,
-        state_dir: sdir.clone(),
-        replaced_fd: None,
-        conflicts: Vec::new(),
-        created: 0,
-        dirs_created: 0,
-        already: 0,
-        counter,
-    };
-    let content_fd =
-        sys::open(&mnt, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|e| e.to_string())?;
-    w.walk(&content_fd, b"", &top, false)
-        .map_err(|e| format!("linking failed: {e}"))?;
-    let (created, dirs_created, already, mut conflicts) =
-        (w.created, w.dirs_created, w.already, w.conflicts);
-    let _ = journal.sync();
-
-    // 5. ExtensionRun, once per link.
-    let run_needed = previous.as_ref().is_none_or(|p| !p.complete);
-    let run = if run_needed {
-        run_extension(env, name, &mnt, &seen_mnt, &sdir, opts.run_timeout)
-    } else {
-        previous.as_ref().and_then(|p| p.run.clone())
-    };
-
-    // 6. The state, written atomically.
-    // Our symlinks now in ROOT: the ones made and the ones found. The
-    // directories: those recorded (a fresh journal holds this run's only).
-    let files = created + already;
-    let recs = if fresh {
-        Vec::new()
-    } else {
-        journal::read(&jpath).map_err(|e| e.to_string())?
-    };
-    let dirs = if fresh {
-        dirs_created
-    } else {
-        let set: std::collections::HashSet<&[u8]> = recs
-            .iter()
-            .filter_map(|r| match r {
-                Record::Dir(p) => Some(p.as_slice()),
-                _ => None,
-            })
-            .collect();
-        set.len() as u64
-    };
-    for r in &recs {
-        if let Record::Replaced(p) = r {
-            let path = slash(p);
-            if !conflicts
-                .iter()
-                .any(|c| c.path == path && c.kind == ConflictKind::Replaced)
-            {
-                conflicts.push(Conflict {
-                    path,
-                    kind: ConflictKind::Replaced,
-                    detail: String::new(),
-                });
+        // 3. Compatibility.
+        let release = content_release(&mnt, name);
+        if !opts.ignore_compat {
+            let verdict = match &release {
+                Some(r) => compat::check(r, os, compat::host_architecture()),
+                None if is_dir => Ok(()),
+                None => Err(format!("no {}", release_path(name))),
+            };
+            if let Err(why) = verdict {
+                return Err(format!(
+                    "incompatible with ROOT: {why} (--ignore-compat links it anyway)"
+                ));
             }
         }
+        let version = release.as_ref().and_then(|r| {
+            r.get("SYSEXT_VERSION_ID")
+                .or_else(|| r.get("VERSION_ID"))
+                .map(str::to_string)
+        });
+
+        // 4. Symlinks and directories.
+        let mut seen_mnt = env.seen_state.clone();
+        seen_mnt.extend_from_slice(format!("/{name}/mnt").as_bytes());
+        let top = env.root.top().map_err(|e| e.to_string())?;
+        let mut w = Walker {
+            root: &env.root,
+            journal: &mut journal,
+            ext: name,
+            seen_mnt: seen_mnt.clone(),
+            state_rel: env.state_in_root.then(|| {
+                env.seen_state
+                    .strip_prefix(b"/")
+                    .unwrap_or(&env.seen_state)
+                    .to_vec()
+            }),
+            replace: opts.replace,
+            state_dir: sdir.clone(),
+            replaced_fd: None,
+            conflicts: Vec::new(),
+            created: 0,
+            dirs_created: 0,
+            already: 0,
+            counter: &mut *counter_ref,
+        };
+        let content_fd =
+            sys::open(&mnt, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|e| e.to_string())?;
+        w.walk(&content_fd, b"", &top, false)
+            .map_err(|e| format!("{e}"))?;
+        let (created, dirs_created, already, mut conflicts) =
+            (w.created, w.dirs_created, w.already, w.conflicts);
+        let _ = journal.sync();
+
+        // 5. ExtensionRun, once per link.
+        let run_needed = previous.as_ref().is_none_or(|p| !p.complete);
+        let run = if run_needed {
+            run_extension(env, name, &mnt, &seen_mnt, &sdir, opts.run_timeout)
+        } else {
+            previous.as_ref().and_then(|p| p.run.clone())
+        };
+
+        // 6. The state, written atomically.
+        // Our symlinks now in ROOT: the ones made and the ones found. The
+        // directories: those recorded (a fresh journal holds this run's only).
+        let files = created + already;
+        let recs = if fresh {
+            Vec::new()
+        } else {
+            journal::read(&jpath).map_err(|e| e.to_string())?
+        };
+        let dirs = if fresh {
+            dirs_created
+        } else {
+            let set: std::collections::HashSet<&[u8]> = recs
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Dir(p) => Some(p.as_slice()),
+                    _ => None,
+                })
+                .collect();
+            set.len() as u64
+        };
+        for r in &recs {
+            if let Record::Replaced(p) = r {
+                let path = slash(p);
+                if !conflicts
+                    .iter()
+                    .any(|c| c.path == path && c.kind == ConflictKind::Replaced)
+                {
+                    conflicts.push(Conflict {
+                        path,
+                        kind: ConflictKind::Replaced,
+                        detail: String::new(),
+                    });
+                }
+            }
+        }
+        let state = ExtensionState {
+            name: name.to_string(),
+            source: src.display().to_string(),
+            version,
+            signer,
+            mode,
+            content: lossy(&seen_mnt),
+            files,
+            dirs,
+            conflicts,
+            run,
+            complete: true,
+        };
+        let doc = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
+        atomic_write(&sdir.join("state.json"), &doc).map_err(|e| e.to_string())?;
+        Ok(Linked {
+            state,
+            created,
+            dirs_created,
+            staged_because,
+            replaced_previous,
+        })
+    })();
+    result.map_err(|why| undo(env, name, journal, why))
+}
+
+/// Undo a refused or failed link of `name`: record why (`X`), so that a
+/// kill from here on is completed by the next run, then remove what the
+/// journal lists and unmount, as unlink does. Returns the reason to report.
+fn undo(env: &Env, name: &str, mut journal: Journal, why: String) -> String {
+    if let Err(e) = journal
+        .append(&[Record::Undo(why.clone())])
+        .and_then(|()| journal.sync())
+    {
+        return format!(
+            "{why} (and the partial link could not be undone: {e}; `sik unlink {name}` removes it)"
+        );
     }
-    let state = ExtensionState {
-        name: name.to_string(),
-        source: src.display().to_string(),
-        version,
-        signer,
-        mode,
-        content: lossy(&seen_mnt),
-        files,
-        dirs,
-        conflicts,
-        run,
-        complete: true,
-    };
-    let doc = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
-    atomic_write(&sdir.join("state.json"), &doc).map_err(|e| e.to_string())?;
-    Ok(Linked {
-        state,
-        created,
-        dirs_created,
-        staged_because,
-        replaced_previous,
-    })
+    drop(journal);
+    match unlink_state(env, name, true) {
+        Ok(rep) if rep.kept.is_empty() => why,
+        Ok(rep) => format!(
+            "{why} (undone, except {} path(s) no longer ours, e.g. {})",
+            rep.kept.len(),
+            rep.kept[0]
+        ),
+        Err(e) => format!(
+            "{why} (and the partial link could not be undone: {e}; `sik unlink {name}` removes it)"
+        ),
+    }
 }
 
 /// Remove everything inside `dir` (not crossing into mounts).
@@ -1101,10 +1239,28 @@ impl Walker<'_> {
     ///
     /// `fresh`: `dst` was just created by this walk, so it is empty and
     /// nothing needs to be looked up in it.
-    fn walk(&mut self, src: &OwnedFd, img: &[u8], dst: &Dir, fresh: bool) -> io::Result<()> {
+    ///
+    /// Every name read from the image is used as one path component only
+    /// (an `*at` call on a directory fd); a name that cannot be one, or an
+    /// entry that cannot be read, stops the walk with [`WalkError::Entry`].
+    fn walk(&mut self, src: &OwnedFd, img: &[u8], dst: &Dir, fresh: bool) -> Result<(), WalkError> {
         let mut files: Vec<Vec<u8>> = Vec::new();
         let mut dirs: Vec<Vec<u8>> = Vec::new();
-        for (n, is_dir) in sys::read_dir_fd(src.as_raw_fd())? {
+        let entries = sys::read_dir_fd(src.as_raw_fd()).map_err(|e| match e {
+            sys::ReadDirError::Io(e) => {
+                WalkError::Entry(img.to_vec(), format!("cannot read the directory: {e}"))
+            }
+            sys::ReadDirError::BadName(n, why) => {
+                WalkError::Entry(resolve::join(img, &n), why.to_string())
+            }
+        })?;
+        for (n, is_dir) in entries {
+            if !sys::is_component(&n) {
+                return Err(WalkError::Entry(
+                    resolve::join(img, &n),
+                    "not a usable file name".into(),
+                ));
+            }
             if img.is_empty() && n == b"ExtensionRun" {
                 continue;
             }
@@ -1130,8 +1286,12 @@ impl Walker<'_> {
             let mut target = Vec::with_capacity(prefix.len() + n.len());
             target.extend_from_slice(&prefix);
             target.extend_from_slice(&n);
-            let c = std::ffi::CString::new(n)
-                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let c = std::ffi::CString::new(n).map_err(|e| {
+                WalkError::Entry(
+                    resolve::join(img, &e.into_vec()),
+                    "the name contains a NUL byte".into(),
+                )
+            })?;
             let st = if fresh {
                 Err(io::Error::from_raw_os_error(libc::ENOENT))
             } else {
@@ -1181,12 +1341,18 @@ impl Walker<'_> {
                 batch.push(' ');
                 journal::escape_into(&mut batch, &target);
                 batch.push('\n');
-                let t = std::ffi::CString::new(target)
-                    .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                let t = std::ffi::CString::new(target).map_err(|_| {
+                    WalkError::Entry(
+                        resolve::join(img, c.as_bytes()),
+                        "the link target would contain a NUL byte".into(),
+                    )
+                })?;
                 plan.push((c, t, replace_first));
             }
         }
-        self.journal.append_text(&batch)?;
+        self.journal
+            .append_text(&batch)
+            .map_err(WalkError::Journal)?;
         for (c, t, replace_first) in plan {
             if replace_first {
                 let rel = dst.child_rel(c.as_bytes());
@@ -1219,12 +1385,20 @@ impl Walker<'_> {
 
         // Directories: open (following ROOT's symlinks inside ROOT) or create, then descend.
         for n in dirs {
-            let sp = sys::openat(
-                src.as_raw_fd(),
-                &sys::cstr(&n)?,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-            )?;
-            let m = sys::fstat(sp.as_raw_fd())?;
+            let img_rel = resolve::join(img, &n);
+            let unusable = |what: &str, e: io::Error| {
+                WalkError::Entry(img_rel.clone(), format!("cannot {what}: {e}"))
+            };
+            let sp = sys::cstr(&n)
+                .and_then(|c| {
+                    sys::openat(
+                        src.as_raw_fd(),
+                        &c,
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    )
+                })
+                .map_err(|e| unusable("open it", e))?;
+            let m = sys::fstat(sp.as_raw_fd()).map_err(|e| unusable("read its inode", e))?;
             let meta = DirMeta {
                 mode: m.st_mode & 0o7777,
                 uid: m.st_uid,
@@ -1240,7 +1414,6 @@ impl Walker<'_> {
                 self.dirs_created += 1;
                 self.counter.tick();
             }
-            let img_rel = resolve::join(img, &n);
             let rel = dst.child_rel(&n);
             match res {
                 Ok(child) if self.is_state(&child.rel) => self.conflict(
@@ -1454,7 +1627,7 @@ pub fn unlink(
     let lock = lock(&env)?;
     let out = names
         .iter()
-        .map(|n| (n.clone(), unlink_state(&env, n)))
+        .map(|n| (n.clone(), unlink_state(&env, n, false)))
         .collect();
     remove_orphans(&env);
     cleanup_base(&env);
@@ -1543,7 +1716,11 @@ fn cleanup_base(env: &Env) {
     }
 }
 
-fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
+/// Unlink one name, acting on its journal backwards. `undoing`: the
+/// rollback of a refused link (the test hook [`TEST_ABORT_UNDO_ENV`] may
+/// kill it after N removals).
+fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<UnlinkReport, Error> {
+    let mut counter = Counter::from_env(if undoing { TEST_ABORT_UNDO_ENV } else { "" });
     if !valid_name(name) {
         return Err(Error::Invalid {
             path: PathBuf::from(name),
@@ -1591,6 +1768,7 @@ fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
                     Ok(true) => {
                         if sys::unlinkat(d.fd.as_raw_fd(), &c, false).is_ok() {
                             rep.links_removed += 1;
+                            counter.tick();
                         }
                     }
                     Ok(false) => rep.kept.push(slash(p)),
@@ -1628,7 +1806,10 @@ fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
                 };
                 if let Some((fd, n)) = from {
                     match sys::renameat_noreplace(fd, n, dfd, &c) {
-                        Ok(()) => rep.restored += 1,
+                        Ok(()) => {
+                            rep.restored += 1;
+                            counter.tick();
+                        }
                         Err(_) => {
                             unrestored = true;
                             rep.kept.push(slash(p));
@@ -1648,13 +1829,14 @@ fn unlink_state(env: &Env, name: &str) -> Result<UnlinkReport, Error> {
                     Ok(()) => {
                         rep.dirs_removed += 1;
                         cache.forget(p);
+                        counter.tick();
                     }
                     // Still used (by another extension): removed later, once empty.
                     Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => orphans.push(p.clone()),
                     Err(_) => {}
                 }
             }
-            Record::Source { .. } | Record::Mode(_) => {}
+            Record::Source { .. } | Record::Mode(_) | Record::Undo(_) => {}
         }
     }
     drop(cache);
@@ -1886,7 +2068,13 @@ mod tests {
         let p = d.path().join("journal");
         std::fs::write(&p, text.strip_suffix('\n').unwrap()).unwrap();
         let recs = journal::read(&p).unwrap();
-        assert_eq!(recs.len(), 7);
+        assert_eq!(recs.len(), 8);
+        assert_eq!(
+            recs[7],
+            Record::Undo(
+                "unusable image entry /usr/share/a\\0b: the name contains a NUL byte".into()
+            )
+        );
         let count = |f: fn(&Record) -> bool| recs.iter().filter(|r| f(r)).count();
         assert_eq!(count(|r| matches!(r, Record::Dir(_))), 2);
         assert_eq!(count(|r| matches!(r, Record::Link(..))), 2);

@@ -154,17 +154,51 @@ pub fn renameat_noreplace(odir: RawFd, oname: &CStr, ndir: RawFd, nname: &CStr) 
     }
 }
 
+/// Why a directory of the content could not be listed.
+#[derive(Debug)]
+pub enum ReadDirError {
+    /// getdents64(2) (or an fstatat for an unknown type) failed.
+    Io(io::Error),
+    /// An entry whose name cannot be used as a single path component: the
+    /// name's bytes as the kernel gave them, and why.
+    BadName(Vec<u8>, &'static str),
+}
+
+impl From<io::Error> for ReadDirError {
+    fn from(e: io::Error) -> Self {
+        ReadDirError::Io(e)
+    }
+}
+
+/// Whether `name` is one usable path component: not empty, not `.` or
+/// `..`, no `/` and no NUL.
+pub fn is_component(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+}
+
 /// The entries of a directory opened `O_RDONLY` and not read from yet
-/// (without `.` and `..`): name and whether it is a directory (d_type, else
-/// fstatat without following). getdents64(2) directly: no second fd.
-pub fn read_dir_fd(dir: RawFd) -> io::Result<Vec<(Vec<u8>, bool)>> {
+/// (without the directory's own `.` and `..`): name and whether it is a
+/// directory (d_type, else fstatat without following). getdents64(2)
+/// directly: no second fd.
+///
+/// Every name is checked to be one usable path component. A name holding
+/// a NUL byte reaches user space cut at the NUL, so it is recognised by
+/// what follows: the buffer is zeroed before each call, the kernel writes
+/// the name's bytes and one NUL, and the record length is
+/// `align8(19 + length + 1)`; a non-zero byte after the first NUL, or a
+/// record longer than the visible name needs, means the stored name is
+/// longer than what a lookup can name. A second `.` or `..` is an entry of
+/// the file system's own, not the directory's links.
+pub fn read_dir_fd(dir: RawFd) -> Result<Vec<(Vec<u8>, bool)>, ReadDirError> {
     let mut buf = vec![0u8; 32 * 1024];
     let mut out = Vec::new();
+    let (mut dot, mut dotdot) = (false, false);
     loop {
+        buf.fill(0);
         // SAFETY: buf is valid for buf.len() bytes.
         let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
         if n < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(io::Error::last_os_error().into());
         }
         let n = n as usize;
         if n == 0 {
@@ -175,20 +209,44 @@ pub fn read_dir_fd(dir: RawFd) -> io::Result<Vec<(Vec<u8>, bool)>> {
         while off + 19 <= n {
             let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
             if reclen < 19 || off + reclen > n {
-                return Err(io::Error::from_raw_os_error(libc::EIO));
+                return Err(io::Error::from_raw_os_error(libc::EIO).into());
             }
             let dtype = buf[off + 18];
             let raw = &buf[off + 19..off + reclen];
-            let name = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
             off += reclen;
-            if name == b"." || name == b".." || name.is_empty() {
+            let len = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+            let name = &raw[..len];
+            if (19 + len + 1).next_multiple_of(8) != reclen || raw[len..].iter().any(|&c| c != 0) {
+                let end = raw.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+                let mut shown = raw[..end.max(len)].to_vec();
+                if shown.len() == len {
+                    shown.push(0);
+                }
+                return Err(ReadDirError::BadName(shown, "the name contains a NUL byte"));
+            }
+            if name.is_empty() {
+                return Err(ReadDirError::BadName(Vec::new(), "an empty name"));
+            }
+            if name == b"." || name == b".." {
+                let seen = if name == b"." { &mut dot } else { &mut dotdot };
+                if *seen {
+                    return Err(ReadDirError::BadName(
+                        name.to_vec(),
+                        "an entry named like the directory's own link",
+                    ));
+                }
+                *seen = true;
                 continue;
+            }
+            if name.contains(&b'/') {
+                return Err(ReadDirError::BadName(
+                    name.to_vec(),
+                    "the name contains '/'",
+                ));
             }
             let is_dir = match dtype {
                 libc::DT_DIR => true,
-                libc::DT_UNKNOWN => fstatat(dir, &cstr(name)?)
-                    .map(|st| is_dir(&st))
-                    .unwrap_or(false),
+                libc::DT_UNKNOWN => is_dir(&fstatat(dir, &cstr(name)?)?),
                 _ => false,
             };
             out.push((name.to_vec(), is_dir));

@@ -76,6 +76,12 @@ pub fn run(a: Args) -> CmdResult {
     };
     let report = sik_link::link(&a.sources, &opts)
         .map_err(|e| Failure::input("cannot link", Some(&a.root), e))?;
+    for u in &report.undone {
+        warn(format!(
+            "{}: the undoing of its refused link (an earlier run was killed) is now complete: {}",
+            u.name, u.reason
+        ));
+    }
     for l in &report.linked {
         let s = &l.state;
         if l.replaced_previous {
