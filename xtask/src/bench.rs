@@ -1,13 +1,27 @@
 //! `cargo xtask bench`: side-by-side timing against the peer tools in one
-//! run, alternating A and B, medians with min–max; written to BENCHMARKS.md.
+//! run, alternating A and B, medians with min–max; merged into BENCHMARKS.md.
 //!
 //! Absolute times on a shared machine are noise; the ratios are the figure.
+//! Every benchmark goes through [`ab`] (two commands) or [`alternate`] (two
+//! closures): a per-run reset outside the timed part, A and B alternating
+//! order run to run, then one [`Row`] built from the medians.
+
+mod data;
+mod fuse;
+mod report;
+mod scale;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::{Result, root, run};
+use report::Row;
+
+/// Benchmarks in the order they run; `cargo xtask bench NAME…` picks some.
+const BENCHES: &[&str] = &[
+    "create", "extract", "verify", "link", "appimage", "detect", "fuse", "scale",
+];
 
 /// One timed run: wall seconds and peak resident memory in KiB.
 #[derive(Clone, Copy)]
@@ -16,13 +30,17 @@ struct Sample {
     rss_kib: u64,
 }
 
-/// Run `cmd` under `/usr/bin/time -f %M` to get its peak RSS, timing the wall clock here.
+/// Run `cmd` under `/usr/bin/time -f %M` to get its peak RSS, timing the wall
+/// clock here. The command's stdout goes to /dev/null.
 fn measure(cmd: &[String]) -> Result<Sample> {
     let start = Instant::now();
     let out = Command::new("/usr/bin/time")
         .arg("-f")
         .arg("%M")
         .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .output()
         .map_err(|e| format!("cannot run /usr/bin/time (install `time`): {e}"))?;
     let wall = start.elapsed().as_secs_f64();
@@ -38,6 +56,7 @@ fn measure(cmd: &[String]) -> Result<Sample> {
     Ok(Sample { wall, rss_kib })
 }
 
+/// (median, min, max).
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     let mid = if v.len() % 2 == 1 {
@@ -48,160 +67,62 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     (mid, v[0], v[v.len() - 1])
 }
 
-/// Result row of one benchmark.
-struct Row {
-    name: String,
-    ours: String,
-    peer: String,
-    wall: (f64, f64, f64),
-    peer_wall: (f64, f64, f64),
-    extra: Vec<(String, String)>,
+/// The samples of both sides of one benchmark.
+struct Ab {
+    ours: Vec<Sample>,
+    peer: Vec<Sample>,
 }
 
-pub fn main(args: &[String]) -> Result {
-    let quick = args.iter().any(|a| a == "--quick");
-    let which: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let all = which.is_empty();
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "sik",
-        ]),
-    )?;
-    let sik = root().join("target/release/sik");
-    let mut rows = Vec::new();
-    if all || which.contains(&"create") {
-        rows.push(bench_create(&sik, quick)?);
+impl Ab {
+    fn wall(&self) -> (f64, f64, f64) {
+        walls(&self.ours)
     }
-    if all || which.contains(&"extract") {
-        rows.push(bench_extract(&sik, quick)?);
+    fn peer_wall(&self) -> (f64, f64, f64) {
+        walls(&self.peer)
     }
-    if all || which.contains(&"verify") {
-        rows.push(bench_verify(&sik, quick)?);
+    /// Median peak RSS in KiB, ours and the peer's.
+    fn rss(&self) -> (f64, f64) {
+        let m = |v: &[Sample]| median(v.iter().map(|x| x.rss_kib as f64).collect()).0;
+        (m(&self.ours), m(&self.peer))
     }
-    if all || which.contains(&"link") {
-        rows.push(bench_link(&sik, quick)?);
+    /// The `peak memory` cell.
+    fn rss_extra(&self) -> (String, String) {
+        let (a, b) = self.rss();
+        (
+            "peak memory".into(),
+            format!("{a:.0} vs {b:.0} KiB, ratio {:.2}", a / b),
+        )
     }
-    if all || which.contains(&"appimage") {
-        rows.extend(bench_appimage(&sik, quick)?);
-    }
-    if all || which.contains(&"detect") {
-        rows.push(bench_detect(&sik, quick)?);
-    }
-    write_report(&rows, quick)
-}
-
-fn corpus(quick: bool) -> PathBuf {
-    if quick {
-        PathBuf::from("/usr/share/doc")
-    } else {
-        PathBuf::from("/usr/share")
+    /// A wall-time row with the given extra cells.
+    fn row(
+        &self,
+        key: &str,
+        quick: bool,
+        name: String,
+        labels: (&str, &str),
+        extra: Vec<(String, String)>,
+    ) -> Row {
+        Row::timed(
+            key,
+            quick,
+            name,
+            labels.0,
+            labels.1,
+            self.wall(),
+            self.peer_wall(),
+            extra,
+        )
     }
 }
 
-fn bench_create(sik: &Path, quick: bool) -> Result<Row> {
-    let src = corpus(quick);
-    let tmp = std::env::temp_dir().join("sik-bench-create");
-    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
-    let ours_out = tmp.join("ours.ExtensionImage");
-    let peer_out = tmp.join("peer.sqfs");
-    let runs = if quick { 3 } else { 5 };
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    let s = |p: &Path| p.to_string_lossy().into_owned();
-    let ours_cmd = vec![
-        s(sik),
-        "create".into(),
-        "extension".into(),
-        s(&src),
-        "-o".into(),
-        s(&ours_out),
-        "-q".into(),
-        "--compression".into(),
-        "zstd".into(),
-        "--level".into(),
-        "15".into(),
-        "--block-size".into(),
-        "128K".into(),
-    ];
-    let peer_cmd = vec![
-        "mksquashfs".into(),
-        s(&src),
-        s(&peer_out),
-        "-noappend".into(),
-        "-no-progress".into(),
-        "-quiet".into(),
-        "-comp".into(),
-        "zstd".into(),
-        "-Xcompression-level".into(),
-        "15".into(),
-        "-b".into(),
-        "128K".into(),
-        "-all-root".into(),
-    ];
-    for i in 0..runs {
-        let _ = std::fs::remove_file(&ours_out);
-        let _ = std::fs::remove_file(&peer_out);
-        eprintln!("bench create: run {}/{runs}", i + 1);
-        if i % 2 == 0 {
-            a.push(measure(&ours_cmd)?);
-            b.push(measure(&peer_cmd)?);
-        } else {
-            b.push(measure(&peer_cmd)?);
-            a.push(measure(&ours_cmd)?);
-        }
-    }
-    let size_a = std::fs::metadata(&ours_out)
-        .map_err(|e| e.to_string())?
-        .len();
-    let size_b = std::fs::metadata(&peer_out)
-        .map_err(|e| e.to_string())?
-        .len();
-    let rss_a = median(a.iter().map(|x| x.rss_kib as f64).collect()).0;
-    let rss_b = median(b.iter().map(|x| x.rss_kib as f64).collect()).0;
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(Row {
-        name: format!(
-            "create ({}, zstd level 15, 128 KiB blocks, {runs} runs each)",
-            src.display()
-        ),
-        ours: "sik create extension".into(),
-        peer: "mksquashfs -comp zstd".into(),
-        wall: median(a.iter().map(|x| x.wall).collect()),
-        peer_wall: median(b.iter().map(|x| x.wall).collect()),
-        extra: vec![
-            (
-                "output size".into(),
-                format!(
-                    "{size_a} vs {size_b} bytes, ratio {:.3}",
-                    size_a as f64 / size_b as f64
-                ),
-            ),
-            (
-                "peak memory".into(),
-                format!(
-                    "{:.0} vs {:.0} KiB, ratio {:.2}",
-                    rss_a,
-                    rss_b,
-                    rss_a / rss_b
-                ),
-            ),
-        ],
-    })
-}
-
-/// Alternate `a` and `b` for `runs` rounds; return both sample lists.
+/// Alternate `a` and `b` for `runs` rounds (A first in even rounds, B first
+/// in odd ones); return both sample lists.
 fn alternate(
     runs: usize,
     label: &str,
     mut a: impl FnMut() -> Result<Sample>,
     mut b: impl FnMut() -> Result<Sample>,
-) -> Result<(Vec<Sample>, Vec<Sample>)> {
+) -> Result<Ab> {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for i in 0..runs {
         eprintln!("bench {label}: run {}/{runs}", i + 1);
@@ -213,11 +134,48 @@ fn alternate(
             xs.push(a()?);
         }
     }
-    Ok((xs, ys))
+    Ok(Ab { ours: xs, peer: ys })
+}
+
+/// [`alternate`] two commands, calling `reset` (untimed) before each one.
+fn ab(
+    label: &str,
+    runs: usize,
+    ours: &[String],
+    peer: &[String],
+    reset: impl Fn() -> Result,
+) -> Result<Ab> {
+    alternate(
+        runs,
+        label,
+        || {
+            reset()?;
+            measure(ours)
+        },
+        || {
+            reset()?;
+            measure(peer)
+        },
+    )
+}
+
+/// No reset between runs.
+fn no_reset() -> Result {
+    Ok(())
 }
 
 fn walls(v: &[Sample]) -> (f64, f64, f64) {
     median(v.iter().map(|x| x.wall).collect())
+}
+
+/// Owned argv from string slices.
+fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// `sh -c SCRIPT` as an argv.
+fn sh_argv(script: String) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script]
 }
 
 fn sh(script: &str) -> Result {
@@ -233,107 +191,218 @@ fn sh(script: &str) -> Result {
     }
 }
 
+fn fresh_dir(name: &str) -> Result<PathBuf> {
+    let tmp = std::env::temp_dir().join(name);
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    Ok(tmp)
+}
+
+fn usage() -> String {
+    format!(
+        "usage: cargo xtask bench [{}]… [--quick]",
+        BENCHES.join("|")
+    )
+}
+
+pub fn main(args: &[String]) -> Result {
+    let quick = args.iter().any(|a| a == "--quick");
+    if let Some(bad) = args
+        .iter()
+        .find(|a| a.starts_with("--") && a.as_str() != "--quick")
+    {
+        return Err(format!("unknown option {bad}; {}", usage()));
+    }
+    let mut which: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if let Some(bad) = which.iter().find(|w| !BENCHES.contains(w)) {
+        return Err(format!("unknown benchmark {bad}; {}", usage()));
+    }
+    if which.is_empty() {
+        which = BENCHES.to_vec();
+    }
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "build",
+            "--release",
+            "-p",
+            "sik",
+        ]),
+    )?;
+    let sik = root().join("target/release/sik");
+    let mut rows = Vec::new();
+    let mut ran = Vec::new();
+    for name in BENCHES.iter().filter(|b| which.contains(b)) {
+        let got = match *name {
+            "create" => vec![bench_create(&sik, quick)?],
+            "extract" => vec![bench_extract(&sik, quick)?],
+            "verify" => vec![bench_verify(&sik, quick)?],
+            "link" => vec![bench_link(&sik, quick)?],
+            "appimage" => bench_appimage(&sik, quick)?,
+            "detect" => vec![bench_detect(&sik, quick)?],
+            "fuse" => fuse::bench(&sik, quick)?,
+            "scale" => scale::bench(&sik, quick)?,
+            _ => unreachable!("names are checked above"),
+        };
+        rows.extend(got);
+        ran.push(*name);
+    }
+    report::write(&rows, &ran)
+}
+
+fn corpus(quick: bool) -> PathBuf {
+    if quick {
+        PathBuf::from("/usr/share/doc")
+    } else {
+        PathBuf::from("/usr/share")
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn bench_create(sik: &Path, quick: bool) -> Result<Row> {
+    let src = corpus(quick);
+    let tmp = fresh_dir("sik-bench-create")?;
+    let ours_out = tmp.join("ours.ExtensionImage");
+    let peer_out = tmp.join("peer.sqfs");
+    let runs = if quick { 3 } else { 5 };
+    let ours_cmd = argv(&[
+        &s(sik),
+        "create",
+        "extension",
+        &s(&src),
+        "-o",
+        &s(&ours_out),
+        "-q",
+        "--compression",
+        "zstd",
+        "--level",
+        "15",
+        "--block-size",
+        "128K",
+    ]);
+    let peer_cmd = argv(&[
+        "mksquashfs",
+        &s(&src),
+        &s(&peer_out),
+        "-noappend",
+        "-no-progress",
+        "-quiet",
+        "-comp",
+        "zstd",
+        "-Xcompression-level",
+        "15",
+        "-b",
+        "128K",
+        "-all-root",
+    ]);
+    let r = ab("create", runs, &ours_cmd, &peer_cmd, || {
+        let _ = std::fs::remove_file(&ours_out);
+        let _ = std::fs::remove_file(&peer_out);
+        Ok(())
+    })?;
+    let len = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len())
+            .map_err(|e| e.to_string())
+    };
+    let (size_a, size_b) = (len(&ours_out)?, len(&peer_out)?);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(r.row(
+        "create",
+        quick,
+        format!(
+            "create ({}, zstd level 15, 128 KiB blocks, {runs} runs each)",
+            src.display()
+        ),
+        ("sik create extension", "mksquashfs -comp zstd"),
+        vec![
+            (
+                "output size".into(),
+                format!(
+                    "{size_a} vs {size_b} bytes, ratio {:.3}",
+                    size_a as f64 / size_b as f64
+                ),
+            ),
+            r.rss_extra(),
+        ],
+    ))
+}
+
 /// `sik extract` vs `unsquashfs -d` of the same image (made by sik from the corpus).
 fn bench_extract(sik: &Path, quick: bool) -> Result<Row> {
     let src = corpus(quick);
-    let tmp = std::env::temp_dir().join("sik-bench-extract");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
-    let t = tmp.to_string_lossy().into_owned();
-    let sik = sik.to_string_lossy().into_owned();
+    let tmp = fresh_dir("sik-bench-extract")?;
+    let t = s(&tmp);
+    let sik = s(sik);
     sh(&format!(
         "'{sik}' create extension -q '{}' -o '{t}/x.ExtensionImage' && cat '{t}/x.ExtensionImage' > /dev/null",
         src.display()
     ))?;
-    let ours = vec![
-        "sh".to_string(),
-        "-c".into(),
-        format!("rm -rf '{t}/a' && '{sik}' extract -q '{t}/x.ExtensionImage' -o '{t}/a'"),
-    ];
-    let peer = vec![
-        "sh".to_string(),
-        "-c".into(),
-        format!("rm -rf '{t}/b' && unsquashfs -q -n -d '{t}/b' '{t}/x.ExtensionImage' >/dev/null"),
-    ];
+    let ours = argv(&[
+        &sik,
+        "extract",
+        "-q",
+        &format!("{t}/x.ExtensionImage"),
+        "-o",
+        &format!("{t}/a"),
+    ]);
+    let peer = sh_argv(format!(
+        "unsquashfs -q -n -d '{t}/b' '{t}/x.ExtensionImage' >/dev/null"
+    ));
     let runs = if quick { 3 } else { 5 };
-    let result = alternate(runs, "extract", || measure(&ours), || measure(&peer));
+    // Removing the previous tree is the reset, outside the timed part.
+    let result = ab("extract", runs, &ours, &peer, || {
+        sh(&format!("rm -rf '{t}/a' '{t}/b' && sync"))
+    });
     let _ = std::fs::remove_dir_all(&tmp);
-    let (a, b) = result?;
-    Ok(Row {
-        name: format!(
-            "extract (an ExtensionImage of {}, zstd, {runs} runs each; includes removing the previous tree)",
+    let r = result?;
+    Ok(r.row(
+        "extract",
+        quick,
+        format!(
+            "extract (an ExtensionImage of {}, zstd, image in page cache, {runs} runs each; the previous tree is removed and synced before each run, untimed)",
             src.display()
         ),
-        ours: "sik extract".into(),
-        peer: "unsquashfs -d".into(),
-        wall: walls(&a),
-        peer_wall: walls(&b),
-        extra: vec![(
-            "peak memory".into(),
-            format!(
-                "{:.0} vs {:.0} KiB",
-                median(a.iter().map(|x| x.rss_kib as f64).collect()).0,
-                median(b.iter().map(|x| x.rss_kib as f64).collect()).0
-            ),
-        )],
-    })
+        ("sik extract", "unsquashfs -d"),
+        vec![r.rss_extra()],
+    ))
 }
 
 /// `sik verify` of a 1 GiB signed image vs `openssl dgst -sha256` of the same file, page cache warm.
 fn bench_verify(sik: &Path, quick: bool) -> Result<Row> {
     let size_mib = if quick { 256 } else { 1024 };
-    let tmp = std::env::temp_dir().join("sik-bench-verify");
-    let _ = std::fs::remove_dir_all(&tmp);
+    let tmp = fresh_dir("sik-bench-verify")?;
     std::fs::create_dir_all(tmp.join("src")).map_err(|e| e.to_string())?;
-    let t = tmp.to_string_lossy();
-    let sik = sik.to_string_lossy();
+    let t = s(&tmp);
+    let sik = s(sik);
     // Incompressible data, so the image is as large as the data.
     sh(&format!(
         "head -c {size_mib}M /dev/urandom > '{t}/src/data' && '{sik}' create extension -q '{t}/src' -o '{t}/big.ExtensionImage' --compression lz4 && '{sik}' key generate -o '{t}/key' --comment bench >/dev/null && '{sik}' sign '{t}/big.ExtensionImage' --key '{t}/key' && cat '{t}/big.ExtensionImage' > /dev/null"
     ))?;
     let _ = std::fs::remove_file(tmp.join("src/data"));
-    let ours = vec![
-        sik.to_string(),
-        "verify".into(),
-        format!("{t}/big.ExtensionImage"),
-        "--trust".into(),
-        format!("{t}/key.pub"),
-    ];
-    let peer = vec![
-        "openssl".to_string(),
-        "dgst".into(),
-        "-sha256".into(),
-        format!("{t}/big.ExtensionImage"),
-    ];
+    let image = format!("{t}/big.ExtensionImage");
+    let ours = argv(&[&sik, "verify", &image, "--trust", &format!("{t}/key.pub")]);
+    let peer = argv(&["openssl", "dgst", "-sha256", &image]);
     let runs = if quick { 3 } else { 7 };
-    let (a, b) = alternate(
-        runs,
-        "verify",
-        || measure_quiet(&ours),
-        || measure_quiet(&peer),
-    )?;
-    let len = std::fs::metadata(tmp.join("big.ExtensionImage"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let r = ab("verify", runs, &ours, &peer, no_reset)?;
+    let len = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok(Row {
-        name: format!(
+    Ok(r.row(
+        "verify",
+        quick,
+        format!(
             "verify ({} MiB signed ExtensionImage, page cache warm, {runs} runs each)",
             len >> 20
         ),
-        ours: "sik verify".into(),
-        peer: "openssl dgst -sha256".into(),
-        wall: walls(&a),
-        peer_wall: walls(&b),
-        extra: vec![(
-            "peak memory".into(),
-            format!(
-                "{:.0} vs {:.0} KiB",
-                median(a.iter().map(|x| x.rss_kib as f64).collect()).0,
-                median(b.iter().map(|x| x.rss_kib as f64).collect()).0
-            ),
-        )],
-    })
+        ("sik verify", "openssl dgst -sha256"),
+        vec![r.rss_extra()],
+    ))
 }
 
 /// `sik link` + `sik unlink` of an extension holding /usr/share vs `cp -rs` of the same mounted tree + `rm -rf`.
@@ -344,64 +413,60 @@ fn bench_link(sik: &Path, quick: bool) -> Result<Row> {
         "umount -q '{}/mnt' 2>/dev/null; true",
         tmp.display()
     ));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let tmp = fresh_dir("sik-bench-link")?;
     std::fs::create_dir_all(tmp.join("mnt")).map_err(|e| e.to_string())?;
-    let t = tmp.to_string_lossy().into_owned();
-    let sik = sik.to_string_lossy().into_owned();
+    let t = s(&tmp);
+    let sik = s(sik);
     sh(&format!(
         "'{sik}' create extension -q '{}' -o '{t}/share.ExtensionImage' --compression lz4 && mount -o loop,ro '{t}/share.ExtensionImage' '{t}/mnt'",
         src.display()
     ))?;
-    let ours = vec![
-        "sh".to_string(),
-        "-c".into(),
-        format!(
-            "rm -rf '{t}/root' && mkdir -p '{t}/root' && '{sik}' link -q '{t}/share.ExtensionImage' --root '{t}/root' --allow-unsigned --ignore-compat && '{sik}' unlink -q share --root '{t}/root'"
-        ),
-    ];
-    let peer = vec![
-        "sh".to_string(),
-        "-c".into(),
-        format!(
-            "rm -rf '{t}/root2' && mkdir -p '{t}/root2' && cp -rs '{t}/mnt/.' '{t}/root2/' && rm -rf '{t}/root2'"
-        ),
-    ];
+    let ours = sh_argv(format!(
+        "rm -rf '{t}/root' && mkdir -p '{t}/root' && '{sik}' link -q '{t}/share.ExtensionImage' --root '{t}/root' --allow-unsigned --ignore-compat && '{sik}' unlink -q share --root '{t}/root'"
+    ));
+    let peer = sh_argv(format!(
+        "rm -rf '{t}/root2' && mkdir -p '{t}/root2' && cp -rs '{t}/mnt/.' '{t}/root2/' && rm -rf '{t}/root2'"
+    ));
     let runs = if quick { 3 } else { 5 };
-    let result = alternate(runs, "link", || measure(&ours), || measure(&peer));
+    let result = ab("link", runs, &ours, &peer, no_reset);
     let _ = sh(&format!("umount '{t}/mnt'; rm -rf '{t}'"));
-    let (a, b) = result?;
-    Ok(Row {
-        name: format!(
+    let r = result?;
+    Ok(r.row(
+        "link",
+        quick,
+        format!(
             "link + unlink (an extension holding {}, {runs} runs each)",
             src.display()
         ),
-        ours: "sik link + sik unlink".into(),
-        peer: "cp -rs (mounted image) + rm -rf".into(),
-        wall: walls(&a),
-        peer_wall: walls(&b),
-        extra: vec![],
-    })
+        ("sik link + sik unlink", "cp -rs (mounted image) + rm -rf"),
+        vec![],
+    ))
+}
+
+/// An AppDir at `dir` around busybox with a shell AppRun printing `started`,
+/// a desktop file and an icon.
+fn make_appdir(dir: &Path) -> Result {
+    let d = s(dir);
+    sh(&format!(
+        "mkdir -p '{d}/usr/bin' && cp /bin/busybox '{d}/usr/bin/busybox' && printf '#!/bin/sh\\necho started\\n' > '{d}/AppRun' && chmod 755 '{d}/AppRun' && printf '[Desktop Entry]\\nType=Application\\nName=Bench\\nExec=busybox\\nIcon=bench\\nCategories=Utility;\\n' > '{d}/bench.desktop' && cp \"$(find /usr/share -name '*.png' -size -64k | head -n1)\" '{d}/bench.png'"
+    ))
 }
 
 /// Start-up latency of an AppImage (exec → AppRun's output) through FUSE and through a warm
 /// extract-and-run cache, against running the extracted AppDir directly (the floor).
 fn bench_appimage(sik: &Path, quick: bool) -> Result<Vec<Row>> {
-    let tmp = std::env::temp_dir().join("sik-bench-appimage");
-    let _ = std::fs::remove_dir_all(&tmp);
-    let t = tmp.to_string_lossy().into_owned();
-    let sik = sik.to_string_lossy().into_owned();
+    let tmp = fresh_dir("sik-bench-appimage")?;
+    let t = s(&tmp);
+    make_appdir(&tmp.join("AppDir"))?;
     sh(&format!(
-        "mkdir -p '{t}/AppDir/usr/bin' && cp /bin/busybox '{t}/AppDir/usr/bin/busybox' && printf '#!/bin/sh\\necho started\\n' > '{t}/AppDir/AppRun' && chmod 755 '{t}/AppDir/AppRun' && printf '[Desktop Entry]\\nType=Application\\nName=Bench\\nExec=busybox\\nIcon=bench\\nCategories=Utility;\\n' > '{t}/AppDir/bench.desktop' && cp \"$(find /usr/share -name '*.png' -size -64k | head -n1)\" '{t}/AppDir/bench.png' && '{sik}' create appimage -q '{t}/AppDir' -o '{t}/Bench.AppImage'"
+        "'{}' create appimage -q '{t}/AppDir' -o '{t}/Bench.AppImage'",
+        s(sik)
     ))?;
     let runs = if quick { 20 } else { 100 };
-    let time_loop = |script: String| -> Result<Sample> {
-        let cmd = vec![
-            "sh".to_string(),
-            "-c".into(),
-            format!(
-                "i=0; while [ $i -lt {runs} ]; do {script} >/dev/null || exit 1; i=$((i+1)); done"
-            ),
-        ];
+    let time_loop = |script: &str| -> Result<Sample> {
+        let cmd = sh_argv(format!(
+            "i=0; while [ $i -lt {runs} ]; do {script} >/dev/null || exit 1; i=$((i+1)); done"
+        ));
         let s = measure(&cmd)?;
         Ok(Sample {
             wall: s.wall / runs as f64,
@@ -414,44 +479,43 @@ fn bench_appimage(sik: &Path, quick: bool) -> Result<Vec<Row>> {
         format!("XDG_CACHE_HOME='{t}/cache' APPIMAGE_EXTRACT_AND_RUN=1 '{t}/Bench.AppImage'");
     sh(&format!("{cache} >/dev/null"))?;
     let rounds = 3;
-    let (f, d) = alternate(
+    let f = alternate(
         rounds,
         "appimage fuse",
-        || time_loop(fuse.clone()),
-        || time_loop(floor.clone()),
+        || time_loop(&fuse),
+        || time_loop(&floor),
     )?;
-    let (c, d2) = alternate(
+    let c = alternate(
         rounds,
         "appimage cache",
-        || time_loop(cache.clone()),
-        || time_loop(floor.clone()),
+        || time_loop(&cache),
+        || time_loop(&floor),
     )?;
-    let size = std::fs::metadata(tmp.join("Bench.AppImage")).ok();
     let runtime_len = sik_runtime_len(&tmp.join("Bench.AppImage"));
     let _ = std::fs::remove_dir_all(&tmp);
-    let _ = size;
     Ok(vec![
-        Row {
-            name: format!("AppImage start-up through FUSE (per start, {rounds}×{runs} starts)"),
-            ours: "X.AppImage (FUSE mount)".into(),
-            peer: "AppDir/AppRun directly (floor)".into(),
-            wall: walls(&f),
-            peer_wall: walls(&d),
-            extra: vec![(
+        f.row(
+            "appimage-fuse",
+            quick,
+            format!("AppImage start-up through FUSE (per start, {rounds}×{runs} starts)"),
+            ("X.AppImage (FUSE mount)", "AppDir/AppRun directly (floor)"),
+            vec![(
                 "runtime size".into(),
                 format!("{runtime_len} bytes (reference runtime ≈ 900 000)"),
             )],
-        },
-        Row {
-            name: format!(
+        ),
+        c.row(
+            "appimage-cache",
+            quick,
+            format!(
                 "AppImage start-up from the warm extract-and-run cache (per start, {rounds}×{runs} starts)"
             ),
-            ours: "APPIMAGE_EXTRACT_AND_RUN=1 X.AppImage".into(),
-            peer: "AppDir/AppRun directly (floor)".into(),
-            wall: walls(&c),
-            peer_wall: walls(&d2),
-            extra: vec![],
-        },
+            (
+                "APPIMAGE_EXTRACT_AND_RUN=1 X.AppImage",
+                "AppDir/AppRun directly (floor)",
+            ),
+            vec![],
+        ),
     ])
 }
 
@@ -527,9 +591,7 @@ fn iso_layouts() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
 
 fn bench_detect(sik: &Path, quick: bool) -> Result<Row> {
     let count = if quick { 10 } else { 50 };
-    let tmp = std::env::temp_dir().join("sik-bench-detect");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let tmp = fresh_dir("sik-bench-detect")?;
     let layouts = iso_layouts();
     let mut isos = Vec::new();
     for (i, (label, files)) in layouts.iter().enumerate() {
@@ -568,8 +630,7 @@ fn bench_detect(sik: &Path, quick: bool) -> Result<Row> {
             .map_err(|e| e.to_string())?;
         all.push(p);
     }
-    let s = |p: &Path| p.to_string_lossy().into_owned();
-    let mut ours_cmd = vec![s(sik), "boot".into(), "detect".into(), "--json".into()];
+    let mut ours_cmd = argv(&[&s(sik), "boot", "detect", "--json"]);
     ours_cmd.extend(all.iter().map(|p| s(p)));
     // The peer reads the same boot configs with xorriso, one process per ISO (as a script would).
     let script = all
@@ -601,31 +662,22 @@ fn bench_detect(sik: &Path, quick: bool) -> Result<Row> {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let peer_cmd = vec!["sh".into(), "-c".into(), script];
+    let peer_cmd = sh_argv(script);
     let runs = if quick { 3 } else { 5 };
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for i in 0..runs {
-        eprintln!("bench detect: run {}/{runs}", i + 1);
-        if i % 2 == 0 {
-            a.push(measure_quiet(&ours_cmd)?);
-            b.push(measure(&peer_cmd)?);
-        } else {
-            b.push(measure(&peer_cmd)?);
-            a.push(measure_quiet(&ours_cmd)?);
-        }
-    }
+    let r = ab("detect", runs, &ours_cmd, &peer_cmd, no_reset)?;
     let _ = std::fs::remove_dir_all(&tmp);
-    let wall = median(a.iter().map(|x| x.wall).collect());
-    let peer_wall = median(b.iter().map(|x| x.wall).collect());
-    Ok(Row {
-        name: format!(
+    let (wall, peer_wall) = (r.wall(), r.peer_wall());
+    Ok(r.row(
+        "detect",
+        quick,
+        format!(
             "detect ({count} live ISOs of 1.5–5.7 GB, sparse; casper, live-boot, dracut layouts; {runs} runs each)"
         ),
-        ours: "sik boot detect".into(),
-        peer: "xorriso -osirrox on -extract (the boot configs)".into(),
-        wall,
-        peer_wall,
-        extra: vec![(
+        (
+            "sik boot detect",
+            "xorriso -osirrox on -extract (the boot configs)",
+        ),
+        vec![(
             "per ISO".into(),
             format!(
                 "{:.2} ms vs {:.2} ms",
@@ -633,102 +685,5 @@ fn bench_detect(sik: &Path, quick: bool) -> Result<Row> {
                 peer_wall.0 * 1000.0 / count as f64
             ),
         )],
-    })
-}
-
-/// [`measure`] for a command whose stdout is not wanted.
-fn measure_quiet(cmd: &[String]) -> Result<Sample> {
-    let mut wrapped = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        "\"$@\" >/dev/null".to_string(),
-        "sh".to_string(),
-    ];
-    wrapped.extend(cmd.iter().cloned());
-    measure(&wrapped)
-}
-
-/// `median (min–max)` in seconds, or milliseconds below one second.
-fn span((m, lo, hi): (f64, f64, f64)) -> String {
-    if hi < 1.0 {
-        format!("{:.2} ms ({:.2}–{:.2})", m * 1e3, lo * 1e3, hi * 1e3)
-    } else {
-        format!("{m:.2} s ({lo:.2}–{hi:.2})")
-    }
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{cores} cores, {cpu}")
-}
-
-fn version(cmd: &str, arg: &str) -> String {
-    Command::new(cmd)
-        .arg(arg)
-        .output()
-        .ok()
-        .map(|o| {
-            let t = if o.stdout.is_empty() {
-                o.stderr
-            } else {
-                o.stdout
-            };
-            String::from_utf8_lossy(&t)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
-        .unwrap_or_else(|| "not installed".into())
-}
-
-fn write_report(rows: &[Row], quick: bool) -> Result {
-    let mut md = String::from("# Benchmarks\n\nWritten by `cargo xtask bench`");
-    if quick {
-        md.push_str(" --quick");
-    }
-    md.push_str(". Runs alternate between sik and the peer in one invocation; figures are medians (min–max). Absolute times on a shared machine are noise: the ratio (sik ÷ peer, lower is better for time and memory) is the figure.\n\n");
-    md.push_str(&format!(
-        "- Machine: {}\n- mksquashfs: {}\n- xorriso: {}\n- sik: {}\n\n",
-        machine(),
-        version("mksquashfs", "-version"),
-        version("xorriso", "-version"),
-        version(
-            &root().join("target/release/sik").to_string_lossy(),
-            "--version"
-        )
-    ));
-    md.push_str("| benchmark | sik | peer | sik wall | peer wall | wall ratio | other |\n|---|---|---|---|---|---|---|\n");
-    for r in rows {
-        let extra = r
-            .extra
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        md.push_str(&format!(
-            "| {} | `{}` | `{}` | {} | {} | **{:.2}×** | {} |\n",
-            r.name,
-            r.ours,
-            r.peer,
-            span(r.wall),
-            span(r.peer_wall),
-            r.wall.0 / r.peer_wall.0,
-            extra
-        ));
-    }
-    let path = root().join("BENCHMARKS.md");
-    std::fs::write(&path, md).map_err(|e| e.to_string())?;
-    eprintln!("wrote {}", path.display());
-    Ok(())
+    ))
 }

@@ -11,7 +11,7 @@
 //!   `sik boot generate` on DIR, or on the example medium it assembles under
 //!   `target/example-medium/` from `examples/`.
 //! * `e2e`: boots a generated medium in QEMU (see E2E.md).
-//! * `bench [create|verify|link|appimage|detect] [--quick]`: side-by-side benchmarks against the peer
+//! * `bench [create|extract|verify|link|appimage|detect|fuse|scale]… [--quick]`: side-by-side benchmarks against the peer
 //!   tools, written to BENCHMARKS.md.
 
 mod bench;
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|test|example|generate [--medium DIR]|dist|bench [create|verify|link|appimage|detect] [--quick]|e2e>"
+                "usage: cargo xtask <ci|test|example|generate [--medium DIR]|dist|bench [create|extract|verify|link|appimage|detect|fuse|scale]… [--quick]|e2e>"
             );
             return ExitCode::from(2);
         }
