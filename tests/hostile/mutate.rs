@@ -92,8 +92,9 @@ impl Workspace {
         self.assert_contained(label, args);
         // Shown with --nocapture: which mutant each command refused.
         eprintln!(
-            "{label}: {:?} -> {code}",
-            args.iter().take(2).collect::<Vec<_>>()
+            "{label}: {:?} -> {code} {}",
+            args.iter().take(2).collect::<Vec<_>>(),
+            stderr.lines().find(|l| l.starts_with("sik: error:")).unwrap_or("")
         );
         (out, code)
     }

@@ -141,6 +141,58 @@ pub fn padded_len(bytes_used: u64) -> u64 {
     bytes_used.div_ceil(PAD_LEN).saturating_mul(PAD_LEN)
 }
 
+/// What a backhand error means for the image, in words for a user: its
+/// parser errors (`deku error: Incomplete(NeedSize { bits: 96 })`) become
+/// the fault they stand for.
+pub fn describe_error(e: &backhand::BackhandError) -> String {
+    use backhand::BackhandError as B;
+    use deku::DekuError as D;
+    match e {
+        B::Deku(D::Incomplete(n)) => format!(
+            "a structure is cut short ({} more bytes needed): truncated, or an offset points wrong",
+            n.byte_size()
+        ),
+        B::Deku(D::Assertion(what)) => format!("a field holds an impossible value ({what})"),
+        B::Deku(D::Parse(what)) => format!("a field holds an unknown value ({what})"),
+        B::Deku(D::IdVariantNotFound) => "a field holds an unknown type id".to_string(),
+        B::Deku(other) => format!("unparsable structure ({other})"),
+        B::StdIo(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The superblock fields backhand checks by assertion, checked first here
+/// so the error names the field.
+fn check_superblock_fields(raw: &[u8; SUPERBLOCK_LEN]) -> Result<()> {
+    let u16_at = |o: usize| u16::from_le_bytes([raw[o], raw[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes([raw[o], raw[o + 1], raw[o + 2], raw[o + 3]]);
+    let bad = |why: String| Err(Error::malformed("squashfs superblock", why));
+    if raw[0..4] != *b"hsqs" {
+        return bad("no SquashFS magic (hsqs)".into());
+    }
+    let (major, minor) = (u16_at(28), u16_at(30));
+    if (major, minor) != (4, 0) {
+        return bad(format!("version {major}.{minor} (only 4.0 is read)"));
+    }
+    let block_size = u32_at(12);
+    if !(4096..=1 << 20).contains(&block_size) || !block_size.is_power_of_two() {
+        return bad(format!(
+            "block size {block_size} (a power of two from 4 KiB to 1 MiB is required)"
+        ));
+    }
+    let block_log = u16_at(22);
+    if u32::from(block_log) != block_size.trailing_zeros() {
+        return bad(format!(
+            "block log {block_log} does not match block size {block_size}"
+        ));
+    }
+    let compressor = u16_at(20);
+    if !(1..=6).contains(&compressor) {
+        return bad(format!("unknown compressor id {compressor}"));
+    }
+    Ok(())
+}
+
 /// Read the superblock at `offset` of `reader` (0 for an ExtensionImage,
 /// the ELF end for an AppImage) and check that it is plausible.
 pub fn read_superblock<R: Read + Seek + Send>(
@@ -148,11 +200,17 @@ pub fn read_superblock<R: Read + Seek + Send>(
     offset: u64,
 ) -> Result<SuperblockFacts> {
     reader.seek(SeekFrom::Start(offset))?;
+    let mut raw = [0u8; SUPERBLOCK_LEN];
+    reader.read_exact(&mut raw).map_err(|_| {
+        Error::malformed("squashfs superblock", "the file ends inside the superblock")
+    })?;
+    check_superblock_fields(&raw)?;
+    reader.seek(SeekFrom::Start(offset))?;
     let mut buf = BufReader::new(reader);
     let kind = Kind::from_const(LE_V4_0).map_err(|e| Error::malformed("squashfs", e))?;
     let (sb, _opts): (SuperBlock, _) =
         Squashfs::superblock_and_compression_options(&mut buf, &kind)
-            .map_err(|e| Error::malformed("squashfs superblock", e.to_string()))?;
+            .map_err(|e| Error::malformed("squashfs superblock", describe_error(&e)))?;
     if sb.bytes_used < SUPERBLOCK_LEN as u64 {
         return Err(Error::malformed(
             "squashfs superblock",

@@ -17,6 +17,8 @@ use std::path::{Component, Path, PathBuf};
 use backhand::{InnerNode, SquashfsFileReader};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 
+use sik_image::squashfs;
+
 use crate::tree::decode_dev;
 use crate::{InspectError, open_squashfs, squashfs_offset};
 
@@ -218,10 +220,9 @@ fn extract_into(
                     .mode(0o600)
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(&target)?;
-                let mut reader = fs
-                    .file(file)
-                    .reader_checked()
-                    .map_err(|e| InspectError::Malformed(format!("{rel_str}: {e}")))?;
+                let mut reader = fs.file(file).reader_checked().map_err(|e| {
+                    InspectError::Malformed(format!("{rel_str}: {}", squashfs::describe_error(&e)))
+                })?;
                 let mut w = BufWriter::with_capacity(1 << 20, out);
                 let mut written = 0u64;
                 loop {

@@ -231,9 +231,12 @@ pub struct IsoFacts {
 
 /// Open a SquashFS image (at `offset`) with backhand's reader.
 pub fn open_squashfs(path: &Path, offset: u64) -> Result<FilesystemReader<'static>, InspectError> {
-    let f = File::open(path)?;
+    let mut f = File::open(path)?;
+    // The superblock checks first: their errors name the broken field.
+    squashfs::read_superblock(&mut f, offset)?;
+    std::io::Seek::rewind(&mut f)?;
     FilesystemReader::from_reader_with_offset(BufReader::new(f), offset)
-        .map_err(|e| InspectError::Malformed(format!("SquashFS: {e}")))
+        .map_err(|e| InspectError::Malformed(format!("SquashFS: {}", squashfs::describe_error(&e))))
 }
 
 /// Where the SquashFS of an image starts: 0 for an ExtensionImage, the end
@@ -437,7 +440,9 @@ fn read_small(
     let mut out = Vec::with_capacity(file.file_len());
     fs.file(file)
         .reader_checked()
-        .map_err(|e| InspectError::Malformed(format!("SquashFS: {e}")))?
+        .map_err(|e| {
+            InspectError::Malformed(format!("SquashFS: {}", squashfs::describe_error(&e)))
+        })?
         .take(limit as u64)
         .read_to_end(&mut out)?;
     Ok(out)
