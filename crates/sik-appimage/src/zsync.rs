@@ -92,15 +92,7 @@ pub fn write_control<R: Read, W: Write>(
     let mut block = vec![0u8; bs as usize];
     let mut total = 0u64;
     loop {
-        let mut got = 0;
-        while got < block.len() {
-            match data.read(&mut block[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let got = sik_image::read_full(&mut data, &mut block)?;
         if got == 0 {
             break;
         }

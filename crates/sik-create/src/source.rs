@@ -96,7 +96,7 @@ pub fn detect(path: &Path) -> Result<SourceKind, CreateError> {
     }
     let mut f = File::open(path).map_err(|e| CreateError::source(path, e))?;
     let mut head = vec![0u8; 512];
-    let n = read_full(&mut f, &mut head).map_err(|e| CreateError::source(path, e))?;
+    let n = sik_image::read_full(&mut f, &mut head).map_err(|e| CreateError::source(path, e))?;
     head.truncate(n);
     if head.starts_with(b"!<arch>\n") {
         return Ok(SourceKind::Deb);
@@ -504,7 +504,8 @@ pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, CreateError> {
             let member = BufReader::with_capacity(1 << 20, f).take(size);
             let mut member = member;
             // Peek the member's magic through a small buffer, then chain it back.
-            let n = read_full(&mut member, &mut head).map_err(|e| CreateError::source(path, e))?;
+            let n = sik_image::read_full(&mut member, &mut head)
+                .map_err(|e| CreateError::source(path, e))?;
             let head = head[..n].to_vec();
             let compression = match ext {
                 "" => TarCompression::None,
@@ -594,19 +595,6 @@ impl<R: Read> Read for CountingReader<'_, R> {
         self.progress.advance(n as u64);
         Ok(n)
     }
-}
-
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn clamp_u32(v: u64) -> u32 {

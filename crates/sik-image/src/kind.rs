@@ -60,7 +60,7 @@ impl ImageKind {
 pub fn detect<R: Read + Seek>(reader: &mut R) -> std::io::Result<ImageKind> {
     let mut head = [0u8; 16];
     reader.seek(SeekFrom::Start(0))?;
-    let n = read_up_to(reader, &mut head)?;
+    let n = crate::read_full(reader, &mut head)?;
     let head = &head[..n];
     if head.starts_with(SQUASHFS_MAGIC) {
         return Ok(ImageKind::SquashFs);
@@ -75,7 +75,7 @@ pub fn detect<R: Read + Seek>(reader: &mut R) -> std::io::Result<ImageKind> {
     }
     let mut cd = [0u8; 5];
     reader.seek(SeekFrom::Start(ISO9660_MAGIC_OFFSET))?;
-    if read_up_to(reader, &mut cd)? == 5 && &cd == b"CD001" {
+    if crate::read_full(reader, &mut cd)? == 5 && &cd == b"CD001" {
         return Ok(ImageKind::Iso9660);
     }
     Ok(ImageKind::Unknown)
@@ -85,19 +85,6 @@ pub fn detect<R: Read + Seek>(reader: &mut R) -> std::io::Result<ImageKind> {
 pub fn detect_path(path: &Path) -> Result<ImageKind> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     detect(&mut f).map_err(|e| Error::io(path, e))
-}
-
-fn read_up_to<R: Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

@@ -35,3 +35,20 @@ pub mod signature;
 pub mod squashfs;
 
 pub use error::{Error, Result};
+
+/// Read into `buf` until it is full or the reader ends; returns how many
+/// bytes were read (less than `buf.len()` only at the end of the input).
+/// Unlike `read_exact`, a short input is a count, not an error, which is
+/// what magic sniffing and block-wise hashing need.
+pub fn read_full<R: std::io::Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

@@ -747,7 +747,7 @@ pub fn digest_payload(
     // (detected at run time) does the hashing.
     let mut buf = vec![0u8; BUF_LEN];
     loop {
-        let n = fill(&mut r, &mut buf)?;
+        let n = crate::read_full(&mut r, &mut buf)?;
         if n == 0 {
             break;
         }
@@ -766,20 +766,6 @@ pub fn digest_payload(
         out.push((HashAlg::Sha512, h.finalize().to_vec()));
     }
     Ok(out)
-}
-
-/// Read until `buf` is full or the reader ends; the number of bytes read.
-fn fill<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 // ---------------------------------------------------------------------------
