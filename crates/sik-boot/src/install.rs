@@ -8,7 +8,7 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Serialize;
 
@@ -166,23 +166,7 @@ fn io(path: &Path, e: std::io::Error) -> BootError {
 }
 
 fn run(cmd: &mut Command, tool: &str) -> Result<()> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .map_err(|e| BootError::Tool {
-            tool: tool.into(),
-            why: format!("cannot run: {e}"),
-        })?;
-    if !out.status.success() {
-        return Err(BootError::Tool {
-            tool: tool.into(),
-            why: String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .replace('\n', " "),
-        });
-    }
-    Ok(())
+    crate::medium::run_tool(cmd, tool).map(drop)
 }
 
 /// Build a GRUB image with grub-mkimage.

@@ -38,6 +38,38 @@ fn io_err(path: &Path, e: std::io::Error) -> BootError {
     }
 }
 
+/// Run an external tool (mtools, grub-mkimage) with no input; its stdout,
+/// or its stderr folded into one line as the error. mtools are told to skip
+/// their geometry checks, which partition images at an offset fail.
+pub(crate) fn run_tool(cmd: &mut Command, tool: &str) -> Result<Vec<u8>> {
+    let out = cmd
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| cannot_run(tool, &e))?;
+    if !out.status.success() {
+        return Err(BootError::Tool {
+            tool: tool.into(),
+            why: String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', " "),
+        });
+    }
+    Ok(out.stdout)
+}
+
+fn cannot_run(tool: &str, e: &std::io::Error) -> BootError {
+    let package = if tool.starts_with("grub") {
+        "grub-common"
+    } else {
+        "mtools"
+    };
+    BootError::Tool {
+        tool: tool.into(),
+        why: format!("cannot run: {e} (install {package})"),
+    }
+}
+
 /// Byte offset of the first partition of an MBR disk image (0 for a FAT
 /// filesystem without a partition table).
 pub fn first_partition_offset(image: &Path) -> Result<u64> {
@@ -96,27 +128,7 @@ impl Medium {
 
     fn mtool(&self, tool: &str, args: &[&str]) -> Result<Vec<u8>> {
         let img = self.mtools_image().unwrap_or_default();
-        let out = Command::new(tool)
-            .arg("-i")
-            .arg(&img)
-            .args(args)
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .env("MTOOLS_NO_VFAT", "0")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| BootError::Tool {
-                tool: tool.into(),
-                why: format!("cannot run: {e} (install mtools)"),
-            })?;
-        if !out.status.success() {
-            return Err(BootError::Tool {
-                tool: tool.into(),
-                why: String::from_utf8_lossy(&out.stderr)
-                    .trim()
-                    .replace('\n', " "),
-            });
-        }
-        Ok(out.stdout)
+        run_tool(Command::new(tool).arg("-i").arg(&img).args(args), tool)
     }
 
     /// Entries of a directory (relative path; missing directory: empty).
@@ -177,10 +189,7 @@ impl Medium {
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
-                    .map_err(|e| BootError::Tool {
-                        tool: "mdir".into(),
-                        why: format!("cannot run: {e} (install mtools)"),
-                    })?;
+                    .map_err(|e| cannot_run("mdir", &e))?;
                 Ok(st.success())
             }
         }
