@@ -32,18 +32,10 @@ const DESKTOP: &str = "[Desktop Entry]\nType=Application\nName=Hello World\nExec
 
 /// An AppDir around /bin/busybox (busybox-static) with a shell AppRun.
 fn appdir(t: &TestDir, name: &str) -> PathBuf {
-    let d = t.mkdir(&format!("{name}/usr/bin"));
-    let root = d.parent().unwrap().parent().unwrap().to_path_buf();
-    std::fs::copy("/bin/busybox", d.join("busybox"))
+    let root = hello_appdir(t, name, APPRUN, "X-AppImage-Version=1.0\n");
+    let bin = t.mkdir(&format!("{name}/usr/bin"));
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
         .expect("busybox-static is needed (/bin/busybox)");
-    std::fs::write(root.join("AppRun"), APPRUN).unwrap();
-    std::fs::set_permissions(root.join("AppRun"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(root.join("hello.desktop"), DESKTOP).unwrap();
-    std::fs::write(
-        root.join("hello.svg"),
-        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n",
-    )
-    .unwrap();
     root
 }
 

@@ -912,12 +912,7 @@ fn inspect_names_the_iso_volume_label() {
 fn create_signs_with_sign_key() {
     let t = TestDir::new();
     t.write("src/usr/share/acme/x", "x");
-    run_ok(
-        sik()
-            .args(["key", "generate", "-o"])
-            .arg(t.join("key"))
-            .args(["--comment", "test"]),
-    );
+    sik_key(&t, "key");
     let img = t.join("acme.ExtensionImage");
     create(
         &t.join("src"),
@@ -952,12 +947,7 @@ fn create_signs_with_sign_key() {
 fn inspect_shows_embedded_signatures() {
     let t = TestDir::new();
     t.write("src/usr/share/acme/x", "x");
-    run_ok(
-        sik()
-            .args(["key", "generate", "-o"])
-            .arg(t.join("key"))
-            .args(["--comment", "test"]),
-    );
+    sik_key(&t, "key");
     let img = t.join("acme.ExtensionImage");
     create(&t.join("src"), &img, &[]);
     let v = assert_schema(

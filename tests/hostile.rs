@@ -207,19 +207,7 @@ fn appimage_elf_sections() {
         return;
     }
     let t = TestDir::new();
-    let dir = t.mkdir("Hello.AppDir");
-    std::fs::write(dir.join("AppRun"), "#!/bin/sh\necho hello\n").unwrap();
-    std::fs::write(
-        dir.join("hello.desktop"),
-        "[Desktop Entry]\nType=Application\nName=Hello\nExec=AppRun\nIcon=hello\nCategories=Utility;\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("hello.svg"),
-        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n",
-    )
-    .unwrap();
-    set_exec(&dir.join("AppRun"));
+    let dir = hello_appdir(&t, "Hello.AppDir", "#!/bin/sh\necho hello\n", "");
     let image = t.join("Hello.AppImage");
     run_ok(
         sik()
@@ -292,8 +280,7 @@ fn signature_blocks() {
     }
     let t = TestDir::new();
     let tree = sample_tree(&t);
-    let key = t.join("key");
-    run_ok(sik().args(["key", "generate", "-o"]).arg(&key));
+    let (key, _) = sik_key(&t, "key");
     let image = t.join("signed.ExtensionImage");
     run_ok(
         sik()
@@ -335,9 +322,4 @@ fn sample_tree(t: &TestDir) -> std::path::PathBuf {
     t.mkdir("tree/usr/share/empty");
     std::os::unix::fs::symlink("a.txt", t.join("tree/usr/share/hostile/link")).unwrap();
     t.join("tree")
-}
-
-fn set_exec(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

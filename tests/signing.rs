@@ -101,23 +101,6 @@ fn appimage(t: &TestDir, name: &str, with_sig_sections: bool) -> PathBuf {
     img
 }
 
-/// `sik key generate -o DIR/NAME`; returns (private, public).
-fn sik_key(t: &TestDir, name: &str) -> (PathBuf, PathBuf) {
-    let k = t.join(name);
-    run_ok(
-        sik()
-            .args([
-                "key",
-                "generate",
-                "--comment",
-                &format!("{name}@test"),
-                "-o",
-            ])
-            .arg(&k),
-    );
-    (k.clone(), PathBuf::from(format!("{}.pub", k.display())))
-}
-
 fn sign(img: &Path, key: &Path) {
     run_ok(sik().arg("sign").arg(img).arg("--key").arg(key));
 }

@@ -30,7 +30,7 @@ impl Workspace {
         let sentinel = t.mkdir("ws/sentinel");
         let signer = t.join("signer");
         if !signer.exists() {
-            run_ok(sik().args(["key", "generate", "-o"]).arg(&signer));
+            sik_key(t, "signer");
         }
         Workspace {
             dir,
@@ -94,7 +94,10 @@ impl Workspace {
         eprintln!(
             "{label}: {:?} -> {code} {}",
             args.iter().take(2).collect::<Vec<_>>(),
-            stderr.lines().find(|l| l.starts_with("sik: error:")).unwrap_or("")
+            stderr
+                .lines()
+                .find(|l| l.starts_with("sik: error:"))
+                .unwrap_or("")
         );
         (out, code)
     }

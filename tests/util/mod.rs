@@ -232,3 +232,46 @@ pub fn assert_schema(name: &str, json: &str) -> serde_json::Value {
     );
     value
 }
+
+/// `sik key generate -o DIR/NAME --comment NAME@test`; returns (private,
+/// public) key paths.
+#[allow(dead_code)]
+pub fn sik_key(t: &TestDir, name: &str) -> (PathBuf, PathBuf) {
+    let k = t.join(name);
+    run_ok(
+        sik()
+            .args([
+                "key",
+                "generate",
+                "--comment",
+                &format!("{name}@test"),
+                "-o",
+            ])
+            .arg(&k),
+    );
+    (k.clone(), PathBuf::from(format!("{}.pub", k.display())))
+}
+
+/// A minimal valid AppDir `NAME` holding `AppRun` (the given script,
+/// executable), `hello.desktop` (with the given extra lines) and
+/// `hello.svg`; returns its path.
+#[allow(dead_code)]
+pub fn hello_appdir(t: &TestDir, name: &str, apprun: &str, desktop_extra: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let root = t.mkdir(name);
+    std::fs::write(root.join("AppRun"), apprun).unwrap();
+    std::fs::set_permissions(root.join("AppRun"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        root.join("hello.desktop"),
+        format!(
+            "[Desktop Entry]\nType=Application\nName=Hello World\nExec=AppRun\nIcon=hello\nCategories=Utility;\n{desktop_extra}"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("hello.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n",
+    )
+    .unwrap();
+    root
+}
