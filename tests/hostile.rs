@@ -14,7 +14,6 @@ mod util;
 mod mutate;
 
 use mutate::*;
-use std::path::Path;
 use util::*;
 
 /// Squashfs made by mksquashfs with uncompressed metadata (so flips hit the
