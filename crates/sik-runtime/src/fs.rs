@@ -3,8 +3,16 @@
 //! backhand parses the image's tables once; file data is then read block by
 //! block at any offset (the kernel asks for pages in any order when it maps
 //! an executable), with a small cache of decompressed blocks.
+//!
+//! Requests are served by several threads (the kernel's readahead sends
+//! reads ahead asynchronously, so blocks decompress in parallel). Each thread
+//! keeps its buffers and its zstd context between requests, so a read costs
+//! one `pread` of the compressed block, one decompression into a recycled
+//! buffer and, for the usual request inside one block, no copy at all before
+//! the reply.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::BufReader;
@@ -29,9 +37,8 @@ const NO_FRAGMENT: usize = 0xffff_ffff;
 const CACHE_BLOCKS: usize = 32;
 
 struct FileData {
-    /// Absolute file offset of the first data block.
-    start: u64,
-    sizes: Vec<DataSize>,
+    /// Absolute file offset and size of each data block.
+    blocks: Vec<(u64, DataSize)>,
     /// Fragment block (absolute offset, size) and offset in it.
     fragment: Option<(u64, DataSize, u32)>,
 }
@@ -57,7 +64,34 @@ pub struct SquashFs {
     block_size: u32,
     compressor: Compressor,
     entries: Vec<Entry>,
-    cache: Mutex<Vec<(u64, Arc<Vec<u8>>)>>,
+    cache: Mutex<Cache>,
+}
+
+/// Decompressed blocks by absolute offset, oldest first, and buffers of
+/// evicted blocks to decompress into again.
+#[derive(Default)]
+struct Cache {
+    blocks: VecDeque<(u64, Arc<Vec<u8>>)>,
+    spare: Vec<Vec<u8>>,
+}
+
+/// A decompressed block and the byte range of it a read wants.
+type Piece = (Arc<Vec<u8>>, std::ops::Range<usize>);
+
+/// Per-thread buffers, reused from request to request.
+#[derive(Default)]
+struct Scratch {
+    /// The compressed block as read.
+    raw: Vec<u8>,
+    /// A reply spanning several blocks, assembled.
+    out: Vec<u8>,
+    /// zstd's decompression context (allocating one per block costs more
+    /// than decompressing small blocks).
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 impl SquashFs {
@@ -116,11 +150,17 @@ impl SquashFs {
                         })?;
                         Some((offset + fr.start, fr.size, f.block_offset()))
                     };
-                    e.data = Some(FileData {
-                        start: offset + f.blocks_start(),
-                        sizes: f.block_sizes().to_vec(),
-                        fragment,
-                    });
+                    let mut at = offset + f.blocks_start();
+                    let blocks = f
+                        .block_sizes()
+                        .iter()
+                        .map(|&s| {
+                            let here = at;
+                            at += u64::from(s.size());
+                            (here, s)
+                        })
+                        .collect();
+                    e.data = Some(FileData { blocks, fragment });
                 }
                 InnerNode::Symlink(s) => {
                     e.kind = FileType::Symlink;
@@ -163,7 +203,7 @@ impl SquashFs {
             block_size: fsr.block_size,
             compressor,
             entries,
-            cache: Mutex::new(Vec::new()),
+            cache: Mutex::new(Cache::default()),
         })
     }
 
@@ -196,81 +236,135 @@ impl SquashFs {
 
     /// One decompressed block (data block or fragment block), cached.
     fn block(&self, at: u64, size: DataSize) -> Result<Arc<Vec<u8>>, Errno> {
-        if let Ok(c) = self.cache.lock()
-            && let Some((_, b)) = c.iter().find(|(k, _)| *k == at)
-        {
-            return Ok(b.clone());
-        }
+        let mut out = {
+            let Ok(mut c) = self.cache.lock() else {
+                return Err(Errno::EIO);
+            };
+            if let Some((_, b)) = c.blocks.iter().find(|(k, _)| *k == at) {
+                return Ok(b.clone());
+            }
+            c.spare.pop().unwrap_or_default()
+        };
         let len = size.size() as usize;
-        if len > self.block_size as usize + 1024 {
+        let bs = self.block_size as usize;
+        if len > bs + 1024 {
             return Err(Errno::EIO);
         }
-        let mut raw = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut raw, at)
-            .map_err(|_| Errno::EIO)?;
-        let out = if size.uncompressed() {
-            raw
-        } else {
-            let mut out = Vec::with_capacity(self.block_size as usize);
-            DefaultCompressor
-                .decompress(&raw, &mut out, self.compressor)
+        out.clear();
+        out.reserve(bs);
+        SCRATCH.with(|s| -> Result<(), Errno> {
+            let mut s = s.borrow_mut();
+            let s = &mut *s;
+            s.raw.resize(len, 0);
+            self.file
+                .read_exact_at(&mut s.raw, at)
                 .map_err(|_| Errno::EIO)?;
-            out
-        };
+            if size.uncompressed() {
+                out.extend_from_slice(&s.raw);
+            } else if self.compressor == Compressor::Zstd {
+                if s.zstd.is_none() {
+                    s.zstd = Some(zstd::bulk::Decompressor::new().map_err(|_| Errno::EIO)?);
+                }
+                let z = s.zstd.as_mut().ok_or(Errno::EIO)?;
+                z.decompress_to_buffer(&s.raw[..], &mut out)
+                    .map_err(|_| Errno::EIO)?;
+            } else {
+                DefaultCompressor
+                    .decompress(&s.raw, &mut out, self.compressor)
+                    .map_err(|_| Errno::EIO)?;
+            }
+            Ok(())
+        })?;
         let out = Arc::new(out);
         if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= CACHE_BLOCKS {
-                c.remove(0);
+            // Another thread may have decompressed the same block meanwhile.
+            if !c.blocks.iter().any(|(k, _)| *k == at) {
+                if c.blocks.len() >= CACHE_BLOCKS
+                    && let Some((_, old)) = c.blocks.pop_front()
+                    && let Ok(v) = Arc::try_unwrap(old)
+                    && c.spare.len() < CACHE_BLOCKS
+                {
+                    c.spare.push(v);
+                }
+                c.blocks.push_back((at, out.clone()));
             }
-            c.push((at, out.clone()));
         }
         Ok(out)
     }
 
-    fn read_at(&self, e: &Entry, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+    /// The bytes of the file at `pos` up to the end of the block holding
+    /// `pos` (at most `want`): the block and the range in it, or `None` for
+    /// a hole (a sparse block).
+    fn piece(&self, d: &FileData, pos: u64, want: usize) -> Result<Option<Piece>, Errno> {
+        let bs = u64::from(self.block_size);
+        let b = (pos / bs) as usize;
+        let in_block = (pos % bs) as usize;
+        let want = want.min(bs as usize - in_block);
+        if let Some(&(at, s)) = d.blocks.get(b) {
+            if s.size() == 0 {
+                return Ok(None);
+            }
+            let blk = self.block(at, s)?;
+            if blk.len() < in_block + want {
+                return Err(Errno::EIO);
+            }
+            Ok(Some((blk, in_block..in_block + want)))
+        } else {
+            let (at, s, frag_off) = d.fragment.ok_or(Errno::EIO)?;
+            let blk = self.block(at, s)?;
+            let from = frag_off as usize + in_block;
+            if blk.len() < from + want {
+                return Err(Errno::EIO);
+            }
+            Ok(Some((blk, from..from + want)))
+        }
+    }
+
+    /// Answer a read of `size` bytes at `offset` of `e`.
+    fn read_reply(&self, e: &Entry, offset: u64, size: u32, reply: ReplyData) {
         let Some(d) = &e.data else {
-            return Err(Errno::EINVAL);
+            return reply.error(Errno::EINVAL);
         };
         if offset >= e.size {
-            return Ok(Vec::new());
+            return reply.data(&[]);
         }
         let end = e.size.min(offset + u64::from(size));
-        let bs = u64::from(self.block_size);
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        let mut pos = offset;
-        while pos < end {
-            let b = (pos / bs) as usize;
-            let in_block = (pos % bs) as usize;
-            let want = ((end - pos) as usize).min(bs as usize - in_block);
-            if b < d.sizes.len() {
-                let s = d.sizes[b];
-                if s.size() == 0 {
-                    out.resize(out.len() + want, 0);
-                } else {
-                    let at = d.start
-                        + d.sizes[..b]
-                            .iter()
-                            .map(|s| u64::from(s.size()))
-                            .sum::<u64>();
-                    let blk = self.block(at, s)?;
-                    let avail = blk.get(in_block..).ok_or(Errno::EIO)?;
-                    let n = want.min(avail.len());
-                    out.extend_from_slice(&avail[..n]);
-                    if n < want {
-                        return Err(Errno::EIO);
+        let total = (end - offset) as usize;
+        // The usual request lies in one block: reply from the cached block.
+        match self.piece(d, offset, total) {
+            Err(err) => return reply.error(err),
+            Ok(Some((blk, r))) if r.len() == total => return reply.data(&blk[r]),
+            Ok(_) => {}
+        }
+        let assembled = SCRATCH.with(|s| -> Result<Vec<u8>, Errno> {
+            let mut out = std::mem::take(&mut s.borrow_mut().out);
+            out.clear();
+            out.reserve(total);
+            let mut pos = offset;
+            while pos < end {
+                match self.piece(d, pos, (end - pos) as usize) {
+                    Ok(Some((blk, r))) => out.extend_from_slice(&blk[r]),
+                    Ok(None) => {
+                        let bs = u64::from(self.block_size);
+                        let hole = ((end - pos) as usize).min((bs - pos % bs) as usize);
+                        out.resize(out.len() + hole, 0);
+                    }
+                    Err(err) => {
+                        s.borrow_mut().out = out;
+                        return Err(err);
                     }
                 }
-            } else {
-                let (at, s, frag_off) = d.fragment.ok_or(Errno::EIO)?;
-                let blk = self.block(at, s)?;
-                let from = frag_off as usize + in_block;
-                let slice = blk.get(from..from + want).ok_or(Errno::EIO)?;
-                out.extend_from_slice(slice);
+                pos = offset + out.len() as u64;
             }
-            pos += want as u64;
+            Ok(out)
+        });
+        match assembled {
+            Ok(out) => {
+                reply.data(&out);
+                SCRATCH.with(|s| s.borrow_mut().out = out);
+            }
+            Err(err) => reply.error(err),
         }
-        Ok(out)
     }
 }
 
@@ -323,10 +417,7 @@ impl Filesystem for SquashFs {
         let Some((_, e)) = self.entry(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        match self.read_at(e, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(err) => reply.error(err),
-        }
+        self.read_reply(e, offset, size, reply);
     }
 
     fn readdir(

@@ -362,12 +362,19 @@ fn serve(image: &Image, mp: &Path, ready_w: OwnedFd, keep_r: OwnedFd) -> ! {
         let fs = fs::SquashFs::open(&image.path, image.offset)?;
         let fsname = image.path.to_string_lossy().into_owned();
         let (fd, how) = mount::mount(mp, &fsname)?;
+        // Several threads take requests, so readahead decompresses in parallel.
+        let mut config = fuser::Config::default();
+        config.n_threads = Some(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(2, 4),
+        );
         let session =
-            fuser::Session::from_fd(fs, fd, fuser::SessionACL::Owner, fuser::Config::default())
-                .map_err(|e| {
-                    mount::unmount(mp, &how);
-                    format!("FUSE handshake failed: {e}")
-                })?;
+            fuser::Session::from_fd(fs, fd, fuser::SessionACL::Owner, config).map_err(|e| {
+                mount::unmount(mp, &how);
+                format!("FUSE handshake failed: {e}")
+            })?;
         std::thread::Builder::new()
             .name("fuse".into())
             .spawn(move || session.run())
