@@ -137,31 +137,48 @@ fn alternate(
     Ok(Ab { ours: xs, peer: ys })
 }
 
-/// [`alternate`] two commands, calling `reset` (untimed) before each one.
+/// Which side a per-run reset prepares.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Ours,
+    Peer,
+}
+
+/// [`alternate`] two commands, calling `reset` (untimed) before each one
+/// with the side about to run.
 fn ab(
     label: &str,
     runs: usize,
     ours: &[String],
     peer: &[String],
-    reset: impl Fn() -> Result,
+    reset: impl Fn(Side) -> Result,
 ) -> Result<Ab> {
     alternate(
         runs,
         label,
         || {
-            reset()?;
+            reset(Side::Ours)?;
             measure(ours)
         },
         || {
-            reset()?;
+            reset(Side::Peer)?;
             measure(peer)
         },
     )
 }
 
 /// No reset between runs.
-fn no_reset() -> Result {
+fn no_reset(_: Side) -> Result {
     Ok(())
+}
+
+/// A reset removing the output file of the side about to run (so the other
+/// side's last output stays for its size).
+fn remove_output<'a>(ours: &'a Path, peer: &'a Path) -> impl Fn(Side) -> Result + 'a {
+    move |side| {
+        let _ = std::fs::remove_file(if side == Side::Ours { ours } else { peer });
+        Ok(())
+    }
 }
 
 fn walls(v: &[Sample]) -> (f64, f64, f64) {
@@ -301,11 +318,13 @@ fn bench_create(sik: &Path, quick: bool) -> Result<Row> {
         "128K",
         "-all-root",
     ]);
-    let r = ab("create", runs, &ours_cmd, &peer_cmd, || {
-        let _ = std::fs::remove_file(&ours_out);
-        let _ = std::fs::remove_file(&peer_out);
-        Ok(())
-    })?;
+    let r = ab(
+        "create",
+        runs,
+        &ours_cmd,
+        &peer_cmd,
+        remove_output(&ours_out, &peer_out),
+    )?;
     let len = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| m.len())
@@ -357,7 +376,7 @@ fn bench_extract(sik: &Path, quick: bool) -> Result<Row> {
     ));
     let runs = if quick { 3 } else { 5 };
     // Removing the previous tree is the reset, outside the timed part.
-    let result = ab("extract", runs, &ours, &peer, || {
+    let result = ab("extract", runs, &ours, &peer, |_| {
         sh(&format!("rm -rf '{t}/a' '{t}/b' && sync"))
     });
     let _ = std::fs::remove_dir_all(&tmp);

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::data::{Mix, Pools, Rng};
 use super::report::Row;
-use super::{Ab, ab, argv, fresh_dir, s};
+use super::{Ab, ab, argv, fresh_dir, remove_output, s};
 use crate::Result;
 
 /// What a generated tree holds.
@@ -88,7 +88,7 @@ pub fn bench(sik: &Path, quick: bool) -> Result<Vec<Row>> {
     let sizes: &[(u64, usize)] = if quick {
         &[(100_000_000, 3), (1_000_000_000, 1)]
     } else {
-        &[(100_000_000, 5), (1_000_000_000, 3), (4_000_000_000, 2)]
+        &[(100_000_000, 5), (1_000_000_000, 3), (4_000_000_000, 3)]
     };
     let mut rows = Vec::new();
     let mut points = Vec::new();
@@ -135,11 +135,7 @@ pub fn bench(sik: &Path, quick: bool) -> Result<Vec<Row>> {
                 runs,
                 &ours,
                 &peer,
-                || {
-                    let _ = std::fs::remove_file(&ours_out);
-                    let _ = std::fs::remove_file(&peer_out);
-                    Ok(())
-                },
+                remove_output(&ours_out, &peer_out),
             )?;
             let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             let (out_a, out_b) = (len(&ours_out), len(&peer_out));
