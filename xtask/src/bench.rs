@@ -173,11 +173,12 @@ fn no_reset(_: Side) -> Result {
 }
 
 /// A reset removing the output file of the side about to run (so the other
-/// side's last output stays for its size).
+/// side's last output stays for its size), then `sync`, so the write-back of
+/// the previous run's output is not charged to the next run.
 fn remove_output<'a>(ours: &'a Path, peer: &'a Path) -> impl Fn(Side) -> Result + 'a {
     move |side| {
         let _ = std::fs::remove_file(if side == Side::Ours { ours } else { peer });
-        Ok(())
+        sh("sync")
     }
 }
 

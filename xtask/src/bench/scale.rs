@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::data::{Mix, Pools, Rng};
 use super::report::Row;
-use super::{Ab, ab, argv, fresh_dir, remove_output, s};
+use super::{Ab, ab, argv, fresh_dir, remove_output, s, sh};
 use crate::Result;
 
 /// What a generated tree holds.
@@ -98,6 +98,8 @@ pub fn bench(sik: &Path, quick: bool) -> Result<Vec<Row>> {
             let data = tmp.join("data");
             eprintln!("bench scale: generating {}", label(size));
             let tree = generate(&data, size, 0x5ca1e ^ size)?;
+            // The generated tree is written back before timing starts.
+            sh("sync")?;
             let ours_out = tmp.join("ours.ExtensionImage");
             let peer_out = tmp.join("peer.sqfs");
             let ours = argv(&[
@@ -147,7 +149,7 @@ pub fn bench(sik: &Path, quick: bool) -> Result<Vec<Row>> {
                 &format!("scale-{}", label(size)),
                 quick,
                 format!(
-                    "create scaling, {} of generated data ({} bytes in {} files, {} directories, {} duplicate files; 50 % text-like, 30 % random, 20 % tables), zstd level 3, 128 KiB blocks, input in page cache, {runs} run(s) each",
+                    "create scaling, {} of generated data ({} bytes in {} files, {} directories, {} duplicate files; 50 % text-like, 30 % random, 20 % tables), zstd level 3, 128 KiB blocks, input in page cache, `sync` (untimed) before each run, {runs} run(s) each",
                     label(size),
                     tree.bytes,
                     tree.files,
