@@ -86,6 +86,9 @@ pub fn unescape_bytes(b: &[u8]) -> Option<Vec<u8>> {
     if b == b"%" {
         return Some(Vec::new());
     }
+    if !b.contains(&b'%') {
+        return Some(b.to_vec());
+    }
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -116,13 +119,29 @@ impl Record {
         }
     }
 
-    /// Parse one line (without the newline).
-    pub fn parse(line: &str) -> Option<Record> {
-        Self::parse_bytes(line.as_bytes())
+    /// The record as one line, in the short `l` form when it is a symlink
+    /// whose target is `content/PATH`.
+    pub fn line_in(&self, content: &[u8]) -> String {
+        if let Record::Link(p, t) = self
+            && t.len() == content.len() + 1 + p.len()
+            && t.starts_with(content)
+            && t[content.len()] == b'/'
+            && t.ends_with(p)
+        {
+            return format!("l {}\n", escape(p));
+        }
+        self.line()
     }
 
-    /// Parse one line of bytes (without the newline).
-    pub fn parse_bytes(line: &[u8]) -> Option<Record> {
+    /// Parse one line (without the newline).
+    pub fn parse(line: &str) -> Option<Record> {
+        Self::parse_bytes(line.as_bytes(), None)
+    }
+
+    /// Parse one line of bytes (without the newline). `content`: the
+    /// extension's CONTENT as seen from inside ROOT, which an `l PATH`
+    /// record's target starts with (`l` is rejected without it).
+    pub fn parse_bytes(line: &[u8], content: Option<&[u8]>) -> Option<Record> {
         let mut it = line.split(|&c| c == b' ');
         let tag = it.next()?;
         let a = it.next().map(unescape_bytes);
@@ -138,6 +157,14 @@ impl Record {
             (b"M", Some(Some(m)), None) => Record::Mode(String::from_utf8(m).ok()?),
             (b"D", Some(Some(p)), None) => Record::Dir(p),
             (b"L", Some(Some(p)), Some(Some(t))) => Record::Link(p, t),
+            (b"l", Some(Some(p)), None) => {
+                let content = content?;
+                let mut t = Vec::with_capacity(content.len() + 1 + p.len());
+                t.extend_from_slice(content);
+                t.push(b'/');
+                t.extend_from_slice(&p);
+                Record::Link(p, t)
+            }
             (b"R", Some(Some(p)), None) => Record::Replaced(p),
             (b"X", Some(Some(w)), None) => Record::Undo(String::from_utf8_lossy(&w).into_owned()),
             _ => return None,
@@ -145,9 +172,10 @@ impl Record {
     }
 }
 
-/// Read a journal. A torn last line (a kill in the middle of a write) is
-/// ignored; any other malformed line is an error.
-pub fn read(path: &Path) -> io::Result<Vec<Record>> {
+/// Read a journal of the extension whose CONTENT, as seen from inside
+/// ROOT, is `content` (for `l` records). A torn last line (a kill in the
+/// middle of a write) is ignored; any other malformed line is an error.
+pub fn read(path: &Path, content: &[u8]) -> io::Result<Vec<Record>> {
     let data = std::fs::read(path)?;
     let mut lines: Vec<&[u8]> = data.split(|&c| c == b'\n').collect();
     // The piece after the last newline is empty, or a record torn by a
@@ -162,7 +190,7 @@ pub fn read(path: &Path) -> io::Result<Vec<Record>> {
     }
     let mut out = Vec::with_capacity(it.len());
     for (n, l) in it.enumerate() {
-        match Record::parse_bytes(l) {
+        match Record::parse_bytes(l, Some(content)) {
             Some(r) => out.push(r),
             None => {
                 return Err(io::Error::new(
@@ -260,13 +288,19 @@ mod tests {
         let p = d.path().join("j");
         std::fs::write(&p, format!("{MAGIC}\nD a\nL b /x\nL c /")).unwrap();
         assert_eq!(
-            read(&p).unwrap(),
+            read(&p, b"/c").unwrap(),
             vec![
                 Record::Dir(b"a".to_vec()),
                 Record::Link(b"b".to_vec(), b"/x".to_vec())
             ]
         );
         std::fs::write(&p, format!("{MAGIC}\nQ a\n")).unwrap();
-        assert!(read(&p).is_err());
+        assert!(read(&p, b"/c").is_err());
+        std::fs::write(&p, format!("{MAGIC}\nl a%20b\n")).unwrap();
+        assert_eq!(
+            read(&p, b"/c").unwrap(),
+            vec![Record::Link(b"a b".to_vec(), b"/c/a b".to_vec())]
+        );
+        assert_eq!(Record::parse("l a"), None);
     }
 }

@@ -344,6 +344,16 @@ struct Env {
     default_state: bool,
 }
 
+impl Env {
+    /// CONTENT of the extension `name` as seen from inside ROOT (what its
+    /// symlinks point into).
+    fn content(&self, name: &str) -> Vec<u8> {
+        let mut c = self.seen_state.clone();
+        c.extend_from_slice(format!("/{name}/mnt").as_bytes());
+        c
+    }
+}
+
 fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Result<Env, Error> {
     let root_path = std::fs::canonicalize(root).map_err(ioe(root))?;
     if !root_path.is_dir() {
@@ -546,7 +556,9 @@ fn content_release(content: &Path, name: &str) -> Option<ReleaseFields> {
     let names: Vec<_> = listing
         .filter_map(Result::ok)
         .map(|e| e.file_name())
-        .filter(|n| n.as_bytes().starts_with(b"extension-release."))
+        .filter(|n| {
+            n.as_bytes().starts_with(b"extension-release.") && sys::is_component(n.as_bytes())
+        })
         .collect();
     if names.len() != 1 {
         return None;
@@ -647,7 +659,7 @@ fn complete_undos(env: &Env) -> Vec<Refusal> {
         if sdir.join("state.json").exists() {
             continue;
         }
-        let Ok(recs) = journal::read(&sdir.join("journal")) else {
+        let Ok(recs) = journal::read(&sdir.join("journal"), &env.content(&n)) else {
             continue;
         };
         let Some(reason) = recs.iter().rev().find_map(|r| match r {
@@ -678,7 +690,7 @@ fn complete_undos(env: &Env) -> Vec<Refusal> {
 
 /// Counts changes made in ROOT; the test hook aborts after N of them.
 struct Counter {
-    changes: u64,
+    changes: std::sync::atomic::AtomicU64,
     abort_after: Option<u64>,
 }
 
@@ -691,15 +703,18 @@ impl Counter {
             std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok())
         };
         Counter {
-            changes: 0,
+            changes: std::sync::atomic::AtomicU64::new(0),
             abort_after,
         }
     }
 
-    fn tick(&mut self) {
-        self.changes += 1;
+    fn tick(&self) {
+        let done = self
+            .changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         if let Some(n) = self.abort_after
-            && self.changes >= n
+            && done >= n
         {
             // A kill, as a crash or power loss would end the process.
             // SAFETY: kill(2) on our own pid.
@@ -789,7 +804,7 @@ fn link_one(
     let mut replaced_previous = false;
     let mut previous: Option<ExtensionState> = None;
     if sdir.exists() {
-        let same = journal::read(&jpath)
+        let same = journal::read(&jpath, &env.content(name))
             .ok()
             .and_then(|recs| {
                 recs.into_iter().find_map(|r| match r {
@@ -822,7 +837,11 @@ fn link_one(
     }
     let _ = std::fs::set_permissions(&sdir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
     let mut journal = Journal::open(&jpath).map_err(|e| format!("{}: {e}", jpath.display()))?;
-    if fresh || journal::read(&jpath).map(|r| r.is_empty()).unwrap_or(true) {
+    if fresh
+        || journal::read(&jpath, &env.content(name))
+            .map(|r| r.is_empty())
+            .unwrap_or(true)
+    {
         journal
             .append(&[Record::Source {
                 path: src.as_os_str().as_bytes().to_vec(),
@@ -897,8 +916,7 @@ fn link_one(
         });
 
         // 4. Symlinks and directories.
-        let mut seen_mnt = env.seen_state.clone();
-        seen_mnt.extend_from_slice(format!("/{name}/mnt").as_bytes());
+        let seen_mnt = env.content(name);
         let top = env.root.top().map_err(|e| e.to_string())?;
         let mut w = Walker {
             root: &env.root,
@@ -943,7 +961,7 @@ fn link_one(
         let recs = if fresh {
             Vec::new()
         } else {
-            journal::read(&jpath).map_err(|e| e.to_string())?
+            journal::read(&jpath, &env.content(name)).map_err(|e| e.to_string())?
         };
         let dirs = if fresh {
             dirs_created
@@ -1336,10 +1354,16 @@ impl Walker<'_> {
                     journal::escape_path_into(&mut batch, &dst.rel, c.as_bytes());
                     batch.push('\n');
                 }
-                batch.push_str("L ");
-                journal::escape_path_into(&mut batch, &dst.rel, c.as_bytes());
-                batch.push(' ');
-                journal::escape_into(&mut batch, &target);
+                if dst.rel == img {
+                    // The target is CONTENT/PATH: the short form.
+                    batch.push_str("l ");
+                    journal::escape_path_into(&mut batch, &dst.rel, c.as_bytes());
+                } else {
+                    batch.push_str("L ");
+                    journal::escape_path_into(&mut batch, &dst.rel, c.as_bytes());
+                    batch.push(' ');
+                    journal::escape_into(&mut batch, &target);
+                }
                 batch.push('\n');
                 let t = std::ffi::CString::new(target).map_err(|_| {
                     WalkError::Entry(
@@ -1720,7 +1744,7 @@ fn cleanup_base(env: &Env) {
 /// rollback of a refused link (the test hook [`TEST_ABORT_UNDO_ENV`] may
 /// kill it after N removals).
 fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<UnlinkReport, Error> {
-    let mut counter = Counter::from_env(if undoing { TEST_ABORT_UNDO_ENV } else { "" });
+    let counter = Counter::from_env(if undoing { TEST_ABORT_UNDO_ENV } else { "" });
     if !valid_name(name) {
         return Err(Error::Invalid {
             path: PathBuf::from(name),
@@ -1742,7 +1766,7 @@ fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<UnlinkReport, Er
         Err(e) => return Err(ioe(state_file)(e)),
     }
     let jpath = sdir.join("journal");
-    let recs = match journal::read(&jpath) {
+    let recs = match journal::read(&jpath, &env.content(name)) {
         Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(ioe(&jpath)(e)),
@@ -1753,34 +1777,26 @@ fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<UnlinkReport, Er
         libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
     )
     .ok();
+    // 1. The symlinks, newest first (a symlink's directory is removed
+    // only in step 2, a file moved aside is put back only then).
+    let links: Vec<(&[u8], &[u8])> = recs
+        .iter()
+        .rev()
+        .filter_map(|r| match r {
+            Record::Link(p, t) => Some((p.as_slice(), t.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let (removed, kept) = remove_links(&env.root, &links, &counter);
+    rep.links_removed += removed;
+    rep.kept.extend(kept);
+    // 2. Files moved aside and directories, newest first.
     let mut cache = ParentCache::default();
     let mut unrestored = false;
     let mut orphans: Vec<Vec<u8>> = Vec::new();
     for r in recs.iter().rev() {
         match r {
-            Record::Link(p, t) => {
-                let (parent, leaf) = split_parent(p);
-                let Some(d) = cache.get(&env.root, parent) else {
-                    continue;
-                };
-                let Ok(c) = sys::cstr(leaf) else { continue };
-                match sys::readlink_is(d.fd.as_raw_fd(), &c, t) {
-                    Ok(true) => {
-                        if sys::unlinkat(d.fd.as_raw_fd(), &c, false).is_ok() {
-                            rep.links_removed += 1;
-                            counter.tick();
-                        }
-                    }
-                    Ok(false) => rep.kept.push(slash(p)),
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                    Err(_) => {
-                        // Present but not a symlink: not ours.
-                        if sys::fstatat(d.fd.as_raw_fd(), &c).is_ok() {
-                            rep.kept.push(slash(p));
-                        }
-                    }
-                }
-            }
+            Record::Link(..) => {}
             Record::Replaced(p) => {
                 let (parent, leaf) = split_parent(p);
                 let Some(d) = cache.get(&env.root, parent) else {
@@ -1902,6 +1918,38 @@ fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<UnlinkReport, Er
     Ok(rep)
 }
 
+/// Remove the symlinks `links` (path, target) that are still ours: the
+/// number removed, and the paths kept because they are no longer ours.
+fn remove_links(root: &Root, links: &[(&[u8], &[u8])], counter: &Counter) -> (u64, Vec<String>) {
+    let mut cache = ParentCache::default();
+    let mut removed = 0u64;
+    let mut kept = Vec::new();
+    for &(p, t) in links {
+        let (parent, leaf) = split_parent(p);
+        let Some(d) = cache.get(root, parent) else {
+            continue;
+        };
+        let Ok(c) = sys::cstr(leaf) else { continue };
+        match sys::readlink_is(d.fd.as_raw_fd(), &c, t) {
+            Ok(true) => {
+                if sys::unlinkat(d.fd.as_raw_fd(), &c, false).is_ok() {
+                    removed += 1;
+                    counter.tick();
+                }
+            }
+            Ok(false) => kept.push(slash(p)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(_) => {
+                // Present but not a symlink: not ours.
+                if sys::fstatat(d.fd.as_raw_fd(), &c).is_ok() {
+                    kept.push(slash(p));
+                }
+            }
+        }
+    }
+    (removed, kept)
+}
+
 /// What is linked into ROOT.
 pub fn status(root: &Path, state: Option<&Path>) -> Result<Status, Error> {
     let env = match open_env(root, state, false) {
@@ -1935,7 +1983,7 @@ pub fn status(root: &Path, state: Option<&Path>) -> Result<Status, Error> {
             extensions.push(s);
             continue;
         }
-        let recs = journal::read(&sdir.join("journal")).unwrap_or_default();
+        let recs = journal::read(&sdir.join("journal"), &env.content(&n)).unwrap_or_default();
         let (files, dirs) = count_present(&env.root, &recs);
         let source = recs
             .iter()
@@ -1957,8 +2005,7 @@ pub fn status(root: &Path, state: Option<&Path>) -> Result<Status, Error> {
                 _ => None,
             })
             .unwrap_or(Mode::Mount);
-        let mut content = env.seen_state.clone();
-        content.extend_from_slice(format!("/{n}/mnt").as_bytes());
+        let content = env.content(&n);
         extensions.push(ExtensionState {
             name: n,
             source,
@@ -2067,17 +2114,24 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("journal");
         std::fs::write(&p, text.strip_suffix('\n').unwrap()).unwrap();
-        let recs = journal::read(&p).unwrap();
-        assert_eq!(recs.len(), 8);
+        let recs = journal::read(&p, b"/run/sik/extensions/acme/mnt").unwrap();
+        assert_eq!(recs.len(), 9);
         assert_eq!(
             recs[7],
+            Record::Link(
+                b"usr/share/acme/a b.txt".to_vec(),
+                b"/run/sik/extensions/acme/mnt/usr/share/acme/a b.txt".to_vec()
+            )
+        );
+        assert_eq!(
+            recs[8],
             Record::Undo(
                 "unusable image entry /usr/share/a\\0b: the name contains a NUL byte".into()
             )
         );
         let count = |f: fn(&Record) -> bool| recs.iter().filter(|r| f(r)).count();
         assert_eq!(count(|r| matches!(r, Record::Dir(_))), 2);
-        assert_eq!(count(|r| matches!(r, Record::Link(..))), 2);
+        assert_eq!(count(|r| matches!(r, Record::Link(..))), 3);
         assert_eq!(count(|r| matches!(r, Record::Replaced(_))), 1);
         assert_eq!(
             recs[4],
@@ -2089,7 +2143,7 @@ mod tests {
         // Every record is written back exactly as in the spec.
         let mut again = format!("{}\n", journal::MAGIC);
         for r in &recs {
-            again.push_str(&r.line());
+            again.push_str(&r.line_in(b"/run/sik/extensions/acme/mnt"));
         }
         assert!(text.starts_with(&again), "{again}");
         assert_eq!(aside_name(b"etc/hostname"), b"etc%2Fhostname".to_vec());

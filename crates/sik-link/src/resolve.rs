@@ -209,6 +209,13 @@ impl Root {
         before_mkdir: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<Dir, ResolveError> {
         let rel = dir.child_rel(name);
+        // One component only: a name from an image is never a path.
+        if !sys::is_component(name) {
+            return Err(ResolveError::Io(
+                rel,
+                io::Error::from_raw_os_error(libc::EINVAL),
+            ));
+        }
         let cc = sys::cstr(name).map_err(|e| ResolveError::Io(rel.clone(), e))?;
         let looked = if fresh && create.is_some() {
             Err(io::Error::from_raw_os_error(libc::ENOENT))
