@@ -1020,14 +1020,11 @@ fn link_one(
 /// kill from here on is completed by the next run, then remove what the
 /// journal lists and unmount, as unlink does. Returns the reason to report.
 fn undo(env: &Env, name: &str, mut journal: Journal, why: String) -> String {
-    if let Err(e) = journal
+    // Without the X record (a full disk) the undoing is still done now;
+    // only a kill during it would then not be completed by the next run.
+    let _ = journal
         .append(&[Record::Undo(why.clone())])
-        .and_then(|()| journal.sync())
-    {
-        return format!(
-            "{why} (and the partial link could not be undone: {e}; `sik unlink {name}` removes it)"
-        );
-    }
+        .and_then(|()| journal.sync());
     drop(journal);
     match unlink_state(env, name, true) {
         Ok(rep) if rep.kept.is_empty() => why,
