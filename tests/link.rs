@@ -1352,3 +1352,99 @@ fn status_in(root: &Path, state: &Path) -> serde_json::Value {
         .arg(state)));
     serde_json::from_str(&out).unwrap()
 }
+
+/// Large images are linked and unlinked on several threads (forced here by
+/// the test hook): the outcome is the same as linking on one thread —
+/// same ROOT, same counts and conflicts, in the same order — including
+/// subtrees that meet in one directory of ROOT (`lib` and `usr/lib` of a
+/// merged-/usr root), and an unusable entry met by one thread undoes the
+/// whole link.
+#[test]
+fn threaded_link_and_unlink_match_the_single_threaded_ones() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for top in ["aa", "bb", "cc", "dd", "etc", "lib", "opt", "srv", "usr"] {
+        for d in 0..4 {
+            for f in 0..6 {
+                files.push((format!("{top}/d{d}/f{f}"), format!("{top}{d}{f}")));
+            }
+        }
+    }
+    files.push(("usr/lib/firmware/u.bin".into(), "u".into()));
+    files.push(("lib/firmware/l.bin".into(), "l".into()));
+    files.push(("etc/hostname".into(), "other".into()));
+    files.push(("usr/bin/tool".into(), "t".into()));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let img = raw_image(&t, "wide", &refs);
+    let linked = |root: &Path, threads: bool| {
+        let mut c = sik();
+        if threads {
+            c.env("SIK_LINK_TEST_PARALLEL", "1");
+        }
+        c.arg("link")
+            .arg("--root")
+            .arg(root)
+            .args(["--allow-unsigned", "--ignore-compat"])
+            .arg(&img);
+        let out = ok(&run(&mut c));
+        let doc = status(root);
+        (out, ext(&doc, "wide").clone())
+    };
+    let one = merged_root(&t, "one");
+    let many = merged_root(&t, "many");
+    let before = listing(&many);
+    let (out1, st1) = linked(&one, false);
+    let (outn, stn) = linked(&many, true);
+    assert_eq!(out1, outn);
+    assert_eq!(st1["files"], stn["files"]);
+    assert_eq!(st1["dirs"], stn["dirs"]);
+    assert_eq!(st1["conflicts"], stn["conflicts"]);
+    assert_eq!(stn["files"], files.len() - 1, "{stn:#}");
+    assert_same(&listing(&one), &listing(&many), "one thread vs several");
+    assert!(many.join("usr/lib/firmware/l.bin").is_symlink());
+    assert!(many.join("usr/lib/firmware/u.bin").is_symlink());
+    // Again: nothing changes.
+    let (again, _) = linked(&many, true);
+    assert!(again.contains("(0 new)"), "{again}");
+    let out = ok(&run(sik()
+        .env("SIK_LINK_TEST_PARALLEL", "1")
+        .args(["unlink", "wide", "--root"])
+        .arg(&many)));
+    assert!(out.contains(&format!("{} links", files.len() - 1)), "{out}");
+    assert_same(&before, &listing(&many), "after a threaded unlink");
+    unlink(&one, &["wide"]);
+
+    // An unusable name in one subtree: refused, and the other threads'
+    // work is undone too.
+    let bad = raw_image(&t, "bad", &refs);
+    patch_name(&bad, b"f5", b"/x");
+    let before = find_listing(&many);
+    let out = run(sik()
+        .env("SIK_LINK_TEST_PARALLEL", "1")
+        .arg("link")
+        .arg("--root")
+        .arg(&many)
+        .args(["--allow-unsigned", "--ignore-compat"])
+        .arg(&bad));
+    assert_fails(&out, 1, &["1 of 1 sources refused", "unusable image entry"]);
+    let after: Vec<String> = find_listing(&many)
+        .lines()
+        .filter(|l| !l.contains("/run/sik"))
+        .map(str::to_string)
+        .collect();
+    let want: Vec<String> = before
+        .lines()
+        .filter(|l| !l.contains("/run/sik"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(after, want, "the refused threaded link was not undone");
+    assert!(mounts_below(&many).is_empty());
+    assert_detached(&img);
+    assert_detached(&bad);
+}

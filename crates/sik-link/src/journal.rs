@@ -223,7 +223,7 @@ impl Journal {
     }
 
     /// Append records; they are in the file (the page cache) when this returns.
-    pub fn append(&mut self, recs: &[Record]) -> io::Result<()> {
+    pub fn append(&self, recs: &[Record]) -> io::Result<()> {
         if recs.is_empty() {
             return Ok(());
         }
@@ -231,15 +231,15 @@ impl Journal {
         for r in recs {
             buf.push_str(&r.line());
         }
-        self.file.write_all(buf.as_bytes())
+        (&self.file).write_all(buf.as_bytes())
     }
 
     /// Append lines already formatted (each ending in a newline), in one write.
-    pub fn append_text(&mut self, text: &str) -> io::Result<()> {
+    pub fn append_text(&self, text: &str) -> io::Result<()> {
         if text.is_empty() {
             return Ok(());
         }
-        self.file.write_all(text.as_bytes())
+        (&self.file).write_all(text.as_bytes())
     }
 
     /// Flush to stable storage.

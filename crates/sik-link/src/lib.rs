@@ -57,6 +57,9 @@ pub const ORPHANS_FILE: &str = ".orphan-dirs";
 pub const TEST_ABORT_ENV: &str = "SIK_LINK_TEST_ABORT_AFTER";
 /// Environment variable (tests only): abort the undoing of a refused link after this many removals.
 pub const TEST_ABORT_UNDO_ENV: &str = "SIK_LINK_TEST_ABORT_UNDO_AFTER";
+/// Environment variable (tests only): `1` links and unlinks every image on
+/// several threads, as large ones are.
+pub const TEST_PARALLEL_ENV: &str = "SIK_LINK_TEST_PARALLEL";
 /// Environment variable (tests only): behave as if mounting were impossible.
 pub const TEST_NO_MOUNT_ENV: &str = "SIK_LINK_TEST_NO_MOUNT";
 
@@ -836,7 +839,7 @@ fn link_one(
         }
     }
     let _ = std::fs::set_permissions(&sdir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
-    let mut journal = Journal::open(&jpath).map_err(|e| format!("{}: {e}", jpath.display()))?;
+    let journal = Journal::open(&jpath).map_err(|e| format!("{}: {e}", jpath.display()))?;
     if fresh
         || journal::read(&jpath, &env.content(name))
             .map(|r| r.is_empty())
@@ -920,7 +923,7 @@ fn link_one(
         let top = env.root.top().map_err(|e| e.to_string())?;
         let mut w = Walker {
             root: &env.root,
-            journal: &mut journal,
+            journal: &journal,
             ext: name,
             seen_mnt: seen_mnt.clone(),
             state_rel: env.state_in_root.then(|| {
@@ -936,11 +939,14 @@ fn link_one(
             created: 0,
             dirs_created: 0,
             already: 0,
-            counter: &mut *counter_ref,
+            counter: &*counter_ref,
+            stop: None,
         };
         let content_fd =
             sys::open(&mnt, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|e| e.to_string())?;
-        w.walk(&content_fd, b"", &top, false)
+        // Large images: the top directory's subtrees on a few threads.
+        let parallel = force_parallel() || statfs_files(&content_fd) >= PARALLEL_MIN_INODES;
+        w.walk_dir(&content_fd, b"", &top, false, parallel)
             .map_err(|e| format!("{e}"))?;
         let (created, dirs_created, already, mut conflicts) =
             (w.created, w.dirs_created, w.already, w.conflicts);
@@ -1019,7 +1025,7 @@ fn link_one(
 /// Undo a refused or failed link of `name`: record why (`X`), so that a
 /// kill from here on is completed by the next run, then remove what the
 /// journal lists and unmount, as unlink does. Returns the reason to report.
-fn undo(env: &Env, name: &str, mut journal: Journal, why: String) -> String {
+fn undo(env: &Env, name: &str, journal: Journal, why: String) -> String {
     // Without the X record (a full disk) the undoing is still done now;
     // only a kill during it would then not be completed by the next run.
     let _ = journal
@@ -1037,6 +1043,26 @@ fn undo(env: &Env, name: &str, mut journal: Journal, why: String) -> String {
             "{why} (and the partial link could not be undone: {e}; `sik unlink {name}` removes it)"
         ),
     }
+}
+
+/// Images with at least this many inodes are linked on several threads.
+const PARALLEL_MIN_INODES: u64 = 4096;
+
+/// Whether the test hook [`TEST_PARALLEL_ENV`] asks for threads whatever the size.
+fn force_parallel() -> bool {
+    std::env::var_os(TEST_PARALLEL_ENV).is_some_and(|v| v == "1")
+}
+
+/// The number of inodes of the file system of `fd` (for SquashFS: the
+/// image's entries); 0 when unknown.
+fn statfs_files(fd: &OwnedFd) -> u64 {
+    // SAFETY: zeroed statfs is a valid out-buffer for fstatfs.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and pointer.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return 0;
+    }
+    st.f_files
 }
 
 /// Remove everything inside `dir` (not crossing into mounts).
@@ -1171,7 +1197,7 @@ impl ParentCache {
 
 struct Walker<'a> {
     root: &'a Root,
-    journal: &'a mut Journal,
+    journal: &'a Journal,
     ext: &'a str,
     seen_mnt: Vec<u8>,
     /// The state directory's canonical path in ROOT, when it is inside ROOT.
@@ -1183,7 +1209,9 @@ struct Walker<'a> {
     created: u64,
     dirs_created: u64,
     already: u64,
-    counter: &'a mut Counter,
+    counter: &'a Counter,
+    /// Set when another thread's walk failed: stop early.
+    stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Name of a file moved aside, in `STATE/NAME/replaced/`.
@@ -1259,6 +1287,23 @@ impl Walker<'_> {
     /// (an `*at` call on a directory fd); a name that cannot be one, or an
     /// entry that cannot be read, stops the walk with [`WalkError::Entry`].
     fn walk(&mut self, src: &OwnedFd, img: &[u8], dst: &Dir, fresh: bool) -> Result<(), WalkError> {
+        self.walk_dir(src, img, dst, fresh, false)
+    }
+
+    /// [`Walker::walk`]; `parallel`: spread the sub-directories over threads.
+    fn walk_dir(
+        &mut self,
+        src: &OwnedFd,
+        img: &[u8],
+        dst: &Dir,
+        fresh: bool,
+        parallel: bool,
+    ) -> Result<(), WalkError> {
+        if let Some(stop) = self.stop
+            && stop.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
         let mut files: Vec<Vec<u8>> = Vec::new();
         let mut dirs: Vec<Vec<u8>> = Vec::new();
         let entries = sys::read_dir_fd(src.as_raw_fd()).map_err(|e| match e {
@@ -1405,78 +1450,252 @@ impl Walker<'_> {
         }
 
         // Directories: open (following ROOT's symlinks inside ROOT) or create, then descend.
+        if parallel && (2..=256).contains(&dirs.len()) {
+            return self.walk_parallel(src, img, dst, fresh, &dirs);
+        }
         for n in dirs {
-            let img_rel = resolve::join(img, &n);
-            let unusable = |what: &str, e: io::Error| {
-                WalkError::Entry(img_rel.clone(), format!("cannot {what}: {e}"))
-            };
-            let sp = sys::cstr(&n)
-                .and_then(|c| {
-                    sys::openat(
-                        src.as_raw_fd(),
-                        &c,
-                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    )
-                })
-                .map_err(|e| unusable("open it", e))?;
-            let m = sys::fstat(sp.as_raw_fd()).map_err(|e| unusable("read its inode", e))?;
-            let meta = DirMeta {
-                mode: m.st_mode & 0o7777,
-                uid: m.st_uid,
-                gid: m.st_gid,
-            };
-            let mut made = 0u64;
-            let journal = &mut *self.journal;
-            let res = self.root.child_dir(dst, &n, Some(meta), fresh, &mut |rel| {
-                made += 1;
-                journal.append(&[Record::Dir(rel.to_vec())])
-            });
-            for _ in 0..made {
-                self.dirs_created += 1;
-                self.counter.tick();
-            }
-            let rel = dst.child_rel(&n);
-            match res {
-                Ok(child) if self.is_state(&child.rel) => self.conflict(
-                    &rel,
-                    ConflictKind::Escapes,
-                    "the linker's own state directory; not linked",
-                ),
-                Ok(child) => self.walk(&sp, &img_rel, &child, made > 0)?,
-                Err(ResolveError::Escapes(_)) => self.conflict(
-                    &rel,
-                    ConflictKind::Escapes,
-                    "a symlink of ROOT leads outside ROOT; not followed",
-                ),
-                Err(ResolveError::Loop(_)) => {
-                    self.conflict(&rel, ConflictKind::Escapes, "symlink loop")
-                }
-                Err(ResolveError::NotDir(p)) => {
-                    self.conflict(&rel, ConflictKind::NotADirectory, slash(&p))
-                }
-                Err(ResolveError::Ours(p)) => {
-                    let t = sys::cstr(&n)
-                        .and_then(|c| sys::readlinkat(dst.fd.as_raw_fd(), &c))
-                        .unwrap_or_default();
-                    let other = if self.root.is_ours(&t) {
-                        self.other_name(&t)
-                    } else {
-                        slash(&p)
-                    };
-                    self.conflict(&rel, ConflictKind::OtherExtension, other)
-                }
-                Err(ResolveError::Missing(p)) => self.conflict(
-                    &rel,
-                    ConflictKind::Error,
-                    format!("{} is missing", slash(&p)),
-                ),
-                Err(ResolveError::Io(_, e)) => {
-                    self.conflict(&rel, ConflictKind::Error, e.to_string())
-                }
+            if let Some((sp, img_rel, child, made)) = self.open_child(src, img, dst, fresh, &n)? {
+                self.walk(&sp, &img_rel, &child, made)?;
             }
         }
         Ok(())
     }
+
+    /// Open the image's sub-directory `n` of `src` and the matching
+    /// directory of ROOT below `dst` (created when missing): the content
+    /// fd, its image path, ROOT's directory and whether it was just made.
+    /// `None` when it is not linked (a conflict is recorded).
+    fn open_child(
+        &mut self,
+        src: &OwnedFd,
+        img: &[u8],
+        dst: &Dir,
+        fresh: bool,
+        n: &[u8],
+    ) -> Result<Option<Opened>, WalkError> {
+        let img_rel = resolve::join(img, n);
+        let unusable = |what: &str, e: io::Error| {
+            WalkError::Entry(img_rel.clone(), format!("cannot {what}: {e}"))
+        };
+        let sp = sys::cstr(n)
+            .and_then(|c| {
+                sys::openat(
+                    src.as_raw_fd(),
+                    &c,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                )
+            })
+            .map_err(|e| unusable("open it", e))?;
+        let m = sys::fstat(sp.as_raw_fd()).map_err(|e| unusable("read its inode", e))?;
+        let meta = DirMeta {
+            mode: m.st_mode & 0o7777,
+            uid: m.st_uid,
+            gid: m.st_gid,
+        };
+        let mut made = 0u64;
+        let journal = self.journal;
+        let res = self.root.child_dir(dst, n, Some(meta), fresh, &mut |rel| {
+            made += 1;
+            journal.append(&[Record::Dir(rel.to_vec())])
+        });
+        for _ in 0..made {
+            self.dirs_created += 1;
+            self.counter.tick();
+        }
+        let rel = dst.child_rel(n);
+        match res {
+            Ok(child) if self.is_state(&child.rel) => self.conflict(
+                &rel,
+                ConflictKind::Escapes,
+                "the linker's own state directory; not linked",
+            ),
+            Ok(child) => return Ok(Some((sp, img_rel, child, made > 0))),
+            Err(ResolveError::Escapes(_)) => self.conflict(
+                &rel,
+                ConflictKind::Escapes,
+                "a symlink of ROOT leads outside ROOT; not followed",
+            ),
+            Err(ResolveError::Loop(_)) => {
+                self.conflict(&rel, ConflictKind::Escapes, "symlink loop")
+            }
+            Err(ResolveError::NotDir(p)) => {
+                self.conflict(&rel, ConflictKind::NotADirectory, slash(&p))
+            }
+            Err(ResolveError::Ours(p)) => {
+                let t = sys::cstr(n)
+                    .and_then(|c| sys::readlinkat(dst.fd.as_raw_fd(), &c))
+                    .unwrap_or_default();
+                let other = if self.root.is_ours(&t) {
+                    self.other_name(&t)
+                } else {
+                    slash(&p)
+                };
+                self.conflict(&rel, ConflictKind::OtherExtension, other)
+            }
+            Err(ResolveError::Missing(p)) => self.conflict(
+                &rel,
+                ConflictKind::Error,
+                format!("{} is missing", slash(&p)),
+            ),
+            Err(ResolveError::Io(_, e)) => self.conflict(&rel, ConflictKind::Error, e.to_string()),
+        }
+        Ok(None)
+    }
+
+    /// The sub-directories `dirs` of the image's top directory, linked on
+    /// a few threads. They are opened (and created in ROOT) here, in
+    /// order; those that land on the same directory of ROOT, or one below
+    /// another's (merged /usr: `lib` and `usr/lib`), form one group, walked
+    /// in order by one thread. Idle threads take the next group; conflicts
+    /// and counts are merged in group order, so the outcome does not depend
+    /// on timing. The first error (in group order) is returned; the other
+    /// threads stop at their next directory.
+    fn walk_parallel(
+        &mut self,
+        src: &OwnedFd,
+        img: &[u8],
+        dst: &Dir,
+        fresh: bool,
+        dirs: &[Vec<u8>],
+    ) -> Result<(), WalkError> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let mut opened: Vec<Opened> = Vec::new();
+        for n in dirs {
+            if let Some(c) = self.open_child(src, img, dst, fresh, n)? {
+                opened.push(c);
+            }
+        }
+        let related = |a: &[u8], b: &[u8]| {
+            let (s, l) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+            s.is_empty() || (l.starts_with(s) && (l.len() == s.len() || l[s.len()] == b'/'))
+        };
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, o) in opened.iter().enumerate() {
+            let hits: Vec<usize> = (0..groups.len())
+                .filter(|&g| {
+                    groups[g]
+                        .iter()
+                        .any(|&j| related(&opened[j].2.rel, &o.2.rel))
+                })
+                .collect();
+            match hits.first() {
+                None => groups.push(vec![i]),
+                Some(&first) => {
+                    // Merge every group it relates to into the first one.
+                    for &g in hits.iter().skip(1).rev() {
+                        let moved = groups.remove(g);
+                        groups[first].extend(moved);
+                    }
+                    groups[first].push(i);
+                    groups[first].sort_unstable();
+                }
+            }
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4)
+            .min(groups.len());
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let shared = &*self;
+        let mut results: Vec<(usize, Walked)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let g = next.fetch_add(1, Ordering::Relaxed);
+                            if g >= groups.len() || stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let mut w = shared.fork(&stop);
+                            let mut res = Ok(());
+                            for &i in &groups[g] {
+                                let (sp, img_rel, child, made) = &opened[i];
+                                res = w.walk(sp, img_rel, child, *made);
+                                if res.is_err() {
+                                    stop.store(true, Ordering::Relaxed);
+                                    break;
+                                }
+                            }
+                            out.push((g, w.finish(res)));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        results.sort_by_key(|r| r.0);
+        let complete = results.len() == groups.len();
+        let mut first_err = None;
+        for (_, r) in results {
+            self.conflicts.extend(r.conflicts);
+            self.created += r.created;
+            self.dirs_created += r.dirs_created;
+            self.already += r.already;
+            if let Err(e) = r.result
+                && first_err.is_none()
+            {
+                first_err = Some(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            // A group without a result (its thread panicked).
+            None if !complete => Err(WalkError::Entry(
+                img.to_vec(),
+                "linking stopped early".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A walker for another thread: the same settings, its own results.
+    fn fork<'b>(&'b self, stop: &'b std::sync::atomic::AtomicBool) -> Walker<'b> {
+        Walker {
+            root: self.root,
+            journal: self.journal,
+            ext: self.ext,
+            seen_mnt: self.seen_mnt.clone(),
+            state_rel: self.state_rel.clone(),
+            replace: self.replace,
+            state_dir: self.state_dir.clone(),
+            replaced_fd: None,
+            conflicts: Vec::new(),
+            created: 0,
+            dirs_created: 0,
+            already: 0,
+            counter: self.counter,
+            stop: Some(stop),
+        }
+    }
+
+    fn finish(self, result: Result<(), WalkError>) -> Walked {
+        Walked {
+            conflicts: self.conflicts,
+            created: self.created,
+            dirs_created: self.dirs_created,
+            already: self.already,
+            result,
+        }
+    }
+}
+
+/// An opened sub-directory: content fd, image path, ROOT's directory,
+/// whether it was just created.
+type Opened = (OwnedFd, Vec<u8>, Dir, bool);
+
+/// What one thread's walk of a group made.
+struct Walked {
+    conflicts: Vec<Conflict>,
+    created: u64,
+    dirs_created: u64,
+    already: u64,
+    result: Result<(), WalkError>,
 }
 
 fn run_extension(
@@ -1917,34 +2136,65 @@ fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<UnlinkReport, Er
 
 /// Remove the symlinks `links` (path, target) that are still ours: the
 /// number removed, and the paths kept because they are no longer ours.
+/// Large sets are split into contiguous shares (a directory's entries stay
+/// together) removed on up to four threads.
 fn remove_links(root: &Root, links: &[(&[u8], &[u8])], counter: &Counter) -> (u64, Vec<String>) {
-    let mut cache = ParentCache::default();
-    let mut removed = 0u64;
-    let mut kept = Vec::new();
-    for &(p, t) in links {
-        let (parent, leaf) = split_parent(p);
-        let Some(d) = cache.get(root, parent) else {
-            continue;
-        };
-        let Ok(c) = sys::cstr(leaf) else { continue };
-        match sys::readlink_is(d.fd.as_raw_fd(), &c, t) {
-            Ok(true) => {
-                if sys::unlinkat(d.fd.as_raw_fd(), &c, false).is_ok() {
-                    removed += 1;
-                    counter.tick();
+    let one = |share: &[(&[u8], &[u8])]| {
+        let mut cache = ParentCache::default();
+        let mut removed = 0u64;
+        let mut kept = Vec::new();
+        for &(p, t) in share {
+            let (parent, leaf) = split_parent(p);
+            let Some(d) = cache.get(root, parent) else {
+                continue;
+            };
+            let Ok(c) = sys::cstr(leaf) else { continue };
+            match sys::readlink_is(d.fd.as_raw_fd(), &c, t) {
+                Ok(true) => {
+                    if sys::unlinkat(d.fd.as_raw_fd(), &c, false).is_ok() {
+                        removed += 1;
+                        counter.tick();
+                    }
                 }
-            }
-            Ok(false) => kept.push(slash(p)),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(_) => {
-                // Present but not a symlink: not ours.
-                if sys::fstatat(d.fd.as_raw_fd(), &c).is_ok() {
-                    kept.push(slash(p));
+                Ok(false) => kept.push(slash(p)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(_) => {
+                    // Present but not a symlink: not ours.
+                    if sys::fstatat(d.fd.as_raw_fd(), &c).is_ok() {
+                        kept.push(slash(p));
+                    }
                 }
             }
         }
+        (removed, kept)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads < 2
+        || links.len() < 2
+        || (links.len() < PARALLEL_MIN_INODES as usize && !force_parallel())
+    {
+        return one(links);
     }
-    (removed, kept)
+    let share = links.len().div_ceil(threads);
+    let parts: Vec<(u64, Vec<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = links
+            .chunks(share)
+            .map(|c| s.spawn(move || one(c)))
+            .collect();
+        handles
+            .into_iter()
+            // A share whose thread panicked: its links stay (unlink again removes them).
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut out = (0, Vec::new());
+    for (removed, kept) in parts {
+        out.0 += removed;
+        out.1.extend(kept);
+    }
+    out
 }
 
 /// What is linked into ROOT.
