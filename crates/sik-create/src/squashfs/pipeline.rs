@@ -62,6 +62,20 @@ impl Drop for Workers {
     }
 }
 
+/// Bytes of uncompressed blocks the window allows in flight at the least.
+const WINDOW_BYTES: u64 = 4 << 20;
+
+/// How many blocks may be in flight: enough that a slow block at the head
+/// (the writer must wait for it, output order is fixed) does not leave the
+/// other workers without work — at least four per worker and at least
+/// [`WINDOW_BYTES`] of data — and still a bound on memory (about twice the
+/// window: the blocks and their compressed forms).
+fn window(threads: usize, block_size: u32) -> u64 {
+    (threads as u64 * 4)
+        .max(WINDOW_BYTES / u64::from(block_size.max(1)))
+        .max(4)
+}
+
 pub(crate) struct Pipeline {
     out: File,
     pos: u64,
@@ -144,7 +158,7 @@ impl Pipeline {
             },
             next_seq: 0,
             next_write: 0,
-            window: (threads as u64 * 4).max(4),
+            window: window(threads, block_size),
             pending: BTreeMap::new(),
             discarded: BTreeSet::new(),
             placed: Vec::new(),
