@@ -2298,6 +2298,20 @@ mod tests {
     }
 
     #[test]
+    fn names_in_messages_never_hold_control_bytes() {
+        assert_eq!(show_bytes(b"a\0\0b"), "a\\0\\0b");
+        assert_eq!(
+            show_bytes(b"x\n\x1b\x7f\xff\\y"),
+            "x\\x0a\\x1b\\x7f\\xff\\\\y"
+        );
+        assert_eq!(show_bytes("grüße".as_bytes()), "grüße");
+        assert!(sys::is_component(b"a b"));
+        for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
+            assert!(!sys::is_component(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn aside_names_are_flat() {
         assert_eq!(aside_name(b"etc/a b/c"), b"etc%2Fa%20b%2Fc".to_vec());
         assert_eq!(sibling_aside_name(b"x", "e"), b".x.sik-aside.e".to_vec());
