@@ -15,6 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use backhand::{InnerNode, SquashfsFileReader};
+use rayon::prelude::*;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 
 use sik_image::squashfs;
@@ -163,7 +164,11 @@ fn extract_into(
     checked_dirs.insert(root.clone());
     let mut dirs: Vec<(PathBuf, backhand::NodeHeader)> = Vec::new();
     let mut links: HashMap<(u64, u32, usize, usize), PathBuf> = HashMap::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // Regular files are written after the walk, several at a time (reading,
+    // decompressing and writing a file is independent of the others); hard
+    // links to them after that.
+    let mut files: Vec<FileJob<'_>> = Vec::new();
+    let mut hardlinks: Vec<(PathBuf, PathBuf)> = Vec::new();
 
     for node in fs.files() {
         let rel = relative(&node.fullpath)?;
@@ -207,44 +212,19 @@ fn extract_into(
             InnerNode::File(file) => {
                 if let Some(key) = link_key(file) {
                     if let Some(first) = links.get(&key) {
-                        fs::hard_link(first, &target)?;
+                        hardlinks.push((first.clone(), target));
                         report.hardlinks += 1;
                         report.entries += 1;
                         continue;
                     }
                     links.insert(key, target.clone());
                 }
-                let out = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                    .open(&target)?;
-                let mut reader = fs.file(file).reader_checked().map_err(|e| {
-                    InspectError::Malformed(format!("{rel_str}: {}", squashfs::describe_error(&e)))
-                })?;
-                let mut w = BufWriter::with_capacity(1 << 20, out);
-                let mut written = 0u64;
-                loop {
-                    let n = match io::Read::read(&mut reader, &mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(InspectError::Malformed(format!("{rel_str}: {e}"))),
-                    };
-                    w.write_all(&buf[..n])?;
-                    written += n as u64;
-                }
-                let out = w.into_inner().map_err(|e| e.into_error())?;
-                report.bytes += written;
-                if as_root {
-                    rustix::fs::fchown(&out, Some(uid(h.uid)), Some(gid(h.gid)))
-                        .map_err(io::Error::from)?;
-                }
-                out.set_permissions(fs::Permissions::from_mode(u32::from(
-                    h.permissions & 0o7777,
-                )))?;
-                set_times(&target, h.mtime)?;
+                files.push(FileJob {
+                    target,
+                    rel: rel_str,
+                    file,
+                    header: h,
+                });
             }
             InnerNode::Symlink(s) => {
                 std::os::unix::fs::symlink(&s.link, &target)?;
@@ -288,6 +268,16 @@ fn extract_into(
         }
         report.entries += 1;
     }
+    report.bytes = files
+        .par_iter()
+        .map_init(
+            || vec![0u8; 1 << 20],
+            |buf, job| write_file(fs, job, buf, as_root),
+        )
+        .try_reduce(|| 0, |a, b| Ok(a + b))?;
+    for (first, target) in &hardlinks {
+        fs::hard_link(first, target)?;
+    }
     // Directory metadata last, deepest first.
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (path, h) in dirs {
@@ -301,6 +291,57 @@ fn extract_into(
         set_times(&path, h.mtime)?;
     }
     Ok(report)
+}
+
+/// A regular file to write: where, its image path (for messages), its data
+/// and its metadata.
+struct FileJob<'a> {
+    target: PathBuf,
+    rel: String,
+    file: &'a SquashfsFileReader,
+    header: backhand::NodeHeader,
+}
+
+/// Create `job.target` (never through a symlink, never over an existing
+/// entry), fill it with the file's data and apply owner, mode and mtime.
+/// Returns the bytes written.
+fn write_file(
+    fs: &backhand::FilesystemReader<'_>,
+    job: &FileJob<'_>,
+    buf: &mut [u8],
+    as_root: bool,
+) -> Result<u64, InspectError> {
+    let h = job.header;
+    let out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&job.target)?;
+    let mut reader = fs.file(job.file).reader_checked().map_err(|e| {
+        InspectError::Malformed(format!("{}: {}", job.rel, squashfs::describe_error(&e)))
+    })?;
+    let mut w = BufWriter::with_capacity(1 << 20, out);
+    let mut written = 0u64;
+    loop {
+        let n = match io::Read::read(&mut reader, buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(InspectError::Malformed(format!("{}: {e}", job.rel))),
+        };
+        w.write_all(&buf[..n])?;
+        written += n as u64;
+    }
+    let out = w.into_inner().map_err(|e| e.into_error())?;
+    if as_root {
+        rustix::fs::fchown(&out, Some(uid(h.uid)), Some(gid(h.gid))).map_err(io::Error::from)?;
+    }
+    out.set_permissions(fs::Permissions::from_mode(u32::from(
+        h.permissions & 0o7777,
+    )))?;
+    set_times(&job.target, h.mtime)?;
+    Ok(written)
 }
 
 /// The image path made relative, with every component checked.
