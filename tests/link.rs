@@ -877,17 +877,7 @@ fn extract_when_mounting_is_impossible_and_directory_sources() {
 }
 
 fn key(t: &TestDir, name: &str) -> PathBuf {
-    let k = t.join(name);
-    ok(&run(sik()
-        .args([
-            "key",
-            "generate",
-            "--comment",
-            &format!("{name}@test"),
-            "-o",
-        ])
-        .arg(&k)));
-    k
+    sik_key(t, name).0
 }
 
 fn sign(img: &Path, key: &Path) {
