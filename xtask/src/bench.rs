@@ -283,42 +283,56 @@ fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-fn bench_create(sik: &Path, quick: bool) -> Result<Row> {
-    let src = corpus(quick);
-    let tmp = fresh_dir("sik-bench-create")?;
-    let ours_out = tmp.join("ours.ExtensionImage");
-    let peer_out = tmp.join("peer.sqfs");
-    let runs = if quick { 3 } else { 5 };
-    let ours_cmd = argv(&[
+/// `sik create extension` and `mksquashfs` of `src` with zstd at `level`
+/// and 128 KiB blocks, as argv vectors.
+fn create_cmds(
+    sik: &Path,
+    src: &Path,
+    ours_out: &Path,
+    peer_out: &Path,
+    level: u32,
+) -> (Vec<String>, Vec<String>) {
+    let level = level.to_string();
+    let ours = argv(&[
         &s(sik),
         "create",
         "extension",
-        &s(&src),
+        &s(src),
         "-o",
-        &s(&ours_out),
+        &s(ours_out),
         "-q",
         "--compression",
         "zstd",
         "--level",
-        "15",
+        &level,
         "--block-size",
         "128K",
     ]);
-    let peer_cmd = argv(&[
+    let peer = argv(&[
         "mksquashfs",
-        &s(&src),
-        &s(&peer_out),
+        &s(src),
+        &s(peer_out),
         "-noappend",
         "-no-progress",
         "-quiet",
         "-comp",
         "zstd",
         "-Xcompression-level",
-        "15",
+        &level,
         "-b",
         "128K",
         "-all-root",
     ]);
+    (ours, peer)
+}
+
+fn bench_create(sik: &Path, quick: bool) -> Result<Row> {
+    let src = corpus(quick);
+    let tmp = fresh_dir("sik-bench-create")?;
+    let ours_out = tmp.join("ours.ExtensionImage");
+    let peer_out = tmp.join("peer.sqfs");
+    let runs = if quick { 3 } else { 5 };
+    let (ours_cmd, peer_cmd) = create_cmds(sik, &src, &ours_out, &peer_out, 15);
     let r = ab(
         "create",
         runs,

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::data::{Mix, Pools, Rng};
 use super::report::Row;
-use super::{Ab, ab, argv, fresh_dir, remove_output, s, sh};
+use super::{Ab, ab, fresh_dir, remove_output, sh};
 use crate::Result;
 
 /// What a generated tree holds.
@@ -102,36 +102,7 @@ pub fn bench(sik: &Path, quick: bool) -> Result<Vec<Row>> {
             sh("sync")?;
             let ours_out = tmp.join("ours.ExtensionImage");
             let peer_out = tmp.join("peer.sqfs");
-            let ours = argv(&[
-                &s(sik),
-                "create",
-                "extension",
-                &s(&data),
-                "-o",
-                &s(&ours_out),
-                "-q",
-                "--compression",
-                "zstd",
-                "--level",
-                "3",
-                "--block-size",
-                "128K",
-            ]);
-            let peer = argv(&[
-                "mksquashfs",
-                &s(&data),
-                &s(&peer_out),
-                "-noappend",
-                "-no-progress",
-                "-quiet",
-                "-comp",
-                "zstd",
-                "-Xcompression-level",
-                "3",
-                "-b",
-                "128K",
-                "-all-root",
-            ]);
+            let (ours, peer) = super::create_cmds(sik, &data, &ours_out, &peer_out, 3);
             let r = ab(
                 &format!("scale {}", label(size)),
                 runs,
