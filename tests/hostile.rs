@@ -50,8 +50,14 @@ fn squashfs_truncated_flipped_and_absurd() {
             ws.squashfs_all(&format!("{label}/{name}"), &m, false);
         }
     }
-    // Entry names that climb out, hold `/` or NUL: extraction refuses them.
     let bytes = std::fs::read(&plain).unwrap();
+    // Directory loops: refused by backhand's reader (inspect --list,
+    // extract), never an endless walk.
+    for (name, m) in dir_loop_mutants(&bytes) {
+        let code = ws.squashfs_all(&format!("plain/{name}"), &m, false);
+        assert_eq!(code, 2, "plain/{name}: extract accepted a directory loop");
+    }
+    // Entry names that climb out, hold `/` or NUL: extraction refuses them.
     for (name, m) in name_mutants(&bytes) {
         let code = ws.squashfs_all(&format!("plain/{name}"), &m, false);
         assert_eq!(
@@ -85,7 +91,8 @@ fn link_hostile_squashfs() {
     let mutants = squashfs_mutants(&bytes)
         .into_iter()
         .filter(|(n, _)| !n.starts_with("flip-") || n.ends_with("0"))
-        .chain(name_mutants(&bytes));
+        .chain(name_mutants(&bytes))
+        .chain(dir_loop_mutants(&bytes));
     for (name, m) in mutants {
         ws.link(&format!("link/{name}"), &m, false);
     }

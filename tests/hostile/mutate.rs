@@ -599,6 +599,87 @@ pub fn name_mutants(b: &[u8]) -> Vec<(String, Vec<u8>)> {
     m
 }
 
+/// One entry of an uncompressed directory table: where it is, its name,
+/// the start block and inode number base of its header, its inode offset
+/// within that block and its inode number delta.
+struct DirEntry {
+    at: usize,
+    name: Vec<u8>,
+    start: u32,
+    base: u32,
+    offset: u16,
+}
+
+/// The entries of an image whose directory table is one uncompressed
+/// metadata block (`mksquashfs -noI -noD` of a small tree).
+fn dir_entries(b: &[u8]) -> Vec<DirEntry> {
+    let dir = u64_at(b, 72) as usize;
+    let len = (u16_at(b, dir) & 0x7fff) as usize;
+    let end = dir + 2 + len;
+    let mut pos = dir + 2;
+    let mut out = Vec::new();
+    while pos + 12 <= end {
+        let count = u32_at(b, pos) as usize + 1;
+        let start = u32_at(b, pos + 4);
+        let base = u32_at(b, pos + 8);
+        pos += 12;
+        for _ in 0..count {
+            let offset = u16_at(b, pos);
+            let size = u16_at(b, pos + 6) as usize + 1;
+            out.push(DirEntry {
+                at: pos,
+                name: b[pos + 8..pos + 8 + size].to_vec(),
+                start,
+                base,
+                offset,
+            });
+            pos += 8 + size;
+        }
+    }
+    out
+}
+
+/// SquashFS (uncompressed metadata) with directory loops: the directory
+/// `empty` made an alias of the root, `hostile` an alias of its parent
+/// `share` (both the inode reference the kernel follows and the inode
+/// number backhand follows are rewritten).
+pub fn dir_loop_mutants(b: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let entries = dir_entries(b);
+    let find = |n: &[u8]| {
+        entries
+            .iter()
+            .find(|e| e.name == n)
+            .unwrap_or_else(|| panic!("no directory entry {n:?}"))
+    };
+    let inode_number = |start: u32, offset: u16| {
+        let table = u64_at(b, 64) as usize;
+        assert_eq!(start, 0, "small images keep their inodes in one block");
+        u32_at(b, table + 2 + offset as usize + 12)
+    };
+    let root = u64_at(b, 32);
+    let (root_start, root_offset) = ((root >> 16) as u32, (root & 0xffff) as u16);
+    let root_number = inode_number(root_start, root_offset);
+    let share = find(b"share");
+    let share_number = inode_number(share.start, share.offset);
+    let mut m = Vec::new();
+    for (name, entry, offset, number) in [
+        ("dir-loop-to-root", find(b"empty"), root_offset, root_number),
+        (
+            "dir-loop-to-parent",
+            find(b"hostile"),
+            share.offset,
+            share_number,
+        ),
+    ] {
+        let mut v = b.to_vec();
+        v[entry.at..entry.at + 2].copy_from_slice(&offset.to_le_bytes());
+        let delta = i16::try_from(i64::from(number) - i64::from(entry.base)).unwrap();
+        v[entry.at + 2..entry.at + 4].copy_from_slice(&delta.to_le_bytes());
+        m.push((name.to_string(), v));
+    }
+    m
+}
+
 /// ELF / AppImage: truncated headers, sections out of the file, overlapping
 /// sections, absurd counts; garbage signatures.
 pub fn elf_mutants(b: &[u8]) -> Vec<(String, Vec<u8>)> {

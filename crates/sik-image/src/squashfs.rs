@@ -156,6 +156,10 @@ pub fn describe_error(e: &backhand::BackhandError) -> String {
         B::Deku(D::Parse(what)) => format!("a field holds an unknown value ({what})"),
         B::Deku(D::IdVariantNotFound) => "a field holds an unknown type id".to_string(),
         B::Deku(other) => format!("unparsable structure ({other})"),
+        B::UnexpectedInode => {
+            "a directory entry points at an inode that cannot be there (a directory loop or a bad reference)"
+                .to_string()
+        }
         B::StdIo(io) => io.to_string(),
         other => other.to_string(),
     }
