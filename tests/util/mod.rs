@@ -86,11 +86,28 @@ fn unsafe_geteuid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
+/// `cmd.output()`, retried while the program is "text file busy": a file
+/// a test has just written and made executable can still be open for
+/// writing in a child that another test thread forked in that moment (the
+/// descriptor lives until that child's exec closes it), and exec then fails
+/// with ETXTBSY for a few milliseconds.
+fn output(cmd: &mut Command) -> Output {
+    let mut tries = 0;
+    loop {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot run {cmd:?}: {e}"),
+            Ok(out) => return out,
+        }
+    }
+}
+
 /// Run a command, panic with its output when it fails, return its stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = output(cmd);
     if !out.status.success() {
         panic!(
             "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
@@ -104,8 +121,7 @@ pub fn run_ok(cmd: &mut Command) -> String {
 
 /// Run a command and return its whole output, whatever the status.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    output(cmd)
 }
 
 /// Shell out: `sh -c SCRIPT` in `dir`, must succeed.
