@@ -22,12 +22,7 @@ fn make_iso(t: &TestDir, name: &str, label: &str, files: &[(&str, &str)]) -> Pat
     }
     std::fs::create_dir_all(&tree).unwrap();
     let iso = t.join(format!("{name}.iso"));
-    run_ok(
-        cmd("xorriso")
-            .args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", label, "-o"])
-            .arg(&iso)
-            .arg(&tree),
-    );
+    run_ok(&mut mkisofs(&tree, &iso, label));
     iso
 }
 

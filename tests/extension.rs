@@ -880,21 +880,7 @@ fn inspect_names_the_iso_volume_label() {
     let t = TestDir::new();
     t.write("tree/casper/vmlinuz", "k");
     let iso = t.join("live.iso");
-    run_ok(
-        cmd("xorriso")
-            .args([
-                "-as",
-                "mkisofs",
-                "-quiet",
-                "-R",
-                "-J",
-                "-V",
-                "Ubuntu 24.04 amd64",
-                "-o",
-            ])
-            .arg(&iso)
-            .arg(t.join("tree")),
-    );
+    run_ok(&mut mkisofs(&t.join("tree"), &iso, "Ubuntu 24.04 amd64"));
     let v = assert_schema(
         "inspect",
         &run_ok(sik().args(["inspect", "--json"]).arg(&iso)),

@@ -251,14 +251,7 @@ fn iso_truncated_cycles_and_absurd() {
     // a continuation area (CE).
     t.write(&format!("iso/casper/{}", "long-name-".repeat(20)), "x");
     let iso = t.join("live.iso");
-    run_ok(
-        cmd("xorriso")
-            .args([
-                "-as", "mkisofs", "-quiet", "-R", "-J", "-V", "HOSTILE", "-o",
-            ])
-            .arg(&iso)
-            .arg(t.join("iso")),
-    );
+    run_ok(&mut mkisofs(&t.join("iso"), &iso, "HOSTILE"));
     let ws = Workspace::new(&t);
     let bytes = std::fs::read(&iso).unwrap();
     ws.iso_all("iso/original", &bytes, true);

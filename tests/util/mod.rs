@@ -291,3 +291,14 @@ pub fn hello_appdir(t: &TestDir, name: &str, apprun: &str, desktop_extra: &str) 
     .unwrap();
     root
 }
+
+/// `xorriso -as mkisofs` making an ISO 9660 image with Rock Ridge and Joliet
+/// names (as live ISOs have) of `tree` at `iso`, volume label `label`.
+#[allow(dead_code)]
+pub fn mkisofs(tree: &Path, iso: &Path, label: &str) -> Command {
+    let mut c = cmd("xorriso");
+    c.args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", label, "-o"])
+        .arg(iso)
+        .arg(tree);
+    c
+}

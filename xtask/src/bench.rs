@@ -645,10 +645,7 @@ fn bench_detect(sik: &Path, quick: bool) -> Result<Row> {
             std::fs::write(&p, content).map_err(|e| e.to_string())?;
         }
         let iso = tmp.join(format!("base{i}.iso"));
-        let out = Command::new("xorriso")
-            .args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", label, "-o"])
-            .arg(&iso)
-            .arg(&tree)
+        let out = crate::mkisofs(&tree, &iso, label)
             .output()
             .map_err(|e| format!("xorriso: {e}"))?;
         if !out.status.success() {

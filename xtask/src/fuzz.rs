@@ -304,21 +304,7 @@ fn seed_corpora(corpus: &Path) -> Result {
         write(&t.join(kdir).join("vmlinuz"), "kernel")?;
         write(&t.join(kdir).join("initrd.img"), "initrd")?;
         let iso = work.join(format!("{layout}.iso"));
-        if quiet(
-            Command::new("xorriso")
-                .args([
-                    "-as",
-                    "mkisofs",
-                    "-quiet",
-                    "-R",
-                    "-J",
-                    "-V",
-                    "FUZZ_LIVE",
-                    "-o",
-                ])
-                .arg(&iso)
-                .arg(&t),
-        ) {
+        if quiet(&mut crate::mkisofs(&t, &iso, "FUZZ_LIVE")) {
             seed("iso9660", &format!("{layout}.iso"), &iso);
             seed("inspect", &format!("{layout}.iso"), &iso);
         }

@@ -59,6 +59,16 @@ pub fn root() -> PathBuf {
 }
 
 /// Run a command in the workspace root; fail when it fails.
+/// `xorriso -as mkisofs` making an ISO 9660 image with Rock Ridge and Joliet
+/// names (as live ISOs have) of `tree` at `iso`, volume label `label`.
+pub fn mkisofs(tree: &Path, iso: &Path, label: &str) -> Command {
+    let mut c = Command::new("xorriso");
+    c.args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", label, "-o"])
+        .arg(iso)
+        .arg(tree);
+    c
+}
+
 pub fn run(cmd: &mut Command) -> Result {
     eprintln!("$ {}", show(cmd));
     let status = cmd
@@ -230,19 +240,11 @@ fn example_medium(sik: &Path) -> Result<PathBuf> {
         .arg(iso_tree.join("live/filesystem.squashfs"))
         .args(["--name", "filesystem"])
         .env("SOURCE_DATE_EPOCH", "1767225600"))?;
-    run(Command::new("xorriso")
-        .args([
-            "-as",
-            "mkisofs",
-            "-quiet",
-            "-R",
-            "-J",
-            "-V",
-            "EXAMPLE_LIVE",
-            "-o",
-        ])
-        .arg(medium.join("boot/iso/example-live.iso"))
-        .arg(&iso_tree))?;
+    run(&mut mkisofs(
+        &iso_tree,
+        &medium.join("boot/iso/example-live.iso"),
+        "EXAMPLE_LIVE",
+    ))?;
     // The extension, signed with a key made for the example; its public key is trusted by the medium.
     let key = work.join("example-key");
     run(Command::new(sik)
