@@ -493,6 +493,17 @@ fn u32_at(b: &[u8], o: usize) -> u32 {
 fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
 }
+/// An ISO 9660 "both-endian" field: little-endian then big-endian.
+fn both32(v: u32) -> Vec<u8> {
+    let mut x = v.to_le_bytes().to_vec();
+    x.extend(v.to_be_bytes());
+    x
+}
+fn both16(v: u16) -> Vec<u8> {
+    let mut x = v.to_le_bytes().to_vec();
+    x.extend(v.to_be_bytes());
+    x
+}
 fn with(b: &[u8], o: usize, v: &[u8]) -> Vec<u8> {
     let mut m = b.to_vec();
     m[o..o + v.len()].copy_from_slice(v);
@@ -803,16 +814,6 @@ pub fn iso_mutants(b: &[u8]) -> Vec<(String, Vec<u8>)> {
         b.len() as u64 / 2,
     ];
     let mut m = truncs(b, &at, "");
-    let both32 = |v: u32| {
-        let mut x = v.to_le_bytes().to_vec();
-        x.extend(v.to_be_bytes());
-        x
-    };
-    let both16 = |v: u16| {
-        let mut x = v.to_le_bytes().to_vec();
-        x.extend(v.to_be_bytes());
-        x
-    };
     for (name, off, val) in [
         ("space-size-max", PVD + 80, both32(u32::MAX)),
         ("block-size-0", PVD + 128, both16(0)),
@@ -953,11 +954,6 @@ pub fn iso_name_mutants(b: &[u8]) -> Vec<(String, Vec<u8>)> {
             }
         }
         if &b[at..at + 2] == b"CE" && b[at + 2] == 28 && b[at + 3] == 1 {
-            let both32 = |v: u32| {
-                let mut x = v.to_le_bytes().to_vec();
-                x.extend(v.to_be_bytes());
-                x
-            };
             m.push((
                 format!("rr-ce{at}-lba-max"),
                 with(b, at + 4, &both32(0xffff_fff0)),
@@ -982,11 +978,6 @@ pub fn iso_name_mutants(b: &[u8]) -> Vec<(String, Vec<u8>)> {
     const SVD: usize = 17 * 2048;
     if b.len() > SVD + 200 && b[SVD] == 2 && &b[SVD + 1..SVD + 6] == b"CD001" {
         let pvd_root = u32_at(b, 16 * 2048 + 156 + 2);
-        let both32 = |v: u32| {
-            let mut x = v.to_le_bytes().to_vec();
-            x.extend(v.to_be_bytes());
-            x
-        };
         m.push((
             "joliet-root-extent-max".into(),
             with(b, SVD + 156 + 2, &both32(0xffff_fff0)),

@@ -29,7 +29,8 @@ fn safe_rel(p: &Path) -> Option<PathBuf> {
 /// Extract the SquashFS tree of `image` into the existing empty directory `dest`.
 pub fn extract_image(image: &Path, dest: &Path) -> Result<(), String> {
     let f = File::open(image).map_err(|e| e.to_string())?;
-    let fs = FilesystemReader::from_reader(BufReader::new(f)).map_err(|e| e.to_string())?;
+    let fs = FilesystemReader::from_reader(BufReader::new(f))
+        .map_err(|e| sik_image::squashfs::describe_error(&e))?;
     let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
     for node in fs.files() {
         let Some(rel) = safe_rel(&node.fullpath) else {

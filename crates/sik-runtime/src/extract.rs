@@ -19,8 +19,13 @@ use backhand::{FilesystemReader, InnerNode};
 /// Open the SquashFS at `offset` in `image`.
 pub fn open(image: &Path, offset: u64) -> Result<FilesystemReader<'static>, String> {
     let f = File::open(image).map_err(|e| format!("cannot open {}: {e}", image.display()))?;
-    FilesystemReader::from_reader_with_offset(BufReader::new(f), offset)
-        .map_err(|e| format!("cannot read the SquashFS of {}: {e}", image.display()))
+    FilesystemReader::from_reader_with_offset(BufReader::new(f), offset).map_err(|e| {
+        format!(
+            "cannot read the SquashFS of {}: {}",
+            image.display(),
+            sik_image::squashfs::describe_error(&e)
+        )
+    })
 }
 
 /// The checked relative path of an image entry (`None` for the root).

@@ -102,8 +102,13 @@ impl SquashFs {
             file.try_clone()
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
         );
-        let fsr = FilesystemReader::from_reader_with_offset(reader, offset)
-            .map_err(|e| format!("cannot read the SquashFS of {}: {e}", path.display()))?;
+        let fsr = FilesystemReader::from_reader_with_offset(reader, offset).map_err(|e| {
+            format!(
+                "cannot read the SquashFS of {}: {}",
+                path.display(),
+                sik_image::squashfs::describe_error(&e)
+            )
+        })?;
         let compressor: Compressor = match fsr.compressor {
             Some(c) => c.into(),
             None => Compressor::Uncompressed,
