@@ -1,4 +1,4 @@
-//! Helpers of `tests/hostile.rs`: running `sik` under a time and memory
+//! Helpers of `tests/cli/hostile.rs`: running `sik` under a time and memory
 //! limit in a workspace with a sentinel directory, and the deterministic
 //! mutations of SquashFS images, AppImages, ISOs, signature blocks, tar
 //! archives and .debs.

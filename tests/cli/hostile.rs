@@ -8,13 +8,10 @@
 //! The mutations are deterministic (fixed offsets, no randomness), so a
 //! failure here reproduces on every run.
 
-mod util;
-
-#[path = "hostile/mutate.rs"]
 mod mutate;
 
 use mutate::*;
-use util::*;
+use crate::util::*;
 
 /// Squashfs made by mksquashfs with uncompressed metadata (so flips hit the
 /// structures themselves) and one made by `sik create extension` (zstd).

@@ -3,14 +3,12 @@
 //! mount), unsquashfs and systemd-sysext; `sik inspect` and `sik extract`
 //! on images made by mksquashfs; bad input.
 
-mod util;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use util::*;
+use crate::util::*;
 
 /// Everything the tests compare about one entry of a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,6 @@
 //! the test returns; with `CI=true` it is a failure, so CI never counts a
 //! skipped check as passed.
 
-#![allow(dead_code)]
-
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -251,7 +249,6 @@ pub fn assert_schema(name: &str, json: &str) -> serde_json::Value {
 
 /// `sik key generate -o DIR/NAME --comment NAME@test`; returns (private,
 /// public) key paths.
-#[allow(dead_code)]
 pub fn sik_key(t: &TestDir, name: &str) -> (PathBuf, PathBuf) {
     let k = t.join(name);
     run_ok(
@@ -271,7 +268,6 @@ pub fn sik_key(t: &TestDir, name: &str) -> (PathBuf, PathBuf) {
 /// A minimal valid AppDir `NAME` holding `AppRun` (the given script,
 /// executable), `hello.desktop` (with the given extra lines) and
 /// `hello.svg`; returns its path.
-#[allow(dead_code)]
 pub fn hello_appdir(t: &TestDir, name: &str, apprun: &str, desktop_extra: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let root = t.mkdir(name);
@@ -294,7 +290,6 @@ pub fn hello_appdir(t: &TestDir, name: &str, apprun: &str, desktop_extra: &str) 
 
 /// `xorriso -as mkisofs` making an ISO 9660 image with Rock Ridge and Joliet
 /// names (as live ISOs have) of `tree` at `iso`, volume label `label`.
-#[allow(dead_code)]
 pub fn mkisofs(tree: &Path, iso: &Path, label: &str) -> Command {
     let mut c = cmd("xorriso");
     c.args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", label, "-o"])

@@ -3,14 +3,12 @@
 //! onto a disk image (as an ordinary user) that GRUB boots to its menu in
 //! QEMU with SeaBIOS and with OVMF.
 
-mod util;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use util::*;
+use crate::util::*;
 
 /// Build an ISO from (path, contents) pairs with xorriso (Rock Ridge + Joliet).
 fn make_iso(t: &TestDir, name: &str, label: &str, files: &[(&str, &str)]) -> PathBuf {

@@ -2,14 +2,12 @@
 //! `sik verify`, interop with `ssh-keygen -Y sign/verify` both ways,
 //! tampering, hostile signature blocks, and signed images that still mount.
 
-mod util;
-
 use std::path::{Path, PathBuf};
 
 use sik_image::signature::{self as sig, HashAlg, SshSig};
-use util::*;
+use crate::util::*;
 
-const SPEC: &str = include_str!("../spec/signature.md");
+const SPEC: &str = include_str!("../../spec/signature.md");
 
 /// The `text vector:NAME` block of the spec.
 fn vector(name: &str) -> String {

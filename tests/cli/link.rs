@@ -1,13 +1,11 @@
 //! `sik link`, `sik unlink`, `sik status` against real loop mounts, on
 //! merged-/usr and classic roots built in the test.
 
-mod util;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use util::*;
+use crate::util::*;
 
 /// Everything the issue compares: path, type, mode, owner, link target.
 fn listing(root: &Path) -> BTreeMap<String, String> {
@@ -821,7 +819,7 @@ fn extract_when_mounting_is_impossible_and_directory_sources() {
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("extracted into the state directory"));
     assert!(
-        !util::run_ok(cmd("findmnt").arg("-rn").arg("-o").arg("TARGET"))
+        !crate::util::run_ok(cmd("findmnt").arg("-rn").arg("-o").arg("TARGET"))
             .contains(&root.display().to_string())
     );
     assert_eq!(

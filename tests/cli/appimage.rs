@@ -3,13 +3,11 @@
 //! runtime's `--appimage-*` options, payload compressions, hand-assembled
 //! images and broken AppDirs.
 
-mod util;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use util::*;
+use crate::util::*;
 
 const APPRUN: &str = r#"#!/bin/sh
 HERE="$(dirname "$(readlink -f "$0")")"

@@ -1,0 +1,15 @@
+//! The integration tests: one binary that drives the built `sik` (and the
+//! real external tools it is judged by) on temporary directories, one module
+//! per area, each test reading like the shell session it replaces.
+//!
+//! Tests that need root, loop devices, FUSE or QEMU skip outside CI and fail
+//! with `CI=true` (see `util::require_root`).
+
+mod util;
+
+mod appimage;
+mod boot;
+mod extension;
+mod hostile;
+mod link;
+mod signing;
