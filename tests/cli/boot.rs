@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use crate::util::*;
+use serde_json::Value;
 
 /// Build an ISO from (path, contents) pairs with xorriso (Rock Ridge + Joliet).
 fn make_iso(t: &TestDir, name: &str, label: &str, files: &[(&str, &str)]) -> PathBuf {

@@ -10,8 +10,8 @@
 
 mod mutate;
 
-use mutate::*;
 use crate::util::*;
+use mutate::*;
 
 /// Squashfs made by mksquashfs with uncompressed metadata (so flips hit the
 /// structures themselves) and one made by `sik create extension` (zstd).

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sik_image::signature::{self as sig, HashAlg, SshSig};
 use crate::util::*;
+use sik_image::signature::{self as sig, HashAlg, SshSig};
 
 const SPEC: &str = include_str!("../../spec/signature.md");
 
