@@ -952,3 +952,66 @@ fn inspect_shows_embedded_signatures() {
     );
     assert!(run_ok(sik().arg("inspect").arg(&img)).contains("present, 1 signature(s)"));
 }
+
+/// A file of the source replaced by a symlink to a secret between the walk
+/// and the read (the hidden `--debug-before-open` program does the swap at
+/// exactly that moment) is refused: nothing outside SOURCE reaches the image.
+#[test]
+fn create_dir_refuses_a_file_swapped_for_a_symlink_after_the_walk() {
+    let t = TestDir::new();
+    let secret = t.write("secret", "TOP-SECRET-SHADOW\n");
+    let src = t.mkdir("src");
+    t.write("src/usr/share/a.txt", "harmless\n");
+    t.write("src/usr/share/b.txt", "harmless too\n");
+    let swap = t.write(
+        "swap.sh",
+        format!(
+            "#!/bin/sh\ncase \"$1\" in */b.txt) rm -f \"$1\" && ln -s {} \"$1\";; esac\n",
+            secret.display()
+        ),
+    );
+    fs::set_permissions(&swap, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = t.join("x.ExtensionImage");
+    let o = run(sik()
+        .args(["create", "extension", "-q"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .arg("--debug-before-open")
+        .arg(&swap));
+    assert_fails(&o, 2, &["b.txt", "symlink"]);
+    assert!(!out.exists(), "no image may be left behind");
+    assert!(
+        fs::read_dir(t.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".sik")),
+        "no temporary image may be left behind"
+    );
+
+    // A parent directory swapped for a symlink to another directory holding
+    // a file of the same name is refused as well (another inode).
+    fs::remove_file(src.join("usr/share/b.txt")).unwrap();
+    t.write("src/usr/share/b.txt", "harmless too\n");
+    let other = t.mkdir("elsewhere/share");
+    t.write("elsewhere/share/b.txt", "TOP-SECRET-SHADOW\n");
+    let swap_dir = t.write(
+        "swapdir.sh",
+        format!(
+            "#!/bin/sh\ncase \"$1\" in */b.txt) mv {share} {share}.old && ln -s {other} {share};; esac\n",
+            share = src.join("usr/share").display(),
+            other = other.display()
+        ),
+    );
+    fs::set_permissions(&swap_dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let o = run(sik()
+        .args(["create", "extension", "-q"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .arg("--debug-before-open")
+        .arg(&swap_dir));
+    assert_fails(&o, 2, &["b.txt", "replaced"]);
+    assert!(!out.exists());
+}

@@ -265,6 +265,7 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
     let source = sik_create::source::SourceOptions {
         keep_owner: false,
         exclude: opts.exclude.clone(),
+        before_open: None,
     };
     sik_create::add_directory(&mut w, &opts.appdir, &source, &sik_create::NoProgress).map_err(
         |e| match e {

@@ -133,6 +133,9 @@ pub struct ExtensionOptions {
     pub source_date_epoch: Option<u32>,
     /// Compression threads (0: all cores).
     pub threads: usize,
+    /// Run between the walk of a directory source and the opening of each
+    /// regular file (tests swap files with it).
+    pub before_open: Option<source::BeforeOpen>,
 }
 
 impl ExtensionOptions {
@@ -154,6 +157,7 @@ impl ExtensionOptions {
             keep_owner: false,
             source_date_epoch: None,
             threads: 0,
+            before_open: None,
         }
     }
 
@@ -310,6 +314,7 @@ pub fn create_extension(
     let source_opts = SourceOptions {
         keep_owner: opts.keep_owner,
         exclude: opts.exclude.clone(),
+        before_open: opts.before_open.clone(),
     };
     let mut ingest = Ingest::new(
         &mut writer,

@@ -117,6 +117,50 @@ pub struct SourceOptions {
     pub keep_owner: bool,
     /// Globs of paths (relative to the source root) to leave out.
     pub exclude: Vec<String>,
+    /// Called with each regular file's path after the walk saw it and
+    /// before it is opened (a test uses it to swap the file).
+    pub before_open: Option<BeforeOpen>,
+}
+
+/// A callback run between the walk and the opening of a regular file.
+#[derive(Clone)]
+pub struct BeforeOpen(pub std::sync::Arc<dyn Fn(&Path) + Send + Sync>);
+
+impl std::fmt::Debug for BeforeOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeOpen(..)")
+    }
+}
+
+/// Open the regular file the walk saw at `path` (`md`: its `lstat`), without
+/// following a symlink, and check it is still that file: a name swapped for
+/// a symlink, or a parent directory swapped for one, after the walk would
+/// otherwise pull a file from outside the source into the image.
+fn open_walked(path: &Path, md: &std::fs::Metadata) -> Result<File, CreateError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        // O_NONBLOCK: a FIFO swapped in must not hang the open.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                CreateError::source(
+                    path,
+                    io::Error::other("replaced by a symlink while reading the source"),
+                )
+            } else {
+                CreateError::source(path, e)
+            }
+        })?;
+    let now = f.metadata().map_err(|e| CreateError::source(path, e))?;
+    if !now.is_file() || now.dev() != md.dev() || now.ino() != md.ino() {
+        return Err(CreateError::source(
+            path,
+            io::Error::other("replaced by another file while reading the source"),
+        ));
+    }
+    Ok(f)
 }
 
 /// Counts of what a source held.
@@ -265,13 +309,16 @@ impl<'a> Ingest<'a> {
             let (uid, gid) = self.owner(u64::from(md.uid()), u64::from(md.gid()));
             let mode = md.mode();
             let ft = md.file_type();
-            let meta = Meta {
+            let mut meta = Meta {
                 mode: (mode & 0o7777) as u16,
                 uid,
                 gid,
                 mtime: clamp_mtime(md.mtime()),
-                xattrs: read_xattrs(path),
+                xattrs: Vec::new(),
             };
+            if !ft.is_file() {
+                meta.xattrs = read_xattrs(path);
+            }
             self.note(&rel, mode, ft.is_file());
             let w = &mut *self.writer;
             if ft.is_dir() {
@@ -291,7 +338,11 @@ impl<'a> Ingest<'a> {
                     }
                     links.insert(key, rel.clone());
                 }
-                let f = File::open(path).map_err(|e| CreateError::source(path, e))?;
+                if let Some(hook) = &self.opts.before_open {
+                    (hook.0)(path);
+                }
+                let f = open_walked(path, &md)?;
+                meta.xattrs = read_fd_xattrs(&f);
                 let mut r = CountingReader {
                     inner: f,
                     progress: self.progress,
@@ -576,6 +627,28 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
                 continue;
             }
             if let Ok(Some(v)) = xattr::get(path, &name) {
+                out.push((n.to_vec(), v));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// [`read_xattrs`] of an open file.
+fn read_fd_xattrs(f: &File) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use xattr::FileExt;
+    let mut out = Vec::new();
+    if let Ok(names) = f.list_xattr() {
+        for name in names {
+            let n = name.as_bytes();
+            if !(n.starts_with(b"user.")
+                || n.starts_with(b"trusted.")
+                || n.starts_with(b"security."))
+            {
+                continue;
+            }
+            if let Ok(Some(v)) = f.get_xattr(&name) {
                 out.push((n.to_vec(), v));
             }
         }

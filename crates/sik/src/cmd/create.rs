@@ -78,6 +78,10 @@ pub struct ExtensionArgs {
     /// Print a JSON report (schema: formats/schema/create.json).
     #[arg(long)]
     pub json: bool,
+    /// Testing aid: run PROGRAM with each regular file's path after the walk
+    /// saw the file and before it is opened.
+    #[arg(long, hide = true, value_name = "PROGRAM")]
+    pub debug_before_open: Option<PathBuf>,
 }
 
 pub fn run(cmd: CreateCommand) -> CmdResult {
@@ -139,6 +143,13 @@ fn extension(a: ExtensionArgs) -> CmdResult {
     opts.keep_owner = a.keep_owner;
     opts.source_date_epoch = source_date_epoch;
     opts.threads = a.threads;
+    if let Some(program) = a.debug_before_open {
+        opts.before_open = Some(sik_create::source::BeforeOpen(std::sync::Arc::new(
+            move |path: &Path| {
+                let _ = std::process::Command::new(&program).arg(path).status();
+            },
+        )));
+    }
 
     let total = if a.source.is_dir() {
         sik_create::source::dir_size(&a.source)
