@@ -1438,3 +1438,150 @@ fn threaded_link_and_unlink_match_the_single_threaded_ones() {
     assert_detached(&img);
     assert_detached(&bad);
 }
+
+/// Flip one byte of a file in place (the same inode, as `cp` over it or
+/// a writer holding it open would change it).
+fn rewrite_in_place(p: &Path, offset: u64) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(&[b[0] ^ 0x55]).unwrap();
+}
+
+#[test]
+fn sources_others_can_write_are_refused_and_a_failed_recheck_unlinks() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let signer = key(&t, "trusted");
+    let keys = t.mkdir("keys");
+    std::fs::copy(t.join("trusted.pub"), keys.join("trusted.pub")).unwrap();
+    let img = image(&t, "good", Some("ID=_any\n"), &[("usr/bin/good", "g")]);
+    sign(&img, &signer);
+    let trust = ["--trust", keys.to_str().unwrap()];
+    let before = listing(&root);
+
+    // Owned by another user: that user could rewrite the bytes under the
+    // loop device after the check.
+    std::os::unix::fs::chown(&img, Some(1000), Some(1000)).unwrap();
+    let out = link(&root, &trust, &[&img]);
+    let stderr = assert_fails(&out, 1, &["1 of 1 sources refused"]);
+    assert!(stderr.contains("owned by uid 1000"), "{stderr}");
+    // Root's, but group or world writable.
+    std::os::unix::fs::chown(&img, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = link(&root, &trust, &[&img]);
+    let stderr = assert_fails(&out, 1, &["1 of 1 sources refused"]);
+    assert!(
+        stderr.contains("writable by its group or by everyone"),
+        "{stderr}"
+    );
+    assert!(!root.join("usr/bin/good").exists());
+    assert_same(&before, &listing(&root), "after the refusals");
+
+    // Root's and 0644: linked, signed.
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(ok(&link(&root, &trust, &[&img])).contains("signed by"));
+    assert!(ext(&status(&root), "good")["signer"].is_string());
+    // Rewritten in place after the link: status no longer names a signer.
+    rewrite_in_place(&img, 8);
+    let doc = status(&root);
+    assert!(ext(&doc, "good")["signer"].is_null(), "{doc:#}");
+    assert_eq!(ext(&doc, "good")["changed_since_link"], true);
+    let text = ok(&run(sik().arg("status").arg("--root").arg(&root)));
+    assert!(text.contains("changed since link"), "{text}");
+    // Linking it again fails the check and takes the earlier link down.
+    let out = link(&root, &trust, &[&img]);
+    let stderr = assert_fails(&out, 1, &["1 of 1 sources refused"]);
+    assert!(
+        stderr.contains("signature check failed") && stderr.contains("earlier link was removed"),
+        "{stderr}"
+    );
+    assert!(!root.join("usr/bin/good").exists());
+    assert!(status(&root)["extensions"].as_array().unwrap().is_empty());
+    assert_detached(&img);
+}
+
+#[test]
+fn rename_race_never_links_unchecked_bytes_as_signed() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let signer = key(&t, "trusted");
+    let keys = t.mkdir("keys");
+    std::fs::copy(t.join("trusted.pub"), keys.join("trusted.pub")).unwrap();
+    let signed = image(
+        &t,
+        "signed",
+        Some("ID=_any\n"),
+        &[("usr/bin/tool", "signed")],
+    );
+    sign(&signed, &signer);
+    let unsigned = image(
+        &t,
+        "unsigned",
+        Some("ID=_any\n"),
+        &[("usr/bin/tool", "evil")],
+    );
+    let src = t.join("media/tool.ExtensionImage");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    let trust = ["--trust", keys.to_str().unwrap()];
+    let (mut linked, mut refused) = (0, 0);
+    for i in 0..40 {
+        std::fs::copy(&signed, &src).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A thread renames the unsigned image over the path while `sik
+        // link` runs, at a different moment of each run (0 to 16 ms in).
+        let swapper = {
+            let (stop, src) = (stop.clone(), src.clone());
+            let evil = unsigned.clone();
+            std::thread::spawn(move || {
+                let tmp = src.with_extension("tmp");
+                let start = std::time::Instant::now();
+                let at = std::time::Duration::from_micros(400 * i);
+                while start.elapsed() < at {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+                std::fs::copy(&evil, &tmp).unwrap();
+                std::fs::rename(&tmp, &src).unwrap();
+            })
+        };
+        let out = link(&root, &trust, &[&src]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        if out.status.success() {
+            linked += 1;
+            assert_eq!(
+                read_in_root(&root, "usr/bin/tool"),
+                "signed",
+                "run {i}: unchecked bytes linked"
+            );
+            assert!(ok(&out).contains("signed by"));
+        } else {
+            refused += 1;
+            assert!(!root.join("usr/bin/tool").exists(), "run {i}");
+        }
+        let doc = status(&root);
+        if let Some(e) = doc["extensions"].as_array().unwrap().first()
+            && e["signer"].is_string()
+        {
+            assert_eq!(read_in_root(&root, "usr/bin/tool"), "signed", "run {i}");
+        }
+        ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
+    }
+    eprintln!("rename race: {linked} linked (signed bytes), {refused} refused");
+}

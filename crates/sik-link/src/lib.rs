@@ -236,6 +236,13 @@ pub struct ExtensionState {
     pub run: Option<RunStatus>,
     /// False while a link is in progress (or was killed).
     pub complete: bool,
+    /// The source's identity when it was checked (see `spec/link-state.md`).
+    #[serde(default)]
+    pub identity: String,
+    /// Set by [`status`]: the source is no longer the file that was checked
+    /// (rewritten, replaced or gone), so no signer is reported.
+    #[serde(default)]
+    pub changed_since_link: bool,
 }
 
 /// One linked source.
@@ -496,17 +503,22 @@ fn resolve_error(root: &Path, e: ResolveError) -> Error {
     }
 }
 
+/// The identity of a source as checked: `dir:DEV:INO`, or for a file
+/// `file:DEV:INO:SIZE:MTIME.NSEC:CTIME.NSEC` (any write or rename over it
+/// changes it).
 fn identity(meta: &std::fs::Metadata) -> String {
     if meta.is_dir() {
         format!("dir:{}:{}", meta.dev(), meta.ino())
     } else {
         format!(
-            "file:{}:{}:{}:{}.{}",
+            "file:{}:{}:{}:{}.{}:{}.{}",
             meta.dev(),
             meta.ino(),
             meta.size(),
             meta.mtime(),
-            meta.mtime_nsec()
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
         )
     }
 }
@@ -728,11 +740,13 @@ impl Counter {
     }
 }
 
-fn mount_content(src: &Path, is_dir: bool, mnt: &Path) -> io::Result<Mode> {
+/// Provide the content at `mnt`: the image open as `file` on a loop
+/// device, or (`file` is `None`) the directory `src` bind-mounted.
+fn mount_content(src: &Path, file: Option<&std::fs::File>, mnt: &Path) -> io::Result<Mode> {
     if std::env::var_os(TEST_NO_MOUNT_ENV).is_some_and(|v| v == "1") {
         return Err(io::Error::from_raw_os_error(libc::EPERM));
     }
-    if is_dir {
+    let Some(file) = file else {
         sys::mount(Some(src), mnt, None, libc::MS_BIND | libc::MS_REC)?;
         if let Err(e) = sys::mount(
             None,
@@ -744,8 +758,8 @@ fn mount_content(src: &Path, is_dir: bool, mnt: &Path) -> io::Result<Mode> {
             return Err(e);
         }
         return Ok(Mode::Bind);
-    }
-    let (dev, _devfd) = sys::loop_attach(src, 0)?;
+    };
+    let (dev, _devfd) = sys::loop_attach(file, src, 0)?;
     // The loop device auto-clears when the mount goes away (or, if the
     // mount fails, when _devfd is closed).
     sys::mount(
@@ -757,6 +771,97 @@ fn mount_content(src: &Path, is_dir: bool, mnt: &Path) -> io::Result<Mode> {
     Ok(Mode::Mount)
 }
 
+/// A source opened once, before anything is checked: an image's
+/// descriptor (the signature is verified from it, the loop device is
+/// attached to it, `--extract` reads it) or a directory's metadata.
+struct Source {
+    /// The image, open read-only; `None` for a directory.
+    file: Option<std::fs::File>,
+    /// Its metadata, from the descriptor.
+    meta: std::fs::Metadata,
+}
+
+/// Open `src` without following a symlink in its last component.
+fn open_source(src: &Path) -> Result<Source, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(src)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => "a symlink; sources are never followed through one".to_string(),
+            _ => format!("cannot read: {e}"),
+        })?;
+    let meta = f.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if meta.is_dir() {
+        return Ok(Source { file: None, meta });
+    }
+    if !meta.is_file() {
+        return Err("not a regular file or directory".into());
+    }
+    Ok(Source {
+        file: Some(f),
+        meta,
+    })
+}
+
+/// Why an image file may not be linked because someone other than root
+/// (or, when not running as root, the running user) could change its
+/// bytes after they were checked: its owner, or its group/world write bit.
+fn writable_by_others(meta: &std::fs::Metadata) -> Option<String> {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Some(format!(
+            "owned by uid {}, who could rewrite it after it was checked (a source must be owned by root)",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "writable by its group or by everyone (mode {:04o}), who could rewrite it after it was checked",
+            meta.mode() & 0o7777
+        ));
+    }
+    None
+}
+
+/// The checks of an opened image (kind, who may write it, signature
+/// policy): its signer when signed by a trusted key.
+fn check_image(
+    file: &std::fs::File,
+    meta: &std::fs::Metadata,
+    src: &Path,
+    opts: &LinkOptions,
+    trust: &Trust,
+) -> Result<Option<String>, String> {
+    let mut r = file;
+    match sik_image::kind::detect(&mut r) {
+        Ok(sik_image::kind::ImageKind::SquashFs) => {}
+        Ok(k) => return Err(format!("not an ExtensionImage ({})", k.describe())),
+        Err(e) => return Err(format!("cannot read: {e}")),
+    }
+    if let Some(why) = writable_by_others(meta) {
+        return Err(why);
+    }
+    Ok(match trust.check(file, src)? {
+        SigCheck::Trusted(s) => Some(s),
+        SigCheck::Unsigned if opts.allow_unsigned => None,
+        SigCheck::Unsigned => {
+            return Err(if trust.is_empty() {
+                "unsigned, and no trusted keys (--allow-unsigned links it anyway)".into()
+            } else {
+                "unsigned (--allow-unsigned links it anyway)".into()
+            });
+        }
+        SigCheck::Untrusted(_) if opts.allow_unsigned => None,
+        SigCheck::Untrusted(fp) => {
+            return Err(format!("signed by a key that is not trusted: {fp}"));
+        }
+        SigCheck::Bad(why) => return Err(format!("signature check failed: {why}")),
+    })
+}
+
 fn link_one(
     env: &Env,
     name: &str,
@@ -766,40 +871,31 @@ fn link_one(
     trust: &Trust,
     counter: &mut Counter,
 ) -> Result<Linked, String> {
-    let meta = std::fs::metadata(src).map_err(|e| format!("cannot read: {e}"))?;
+    let opened = open_source(src)?;
+    let meta = &opened.meta;
     let is_dir = meta.is_dir();
-    if !is_dir {
-        match sik_image::kind::detect_path(src) {
-            Ok(sik_image::kind::ImageKind::SquashFs) => {}
-            Ok(k) => return Err(format!("not an ExtensionImage ({})", k.describe())),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    let ident = identity(&meta);
+    let ident = identity(meta);
     let sdir = env.state.join(name);
     let mnt = sdir.join("mnt");
     let jpath = sdir.join("journal");
 
-    // 1. Signature policy.
-    let signer = if is_dir {
-        None
-    } else {
-        match trust.check(src)? {
-            SigCheck::Trusted(s) => Some(s),
-            SigCheck::Unsigned if opts.allow_unsigned => None,
-            SigCheck::Unsigned => {
-                return Err(if trust.is_empty() {
-                    "unsigned, and no trusted keys (--allow-unsigned links it anyway)".into()
-                } else {
-                    "unsigned (--allow-unsigned links it anyway)".into()
+    // 1. Signature policy, on the open file. A source that fails its
+    // check while an earlier link of this name exists takes that link
+    // down too: what is linked must be what passes the check now.
+    let signer = match &opened.file {
+        None => None,
+        Some(f) => match check_image(f, meta, src, opts, trust) {
+            Ok(s) => s,
+            Err(why) if sdir.exists() => {
+                return Err(match unlink_state(env, name, false) {
+                    Ok(_) => format!("{why} (its earlier link was removed)"),
+                    Err(e) => format!(
+                        "{why} (and its earlier link could not be removed: {e}; `sik unlink {name}` removes it)"
+                    ),
                 });
             }
-            SigCheck::Untrusted(_) if opts.allow_unsigned => None,
-            SigCheck::Untrusted(fp) => {
-                return Err(format!("signed by a key that is not trusted: {fp}"));
-            }
-            SigCheck::Bad(why) => return Err(format!("signature check failed: {why}")),
-        }
+            Err(why) => return Err(why),
+        },
     };
 
     // An earlier link of the same name: the same source continues (or
@@ -865,14 +961,13 @@ fn link_one(
         provided = true;
         // Nothing usable there (fresh, or a killed staging): provide it anew.
         clear_dir(&mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
-        match mount_content(src, is_dir, &mnt) {
+        match mount_content(src, opened.file.as_ref(), &mnt) {
             Ok(m) => m,
             Err(e) if opts.extract => {
                 staged_because = Some(format!("cannot mount: {e}"));
-                let r = if is_dir {
-                    stage::copy_tree(src, &mnt)
-                } else {
-                    stage::extract_image(src, &mnt)
+                let r = match &opened.file {
+                    None => stage::copy_tree(src, &mnt),
+                    Some(f) => stage::extract_image(f, &mnt),
                 };
                 if let Err(why) = r {
                     let _ = unlink_state(env, name, false);
@@ -1008,6 +1103,8 @@ fn link_one(
             conflicts,
             run,
             complete: true,
+            identity: ident.clone(),
+            changed_since_link: false,
         };
         let doc = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
         atomic_write(&sdir.join("state.json"), &doc).map_err(|e| e.to_string())?;
@@ -2223,10 +2320,18 @@ pub fn status(root: &Path, state: Option<&Path>) -> Result<Status, Error> {
     names.sort();
     for n in names {
         let sdir = env.state.join(&n);
-        if let Some(s) = std::fs::read(sdir.join("state.json"))
+        if let Some(mut s) = std::fs::read(sdir.join("state.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<ExtensionState>(&b).ok())
         {
+            // A signer is only reported for the bytes that were checked.
+            let now = std::fs::symlink_metadata(&s.source)
+                .map(|m| identity(&m))
+                .unwrap_or_default();
+            if now != s.identity {
+                s.changed_since_link = true;
+                s.signer = None;
+            }
             extensions.push(s);
             continue;
         }
@@ -2265,6 +2370,8 @@ pub fn status(root: &Path, state: Option<&Path>) -> Result<Status, Error> {
             conflicts: Vec::new(),
             run: None,
             complete: false,
+            identity: String::new(),
+            changed_since_link: false,
         });
     }
     let refused = std::fs::read(env.state.join(REFUSED_FILE))

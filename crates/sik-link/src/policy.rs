@@ -4,6 +4,7 @@
 //! itself lives in `sik-verify`; this module maps its verdict to the
 //! linker's decision.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use sik_verify::{TrustStore, Verdict};
@@ -44,9 +45,12 @@ impl Trust {
         self.store.is_empty()
     }
 
-    /// Check the signature of an image.
-    pub fn check(&self, image: &Path) -> Result<SigCheck, String> {
-        let v = sik_verify::verify_path(image, &self.store).map_err(|e| e.to_string())?;
+    /// Check the signature of the image open as `file` (named `image` in
+    /// messages): the bytes checked are the bytes `file` reads.
+    pub fn check(&self, file: &File, image: &Path) -> Result<SigCheck, String> {
+        let v = sik_verify::verify_open(file, image, &self.store)
+            .map_err(|e| e.to_string())?
+            .verdict;
         Ok(match v {
             Verdict::Trusted {
                 fingerprint,

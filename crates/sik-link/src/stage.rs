@@ -26,9 +26,11 @@ fn safe_rel(p: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Extract the SquashFS tree of `image` into the existing empty directory `dest`.
-pub fn extract_image(image: &Path, dest: &Path) -> Result<(), String> {
-    let f = File::open(image).map_err(|e| e.to_string())?;
+/// Extract the SquashFS tree of the image open as `image` (the checked
+/// descriptor, not its path again) into the existing empty directory `dest`.
+pub fn extract_image(image: &File, dest: &Path) -> Result<(), String> {
+    let mut f = image.try_clone().map_err(|e| e.to_string())?;
+    io::Seek::seek(&mut f, io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let fs = FilesystemReader::from_reader(BufReader::new(f))
         .map_err(|e| sik_image::squashfs::describe_error(&e))?;
     let mut dirs: Vec<(PathBuf, u32)> = Vec::new();

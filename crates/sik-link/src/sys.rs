@@ -304,11 +304,16 @@ fn loop_info(image: &Path, sizelimit: u64) -> LoopInfo64 {
     info
 }
 
-/// Attach `image` read-only to a free loop device (auto-clearing: it is
-/// detached when the last user, the mount, goes away) and return the
-/// device's path and an open fd of it. `sizelimit` 0 means the whole file.
-pub fn loop_attach(image: &Path, sizelimit: u64) -> io::Result<(std::path::PathBuf, OwnedFd)> {
-    let backing = open(image, libc::O_RDONLY)?;
+/// Attach the open file `backing` (named `image` in the device's info)
+/// read-only to a free loop device (auto-clearing: it is detached when the
+/// last user, the mount, goes away) and return the device's path and an
+/// open fd of it. The device reads through this very open file, never the
+/// path again. `sizelimit` 0 means the whole file.
+pub fn loop_attach(
+    backing: &std::fs::File,
+    image: &Path,
+    sizelimit: u64,
+) -> io::Result<(std::path::PathBuf, OwnedFd)> {
     let ctl = open(Path::new("/dev/loop-control"), libc::O_RDWR)?;
     let mut last = io::Error::from_raw_os_error(libc::EBUSY);
     for _ in 0..64 {

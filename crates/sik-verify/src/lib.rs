@@ -537,11 +537,23 @@ pub struct Report {
 /// Verify the image at `path` against `trust` and report each signature.
 /// The payload is hashed once (per hash algorithm in use), streaming.
 pub fn verify_file(path: &Path, trust: &TrustStore) -> Result<Report, Error> {
+    let f = File::open(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    verify_open(&f, path, trust)
+}
+
+/// [`verify_file`] on an image already open: what is checked is exactly
+/// what `file` reads, whatever happens to the path afterwards (a caller
+/// that goes on using the same descriptor uses the checked bytes). `path`
+/// only names the file in errors. The file's offset is moved.
+pub fn verify_open(file: &File, path: &Path, trust: &TrustStore) -> Result<Report, Error> {
     let io = |e: std::io::Error| Error::Io {
         path: path.to_path_buf(),
         source: e,
     };
-    let mut f = File::open(path).map_err(io)?;
+    let mut f = file.try_clone().map_err(io)?;
     let payload: Payload = sig::payload_of(&mut f).map_err(|e| image_error(path, e))?;
     let embedded = sig::read_embedded(&mut f, &payload).map_err(|e| image_error(path, e))?;
     let sigs = match embedded {

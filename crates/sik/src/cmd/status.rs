@@ -49,7 +49,11 @@ pub fn run(a: Args) -> CmdResult {
             e.dirs,
             conflicts,
             replaced,
-            e.signer.as_deref().unwrap_or("none"),
+            if e.changed_since_link {
+                "none (the source changed since link)"
+            } else {
+                e.signer.as_deref().unwrap_or("none")
+            },
             if e.complete {
                 ""
             } else {
