@@ -857,8 +857,28 @@ fn every_failure_names_its_reason() {
     assert_fails(&verify(&b, &bad_trust), 2, &["bad_trust", "line 1"]);
 }
 
+/// The effective uid of this test process (the owner of `/proc/self`).
+fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+/// `sik verify` as user 12345 (`setpriv`), for the paths of a non-root user.
+fn verify_as_user(img: &Path, env: &[(&str, &Path)]) -> std::process::Output {
+    let mut c = cmd("setpriv");
+    c.args(["--reuid=12345", "--regid=12345", "--clear-groups", "--"])
+        .arg(sik_bin())
+        .arg("verify")
+        .arg(img)
+        .env_remove("XDG_CONFIG_HOME");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run(&mut c)
+}
+
 #[test]
-fn default_trust_paths_use_xdg_config_home() {
+fn default_trust_paths_use_xdg_config_home_except_for_root() {
     if !tools() {
         return;
     }
@@ -868,23 +888,129 @@ fn default_trust_paths_use_xdg_config_home() {
     sign(&img, &k);
     let cfg = t.mkdir("cfg/sik/trusted.d");
     std::fs::copy(&p, cfg.join("home.pub")).unwrap();
-    let out = run(sik()
-        .arg("verify")
-        .arg(&img)
-        .env("XDG_CONFIG_HOME", t.join("cfg")));
+    let home = t.mkdir("userhome/.config/sik/trusted.d");
+    std::fs::copy(&p, home.join("home.pub")).unwrap();
+    let root_trusts_system_only = !Path::new("/etc/sik/trusted.d").exists();
+    if euid() != 0 {
+        let out = run(sik()
+            .arg("verify")
+            .arg(&img)
+            .env("XDG_CONFIG_HOME", t.join("cfg")));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    // Root never trusts keys found through HOME or XDG_CONFIG_HOME (sudo
+    // keeps the caller's HOME): only /etc/sik/trusted.d.
+    for (var, dir) in [
+        ("XDG_CONFIG_HOME", t.join("cfg")),
+        ("HOME", t.join("userhome")),
+    ] {
+        let out = run(sik()
+            .arg("verify")
+            .arg("--json")
+            .arg(&img)
+            .env_remove("HOME")
+            .env(var, &dir));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            doc["trust_paths"],
+            serde_json::json!(["/etc/sik/trusted.d"]),
+            "{doc:#}"
+        );
+        if root_trusts_system_only {
+            assert_eq!(out.status.code(), Some(1), "{doc:#}");
+            assert_eq!(doc["status"], "untrusted", "{doc:#}");
+        }
+    }
+    // Another user does trust them.
+    if !have_tool("setpriv") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = verify_as_user(&img, &[("XDG_CONFIG_HOME", &t.join("cfg"))]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = run(sik()
-        .arg("verify")
-        .arg(&img)
-        .env("XDG_CONFIG_HOME", t.join("nowhere"))
-        .env("HOME", t.join("nohome")));
-    if !Path::new("/etc/sik/trusted.d").exists() {
+    let out = verify_as_user(&img, &[("HOME", &t.join("userhome"))]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = verify_as_user(&img, &[("HOME", &t.join("nohome"))]);
+    if root_trusts_system_only {
         assert_fails(&out, 1, &["key not trusted"]);
     }
+}
+
+/// A stray file in a trust directory (a README, a broken key line) is
+/// skipped with a warning, and the directory's other keys still work, in
+/// `sik verify` (text and JSON) and `sik link`.
+#[test]
+fn stray_file_in_a_trust_directory_is_skipped_with_a_warning() {
+    if !tools() {
+        return;
+    }
+    let t = TestDir::new();
+    let (k, p) = sik_key(&t, "good");
+    let img = extension(&t, "stray");
+    sign(&img, &k);
+    let keys = t.mkdir("keys");
+    std::fs::copy(&p, keys.join("good.pub")).unwrap();
+    t.write("keys/README", "Put the release keys here.\n");
+    t.write("keys/zz-broken.pub", "ssh-ed25519 AAAA-not-base64 x\n");
+    let out = verify(&img, &keys);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out_str(&out).contains("signed by trusted key SHA256:"));
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("sik: warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    assert!(
+        warnings[0].contains("trust file skipped") && warnings[0].contains("README"),
+        "{stderr}"
+    );
+    assert!(warnings[0].contains("line 1"), "{stderr}");
+    assert!(warnings[1].contains("zz-broken.pub"), "{stderr}");
+    let doc = verify_json(&img, &keys);
+    assert_eq!(doc["status"], "trusted");
+    let skipped = doc["skipped_trust_files"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2, "{doc:#}");
+    assert!(skipped[0]["path"].as_str().unwrap().ends_with("/README"));
+
+    if !require_root() {
+        return;
+    }
+    let root = t.mkdir("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=debian\nVERSION_ID=12\n").unwrap();
+    let out = run(sik()
+        .arg("link")
+        .arg(&img)
+        .arg("--root")
+        .arg(&root)
+        .arg("--trust")
+        .arg(&keys)
+        .arg("--ignore-compat"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("sik: warning: trust file skipped:") && stderr.contains("README"),
+        "{stderr}"
+    );
+    assert!(out_str(&out).contains("signed by"), "{}", out_str(&out));
+    assert!(root.join("etc/hello.conf").is_symlink());
+    run_ok(sik().arg("unlink").arg("--all").arg("--root").arg(&root));
 }
 
 #[test]

@@ -281,6 +281,9 @@ pub struct LinkReport {
     /// Refused links of an earlier run whose undoing was interrupted (a
     /// kill), completed by this run before linking.
     pub undone: Vec<Refusal>,
+    /// Files of trust directories left out because they hold no readable
+    /// key (path, why); the other keys were used.
+    pub trust_skipped: Vec<(PathBuf, String)>,
 }
 
 /// Result of unlinking one extension.
@@ -622,7 +625,10 @@ pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error
         })
         .collect();
     items.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut report = LinkReport::default();
+    let mut report = LinkReport {
+        trust_skipped: trust.skipped(),
+        ..LinkReport::default()
+    };
     let mut seen = std::collections::HashSet::new();
     let mut counter = Counter::from_env(TEST_ABORT_ENV);
     report.undone = complete_undos(&env);

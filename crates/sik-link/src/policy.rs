@@ -40,6 +40,15 @@ impl Trust {
         TrustStore::default_paths()
     }
 
+    /// Files of trust directories left out (path, why).
+    pub fn skipped(&self) -> Vec<(PathBuf, String)> {
+        self.store
+            .skipped()
+            .iter()
+            .map(|s| (s.path.clone(), s.why.clone()))
+            .collect()
+    }
+
     /// Whether no key is trusted.
     pub fn is_empty(&self) -> bool {
         self.store.is_empty()

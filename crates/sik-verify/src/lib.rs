@@ -167,6 +167,17 @@ impl Verdict {
 #[derive(Debug, Clone, Default)]
 pub struct TrustStore {
     keys: Vec<TrustedKey>,
+    skipped: Vec<Skipped>,
+}
+
+/// A file of a trust directory that was left out because it cannot be read
+/// as keys (a stray README, a broken line): the others are still used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// Why, one line (`line N: …` for a line that cannot be parsed).
+    pub why: String,
 }
 
 impl TrustStore {
@@ -176,6 +187,11 @@ impl TrustStore {
     /// lines (`ssh-ed25519 AAAA… comment`) or `allowed_signers` lines
     /// (`principals [options] ssh-ed25519 AAAA… [comment]`); `#` comments and
     /// blank lines are skipped; keys of other types are read and never match.
+    ///
+    /// A file named in `paths` that cannot be read or parsed is an error. A
+    /// file found in a directory that cannot be is left out as a whole
+    /// (none of its keys is trusted) and listed in [`TrustStore::skipped`],
+    /// so one stray file does not stop every check that uses the directory.
     pub fn load(paths: &[PathBuf]) -> Result<Self, Error> {
         let mut store = TrustStore::default();
         for p in paths {
@@ -211,7 +227,18 @@ impl TrustStore {
                 }
                 files.sort();
                 for f in files {
-                    store.add_file(&f)?;
+                    let mut one = TrustStore::default();
+                    match one.add_file(&f) {
+                        Ok(()) => store.keys.append(&mut one.keys),
+                        Err(e) => store.skipped.push(Skipped {
+                            why: match e {
+                                Error::TrustFile { line, why, .. } => format!("line {line}: {why}"),
+                                Error::Io { source, .. } => source.to_string(),
+                                other => other.to_string(),
+                            },
+                            path: f,
+                        }),
+                    }
                 }
             } else {
                 store.add_file(p)?;
@@ -220,10 +247,24 @@ impl TrustStore {
         Ok(store)
     }
 
-    /// `/etc/sik/trusted.d` and `$XDG_CONFIG_HOME/sik/trusted.d`
-    /// (`~/.config/sik/trusted.d` when `XDG_CONFIG_HOME` is unset or empty).
+    /// `/etc/sik/trusted.d` and, for users other than root,
+    /// `$XDG_CONFIG_HOME/sik/trusted.d` (`~/.config/sik/trusted.d` when
+    /// `XDG_CONFIG_HOME` is unset or empty). Root (effective uid 0) trusts
+    /// only the system directory: its environment may come from whoever
+    /// started it (`sudo` keeps `HOME`), and keys root trusts decide what
+    /// runs as root.
     pub fn default_paths() -> Vec<PathBuf> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        Self::default_paths_for(euid)
+    }
+
+    /// [`TrustStore::default_paths`] for effective uid `euid`.
+    pub fn default_paths_for(euid: u32) -> Vec<PathBuf> {
         let mut v = vec![PathBuf::from("/etc/sik/trusted.d")];
+        if euid == 0 {
+            return v;
+        }
         let config = std::env::var_os("XDG_CONFIG_HOME")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
@@ -236,6 +277,11 @@ impl TrustStore {
             v.push(c.join("sik/trusted.d"));
         }
         v
+    }
+
+    /// Files of trust directories left out by [`TrustStore::load`], with why.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// True when no key is trusted.
@@ -488,6 +534,50 @@ mod tests {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOmcDY2gaHyDykOUJOrbnRqOcTz5ZqOUBvHcEAkCrzhG";
 
     #[test]
+    fn root_trusts_only_the_system_directory() {
+        assert_eq!(
+            TrustStore::default_paths_for(0),
+            vec![PathBuf::from("/etc/sik/trusted.d")]
+        );
+        assert_eq!(
+            TrustStore::default_paths_for(1000)[0],
+            PathBuf::from("/etc/sik/trusted.d")
+        );
+    }
+
+    #[test]
+    fn stray_files_in_a_trust_directory_are_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("good.pub"), format!("{KEY} me@host\n")).unwrap();
+        std::fs::write(d.path().join("README"), "Put keys here.\n").unwrap();
+        std::fs::write(
+            d.path().join("mixed.pub"),
+            format!("{KEY} other\nnot a key\n"),
+        )
+        .unwrap();
+        let store = TrustStore::load(&[d.path().to_path_buf()]).unwrap();
+        assert_eq!(store.keys().len(), 1);
+        assert_eq!(store.keys()[0].comment, "me@host");
+        let skipped: Vec<_> = store
+            .skipped()
+            .iter()
+            .map(|s| {
+                (
+                    s.path.file_name().unwrap().to_string_lossy().into_owned(),
+                    s.why.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0].0, "README");
+        assert!(skipped[0].1.starts_with("line 1: "), "{skipped:?}");
+        assert_eq!(skipped[1].0, "mixed.pub");
+        assert!(skipped[1].1.starts_with("line 2: "), "{skipped:?}");
+        // Named directly, a broken file is still an error.
+        assert!(TrustStore::load(&[d.path().join("README")]).is_err());
+    }
+
+    #[test]
     fn loads_files_and_directories() {
         let d = tempfile::tempdir().unwrap();
         let missing = d.path().join("missing.d");
@@ -519,7 +609,15 @@ mod tests {
             Some("bob@example.org")
         );
         std::fs::write(dir.join("zz-bad"), "nonsense\n").unwrap();
-        match TrustStore::load(&[dir]) {
+        let store = TrustStore::load(std::slice::from_ref(&dir)).unwrap();
+        assert_eq!(
+            store.keys().len(),
+            3,
+            "a stray file leaves the others usable"
+        );
+        assert_eq!(store.skipped().len(), 1);
+        assert!(store.skipped()[0].path.ends_with("zz-bad"));
+        match TrustStore::load(&[dir.join("zz-bad")]) {
             Err(Error::TrustFile { line: 1, path, .. }) => assert!(path.ends_with("zz-bad")),
             other => panic!("{other:?}"),
         }

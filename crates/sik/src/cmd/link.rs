@@ -26,7 +26,8 @@ pub struct Args {
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// Trusted public key, allowed_signers file or directory of them (repeatable).
-    /// Default: /etc/sik/trusted.d, $XDG_CONFIG_HOME/sik/trusted.d and ROOT/etc/sik/trusted.d.
+    /// Default: /etc/sik/trusted.d, $XDG_CONFIG_HOME/sik/trusted.d (not for root) and ROOT/etc/sik/trusted.d.
+    /// A file in a trust directory that holds no readable key is skipped with a warning.
     #[arg(long = "trust", value_name = "PATH")]
     pub trust: Vec<PathBuf>,
     /// Also link unsigned images and images signed by keys that are not trusted.
@@ -76,6 +77,12 @@ pub fn run(a: Args) -> CmdResult {
     };
     let report = sik_link::link(&a.sources, &opts)
         .map_err(|e| Failure::input("cannot link", Some(&a.root), e))?;
+    for (path, why) in &report.trust_skipped {
+        warn(format!(
+            "trust file skipped: {}: {why} (its keys are not trusted)",
+            path.display()
+        ));
+    }
     for u in &report.undone {
         warn(format!(
             "{}: the undoing of its refused link (an earlier run was killed) is now complete: {}",

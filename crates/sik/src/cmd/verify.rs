@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use serde_json::json;
 use sik_verify::{Report, TrustStore, Verdict};
 
-use crate::fail::{CmdResult, Failure};
+use crate::fail::{CmdResult, Failure, warn};
 use crate::output::print_json;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  sik verify firmware.ExtensionImage --trust release-key.pub\n  sik verify App.AppImage --trust ~/.ssh/allowed_signers --json\n\nWithout --trust the keys in /etc/sik/trusted.d and $XDG_CONFIG_HOME/sik/trusted.d\n(~/.config/sik/trusted.d) are trusted. Exit status: 0 signed by a trusted key,\n1 not (unsigned, modified, untrusted key, wrong namespace, malformed), 2 input error."
+    after_help = "Examples:\n  sik verify firmware.ExtensionImage --trust release-key.pub\n  sik verify App.AppImage --trust ~/.ssh/allowed_signers --json\n\nWithout --trust the keys in /etc/sik/trusted.d and $XDG_CONFIG_HOME/sik/trusted.d\n(~/.config/sik/trusted.d; not for root, which trusts only /etc/sik/trusted.d) are trusted.\nA file in a trust directory that holds no readable key is skipped with a warning. Exit status: 0 signed by a trusted key,\n1 not (unsigned, modified, untrusted key, wrong namespace, malformed), 2 input error."
 )]
 pub struct Args {
     /// ExtensionImage or AppImage.
@@ -48,6 +48,13 @@ pub fn run(a: Args) -> CmdResult {
         }
         other => Failure::input("cannot read trust store", None, other),
     })?;
+    for s in trust.skipped() {
+        warn(format!(
+            "trust file skipped: {}: {} (its keys are not trusted)",
+            s.path.display(),
+            s.why
+        ));
+    }
     let report = sik_verify::verify_file(&a.image, &trust).map_err(|e| match e {
         sik_verify::Error::Io { path, source } => {
             Failure::input("cannot read", Some(&path), source)
@@ -114,6 +121,11 @@ fn document(
             .collect::<Vec<_>>()
     );
     doc["trusted_keys"] = json!(trust.keys().len());
+    doc["skipped_trust_files"] = trust
+        .skipped()
+        .iter()
+        .map(|s| json!({ "path": s.path.display().to_string(), "reason": s.why }))
+        .collect();
     doc["signatures"] = r
         .signatures
         .iter()
