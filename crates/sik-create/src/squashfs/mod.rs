@@ -29,6 +29,8 @@
 //! ```
 
 mod compress;
+mod data;
+mod options;
 mod pipeline;
 mod tables;
 
@@ -36,6 +38,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Read;
 
+use data::FileData;
+use options::compressor_options;
+pub use options::{Compressor, Meta, Summary, WriteError, WriterOptions};
 use pipeline::Pipeline;
 
 /// Flag bit in a data block's size word: the block is stored uncompressed.
@@ -49,162 +54,6 @@ const MAX_NAME_LEN: usize = 256;
 pub const MAX_SYMLINK_LEN: usize = 4095;
 /// Upper bound of compression threads.
 const MAX_THREADS: usize = 256;
-
-/// The compression algorithm of an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Compressor {
-    /// zlib streams (superblock id 1); levels 1–9, default 9.
-    Gzip,
-    /// xz streams with CRC32 check and dictionary = block size (id 4);
-    /// presets 0–9, default 6.
-    Xz,
-    /// LZ4 raw blocks, "legacy" format (id 5); no level.
-    Lz4,
-    /// zstd frames (id 6); levels 1–22, default 15.
-    Zstd,
-}
-
-impl Compressor {
-    /// The superblock's compressor id.
-    pub fn id(self) -> u16 {
-        match self {
-            Compressor::Gzip => 1,
-            Compressor::Xz => 4,
-            Compressor::Lz4 => 5,
-            Compressor::Zstd => 6,
-        }
-    }
-
-    /// The level used when none is given (mksquashfs's defaults); `None` for
-    /// LZ4, which has no level.
-    pub fn default_level(self) -> Option<i32> {
-        match self {
-            Compressor::Gzip => Some(9),
-            Compressor::Xz => Some(6),
-            Compressor::Lz4 => None,
-            Compressor::Zstd => Some(15),
-        }
-    }
-
-    /// Accepted levels, inclusive; `None` for LZ4.
-    pub fn level_range(self) -> Option<(i32, i32)> {
-        match self {
-            Compressor::Gzip => Some((1, 9)),
-            Compressor::Xz => Some((0, 9)),
-            Compressor::Lz4 => None,
-            Compressor::Zstd => Some((1, 22)),
-        }
-    }
-}
-
-/// How an image is written.
-#[derive(Debug, Clone)]
-pub struct WriterOptions {
-    /// Compression algorithm.
-    pub compressor: Compressor,
-    /// Compression level; `None` = the compressor's default
-    /// ([`Compressor::default_level`]). LZ4 accepts only `None`.
-    pub level: Option<i32>,
-    /// Data block size: a power of two from 4096 to 1 MiB.
-    pub block_size: u32,
-    /// Superblock modification time (seconds since the epoch).
-    pub mod_time: u32,
-    /// Compression worker threads; 0 = available parallelism.
-    pub threads: usize,
-}
-
-impl Default for WriterOptions {
-    fn default() -> Self {
-        WriterOptions {
-            compressor: Compressor::Zstd,
-            level: None,
-            block_size: 128 * 1024,
-            mod_time: 0,
-            threads: 0,
-        }
-    }
-}
-
-/// Ownership, permissions, time and extended attributes of one entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Meta {
-    /// Permission bits including setuid/setgid/sticky (`0o7777`), no type
-    /// bits; higher bits are ignored.
-    pub mode: u16,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Modification time, seconds since the epoch.
-    pub mtime: u32,
-    /// Extended attributes: full names (`b"user.foo"`) and values. Only the
-    /// `user.`, `trusted.` and `security.` namespaces can be stored (see
-    /// [`xattr_name_supported`]).
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-/// What [`SquashfsWriter::finish`] wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    /// Superblock `bytes_used`: the end of the last table.
-    pub bytes_used: u64,
-    /// Length of the file: `bytes_used` padded with zeros to 4096.
-    pub file_len: u64,
-    /// Number of inodes (hard links share one).
-    pub inode_count: u32,
-    /// Number of distinct uids/gids.
-    pub id_count: u16,
-    /// Number of fragment blocks.
-    pub fragment_count: u32,
-    /// Regular files whose content was found identical to an earlier file
-    /// and shares its blocks.
-    pub duplicate_files: u64,
-    /// Number of distinct extended attribute sets.
-    pub xattr_sets: u32,
-}
-
-/// Errors of the writer.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// Reading a source or writing the image failed.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The path is empty, absolute, has an empty, `.` or `..` component, a
-    /// NUL byte, or a component longer than 256 bytes.
-    #[error("invalid path in image: {0}")]
-    InvalidPath(String),
-    /// The path was already added.
-    #[error("already in the image: {0}")]
-    Duplicate(String),
-    /// The hard link target was not added.
-    #[error("not in the image: {0}")]
-    NotFound(String),
-    /// A parent component of the path is not a directory.
-    #[error("a parent is not a directory: {0}")]
-    NotADirectory(String),
-    /// A hard link to a directory was requested.
-    #[error("hard link to a directory: {0}")]
-    HardlinkToDirectory(String),
-    /// The symlink target is empty, longer than 4095 bytes or holds a NUL.
-    #[error("invalid symlink target: {0}")]
-    InvalidSymlink(String),
-    /// The device number does not fit (major < 4096, minor < 2^20).
-    #[error("device number out of range: {0}")]
-    InvalidDevice(String),
-    /// An extended attribute outside user./trusted./security., an empty
-    /// name, a name over 255 bytes or a name given twice.
-    #[error("unsupported extended attribute: {0}")]
-    InvalidXattr(String),
-    /// Options out of range (block size, level, ...).
-    #[error("invalid writer options: {0}")]
-    InvalidOptions(String),
-    /// The image would exceed a format limit.
-    #[error("image too large: {0}")]
-    TooLarge(String),
-    /// A compression worker thread died.
-    #[error("compression worker thread failed")]
-    Worker,
-}
 
 /// Whether an extended attribute name can be stored (SquashFS knows the
 /// `user.`, `trusted.` and `security.` prefixes only).
@@ -251,18 +100,6 @@ struct Node {
     links: u32,
 }
 
-/// Content of a regular file: where its blocks and tail are.
-#[derive(Debug, Clone)]
-struct FileData {
-    size: u64,
-    /// Per block: the pipeline sequence number, or [`SPARSE`].
-    blocks: Vec<u64>,
-    /// (fragment index, offset) of the tail when the file is in a fragment.
-    fragment: Option<(u32, u32)>,
-    /// Bytes in sparse blocks.
-    sparse: u64,
-}
-
 /// Writes one SquashFS 4.0 image. See the module documentation.
 pub struct SquashfsWriter {
     opts: WriterOptions,
@@ -278,26 +115,6 @@ pub struct SquashfsWriter {
     duplicate_files: u64,
     zeros: Vec<u8>,
     scratch: Vec<u8>,
-}
-
-/// The compressor options block mksquashfs would write for these settings
-/// (empty when none is written).
-fn compressor_options(kind: Compressor, level: i32) -> Vec<u8> {
-    let mut v = Vec::new();
-    match kind {
-        Compressor::Gzip if level != 9 => {
-            v.extend_from_slice(&(level as u32).to_le_bytes());
-            v.extend_from_slice(&15u16.to_le_bytes());
-            v.extend_from_slice(&0u16.to_le_bytes());
-        }
-        Compressor::Zstd if level != 15 => v.extend_from_slice(&(level as u32).to_le_bytes()),
-        Compressor::Lz4 => {
-            v.extend_from_slice(&1u32.to_le_bytes());
-            v.extend_from_slice(&0u32.to_le_bytes());
-        }
-        _ => {}
-    }
-    v
 }
 
 fn show(path: &[u8]) -> String {
@@ -317,13 +134,6 @@ fn components(path: &[u8]) -> Result<Vec<&[u8]>, WriteError> {
         out.push(c);
     }
     Ok(out)
-}
-
-/// Appends up to `len` bytes from `r` to `buf`, stopping early only at the
-/// end of the reader.
-fn read_block(r: &mut dyn Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
-    r.take(len as u64).read_to_end(buf)?;
-    Ok(())
 }
 
 /// Linux `new_encode_dev`: the device number as the kernel decodes it.
@@ -675,148 +485,6 @@ impl SquashfsWriter {
     pub fn add_socket(&mut self, path: &[u8], meta: Meta) -> Result<(), WriteError> {
         check_xattrs(path, &meta)?;
         self.insert(path, meta, Kind::Socket)
-    }
-
-    /// Streams a file's content into the image; returns its [`FileData`] index.
-    fn write_data(&mut self, data: &mut dyn Read) -> Result<u32, WriteError> {
-        let bs = self.opts.block_size as usize;
-        // The first block goes to a reused buffer: most files are small and
-        // only need copying into the fragment block.
-        let mut first = std::mem::take(&mut self.scratch);
-        first.clear();
-        first.reserve_exact(bs);
-        read_block(data, &mut first, bs)?;
-        if first.len() < bs {
-            let result = self.write_small(&first);
-            self.scratch = first;
-            return result;
-        }
-        let start_seq = self.pipeline.next_seq();
-        let result = self.write_large(first, data);
-        match result {
-            Ok(id) => Ok(id),
-            Err(e) => {
-                // Drop what was queued for the failed file; the image stays
-                // consistent for the entries added so far.
-                let end = self.pipeline.next_seq();
-                let _ = self.pipeline.discard(start_seq..end);
-                Err(e)
-            }
-        }
-    }
-
-    fn new_file(&mut self, fd: FileData) -> Result<u32, WriteError> {
-        let id = u32::try_from(self.files.len())
-            .map_err(|_| WriteError::TooLarge("too many files".into()))?;
-        self.files.push(fd);
-        Ok(id)
-    }
-
-    /// A file smaller than one block: its content goes into a fragment
-    /// block (shared with identical earlier small files).
-    fn write_small(&mut self, content: &[u8]) -> Result<u32, WriteError> {
-        let size = content.len() as u64;
-        if size == 0 {
-            return self.new_file(FileData {
-                size,
-                blocks: Vec::new(),
-                fragment: None,
-                sparse: 0,
-            });
-        }
-        let key = (size, xxhash_rust::xxh3::xxh3_128(content));
-        let fragment = match self.small_dups.get(&key) {
-            Some(&f) => {
-                self.duplicate_files += 1;
-                f
-            }
-            None => {
-                let f = self.add_fragment(content)?;
-                self.small_dups.insert(key, f);
-                f
-            }
-        };
-        self.new_file(FileData {
-            size,
-            blocks: Vec::new(),
-            fragment: Some(fragment),
-            sparse: 0,
-        })
-    }
-
-    fn add_fragment(&mut self, content: &[u8]) -> Result<(u32, u32), WriteError> {
-        let bs = self.opts.block_size as usize;
-        if self.frag_buf.len() + content.len() > bs {
-            self.flush_fragment()?;
-        }
-        if self.frag_buf.capacity() == 0 {
-            self.frag_buf.reserve_exact(bs);
-        }
-        let index = u32::try_from(self.frag_seqs.len())
-            .ok()
-            .filter(|&i| i < u32::MAX)
-            .ok_or_else(|| WriteError::TooLarge("too many fragments".into()))?;
-        let offset = self.frag_buf.len() as u32;
-        self.frag_buf.extend_from_slice(content);
-        Ok((index, offset))
-    }
-
-    fn flush_fragment(&mut self) -> Result<(), WriteError> {
-        if self.frag_buf.is_empty() {
-            return Ok(());
-        }
-        let block = std::mem::take(&mut self.frag_buf);
-        let seq = self.pipeline.submit(block)?;
-        self.frag_seqs.push(seq);
-        Ok(())
-    }
-
-    /// A file of at least one block: every block (the last one possibly
-    /// short) is a data block; all-zero blocks are sparse.
-    fn write_large(&mut self, first: Vec<u8>, data: &mut dyn Read) -> Result<u32, WriteError> {
-        let bs = self.opts.block_size as usize;
-        let start_seq = self.pipeline.next_seq();
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        let mut blocks = Vec::new();
-        let mut size = 0u64;
-        let mut sparse = 0u64;
-        let mut block = first;
-        loop {
-            let len = block.len();
-            hasher.update(&block);
-            size += len as u64;
-            if block[..] == self.zeros[..len] {
-                sparse += len as u64;
-                blocks.push(SPARSE);
-            } else {
-                blocks.push(self.pipeline.submit(block)?);
-            }
-            if len < bs {
-                break;
-            }
-            let mut next = Vec::with_capacity(bs);
-            read_block(data, &mut next, bs)?;
-            if next.is_empty() {
-                break;
-            }
-            block = next;
-        }
-        let key = (size, hasher.digest128());
-        if let Some(&earlier) = self.large_dups.get(&key) {
-            let end = self.pipeline.next_seq();
-            self.pipeline.discard(start_seq..end)?;
-            self.duplicate_files += 1;
-            let fd = self.files[earlier as usize].clone();
-            return self.new_file(fd);
-        }
-        let id = self.new_file(FileData {
-            size,
-            blocks,
-            fragment: None,
-            sparse,
-        })?;
-        self.large_dups.insert(key, id);
-        Ok(id)
     }
 
     /// Writes the tables and the superblock, pads the file to a multiple of
