@@ -1585,3 +1585,161 @@ fn rename_race_never_links_unchecked_bytes_as_signed() {
     }
     eprintln!("rename race: {linked} linked (signed bytes), {refused} refused");
 }
+
+/// An overlay directory holding `files` (path, content; `ExtensionRun` executable).
+fn overlay_dir(t: &TestDir, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let d = t.mkdir(name);
+    for (p, c) in files {
+        let full = d.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, c).unwrap();
+        if *p == "ExtensionRun" {
+            std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    d
+}
+
+#[test]
+fn directories_and_unsigned_extension_runs_need_their_flags_under_a_trust_store() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let signer = key(&t, "trusted");
+    let keys = t.mkdir("keys");
+    std::fs::copy(t.join("trusted.pub"), keys.join("trusted.pub")).unwrap();
+    let trust = ["--trust", keys.to_str().unwrap()];
+    let run_script = |marker: &str| format!("#!/bin/sh\necho \"$SIK_EXTENSION\" > /run/{marker}\n");
+    let overlay_run = run_script("overlay-ran");
+    let overlay = overlay_dir(
+        &t,
+        "overlay",
+        &[("etc/motd", "hello"), ("ExtensionRun", &overlay_run)],
+    );
+    let before = listing(&root);
+
+    // A directory carries no signature: refused while keys are trusted.
+    let out = link(&root, &trust, &[&overlay]);
+    let stderr = assert_fails(&out, 1, &["1 of 1 sources refused"]);
+    assert!(stderr.contains("--allow-directories"), "{stderr}");
+    assert!(!root.join("etc/motd").exists());
+    // Allowed by the flag; its ExtensionRun is skipped without the other one.
+    let out = link(
+        &root,
+        &[&trust[..], &["--allow-directories"]].concat(),
+        &[&overlay],
+    );
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("overlay: ExtensionRun not run: skipped")
+            && stderr.contains("--allow-unsigned-run"),
+        "{stderr}"
+    );
+    assert_eq!(read_in_root(&root, "etc/motd"), "hello");
+    assert!(!root.join("run/overlay-ran").exists(), "ExtensionRun ran");
+    let doc = status(&root);
+    assert!(
+        ext(&doc, "overlay")["run"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("skipped"),
+        "{doc:#}"
+    );
+    unlink(&root, &["overlay"]);
+
+    // An image linked with --allow-unsigned: linked, its ExtensionRun skipped ...
+    let unsigned_run = run_script("unsigned-ran");
+    let unsigned = image(
+        &t,
+        "unsigned",
+        Some("ID=_any\n"),
+        &[("usr/bin/u", "u"), ("ExtensionRun", &unsigned_run)],
+    );
+    let out = link(
+        &root,
+        &[&trust[..], &["--allow-unsigned"]].concat(),
+        &[&unsigned],
+    );
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unsigned: ExtensionRun not run: skipped")
+    );
+    assert!(!root.join("run/unsigned-ran").exists(), "ExtensionRun ran");
+    unlink(&root, &["unsigned"]);
+    // ... and run with --allow-unsigned-run.
+    ok(&link(
+        &root,
+        &[&trust[..], &["--allow-unsigned", "--allow-unsigned-run"]].concat(),
+        &[&unsigned],
+    ));
+    assert_eq!(read_in_root(&root, "run/unsigned-ran"), "unsigned\n");
+    unlink(&root, &["unsigned"]);
+    std::fs::remove_file(root.join("run/unsigned-ran")).unwrap();
+
+    // A signed image's ExtensionRun runs without any flag.
+    let signed_run = run_script("signed-ran");
+    let signed = image(
+        &t,
+        "signed",
+        Some("ID=_any\n"),
+        &[("usr/bin/s", "s"), ("ExtensionRun", &signed_run)],
+    );
+    sign(&signed, &signer);
+    ok(&link(&root, &trust, &[&signed]));
+    assert_eq!(read_in_root(&root, "run/signed-ran"), "signed\n");
+    unlink(&root, &["signed"]);
+    std::fs::remove_file(root.join("run/signed-ran")).unwrap();
+    assert_same(&before, &listing(&root), "after unlink");
+}
+
+#[test]
+fn a_linked_overlay_cannot_add_a_trusted_key() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let good_key = key(&t, "trusted");
+    let evil_key = key(&t, "evil");
+    let evil_pub = std::fs::read_to_string(t.join("evil.pub")).unwrap();
+    let overlay = overlay_dir(&t, "drop", &[("etc/sik/trusted.d/evil.pub", &evil_pub)]);
+    let evil = image(&t, "evil", Some("ID=_any\n"), &[("usr/bin/evil", "e")]);
+    sign(&evil, &evil_key);
+    let good = image(&t, "good", Some("ID=_any\n"), &[("usr/bin/good", "g")]);
+    sign(&good, &good_key);
+    let before = listing(&root);
+
+    // No trust store yet: the overlay links, creating etc/sik/trusted.d
+    // with a symlink to the attacker's key.
+    ok(&link(&root, &[], &[&overlay]));
+    assert!(root.join("etc/sik/trusted.d/evil.pub").is_symlink());
+    // That directory is the linker's own: not a trust store.
+    let out = link(&root, &[], &[&evil]);
+    let stderr = assert_fails(&out, 1, &["1 of 1 sources refused"]);
+    assert!(stderr.contains("created by sik link"), "{stderr}");
+    assert!(!root.join("usr/bin/evil").exists());
+    unlink(&root, &["drop"]);
+    assert_same(&before, &listing(&root), "after unlink");
+
+    // ROOT's own trust store: a key symlinked into it by an overlay is not read.
+    std::fs::create_dir_all(root.join("etc/sik/trusted.d")).unwrap();
+    std::fs::copy(
+        t.join("trusted.pub"),
+        root.join("etc/sik/trusted.d/trusted.pub"),
+    )
+    .unwrap();
+    ok(&link(&root, &["--allow-directories"], &[&overlay]));
+    assert!(root.join("etc/sik/trusted.d/evil.pub").is_symlink());
+    let out = link(&root, &[], &[&evil, &good]);
+    let stderr = assert_fails(&out, 1, &["1 of 2 sources refused"]);
+    assert!(
+        stderr.contains("refused: evil:") && stderr.contains("not trusted"),
+        "{stderr}"
+    );
+    assert_eq!(read_in_root(&root, "usr/bin/good"), "g");
+    assert!(!root.join("usr/bin/evil").exists());
+    ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
+}

@@ -109,6 +109,12 @@ pub struct LinkOptions {
     pub trust: Vec<PathBuf>,
     /// Link unsigned images and images signed by untrusted keys.
     pub allow_unsigned: bool,
+    /// Link directory sources although a trust store is in force.
+    pub allow_directories: bool,
+    /// Run the `ExtensionRun` of content no trusted key signed (a
+    /// directory, an image linked with `allow_unsigned`) although a trust
+    /// store is in force.
+    pub allow_unsigned_run: bool,
     /// Link images whatever their extension-release says.
     pub ignore_compat: bool,
     /// Stage (copy) the content into the state directory when mounting fails.
@@ -127,6 +133,8 @@ impl LinkOptions {
             state: None,
             trust: Vec::new(),
             allow_unsigned: false,
+            allow_directories: false,
+            allow_unsigned_run: false,
             ignore_compat: false,
             extract: false,
             replace: false,
@@ -284,6 +292,9 @@ pub struct LinkReport {
     /// Files of trust directories left out because they hold no readable
     /// key (path, why); the other keys were used.
     pub trust_skipped: Vec<(PathBuf, String)>,
+    /// Trust directories inside ROOT that were not used, and why (a
+    /// symlink, or a directory the linker created).
+    pub ignored_trust: Vec<String>,
 }
 
 /// Result of unlinking one extension.
@@ -597,15 +608,32 @@ pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error
     let env = open_env(&opts.root, opts.state.as_deref(), true)?;
     let _lock = lock(&env)?;
     let os = root_os_release(&env.root);
+    let mut ignored_trust = Vec::new();
     let trust_paths = if opts.trust.is_empty() {
-        let mut v = Trust::default_paths();
-        if let Ok(d) = env
-            .root
-            .resolve_dir(b"", b"etc/sik/trusted.d", None, &mut |_| Ok(()))
-        {
-            v.push(env.root_path.join(OsStr::from_bytes(&d.rel)));
+        // Trust directories inside ROOT (its etc/sik/trusted.d, and with
+        // ROOT `/` the defaults too) are read only where nothing the linker
+        // links can have put a key: see `root_trust_files`.
+        let mut inside = vec![b"etc/sik/trusted.d".to_vec()];
+        let mut v = Vec::new();
+        for p in Trust::default_paths() {
+            match p.strip_prefix(&env.root_path) {
+                Ok(rel) if p.is_absolute() => {
+                    let rel = rel.as_os_str().as_bytes().to_vec();
+                    if !inside.contains(&rel) {
+                        inside.push(rel);
+                    }
+                }
+                _ => v.push(p),
+            }
         }
         v.retain(|p| p.exists());
+        let mut created = None;
+        for rel in inside {
+            match root_trust_files(&env, &rel, &mut created) {
+                Ok(files) => v.extend(files),
+                Err(why) => ignored_trust.push(why),
+            }
+        }
         v
     } else {
         opts.trust.clone()
@@ -627,6 +655,7 @@ pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let mut report = LinkReport {
         trust_skipped: trust.skipped(),
+        ignored_trust,
         ..LinkReport::default()
     };
     let mut seen = std::collections::HashSet::new();
@@ -658,6 +687,109 @@ pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error
     let doc = serde_json::to_vec_pretty(&report.refused).unwrap_or_default();
     atomic_write(&env.state.join(REFUSED_FILE), &doc).map_err(ioe(env.state.join(REFUSED_FILE)))?;
     Ok(report)
+}
+
+/// The key files of the trust directory `rel` of ROOT (canonical, no
+/// leading `/`), read only where nothing linked can have put a key: no
+/// component of `rel` may be a symlink (extensions link symlinks) or a
+/// directory the linker created (a `D` record of any journal, or a
+/// directory waiting in `.orphan-dirs`), and only regular files, not
+/// symlinks, are taken. `Ok(empty)` when it does not exist; `Err` names why
+/// an existing one is not used. `created`: the linker's directories, read
+/// on first need.
+fn root_trust_files(
+    env: &Env,
+    rel: &[u8],
+    created: &mut Option<std::collections::HashSet<Vec<u8>>>,
+) -> Result<Vec<PathBuf>, String> {
+    let shown = || {
+        env.root_path
+            .join(OsStr::from_bytes(rel))
+            .display()
+            .to_string()
+    };
+    let mut fd = sys::dup_dir(env.root.fd.as_raw_fd()).map_err(|e| format!("{}: {e}", shown()))?;
+    let mut here: Vec<u8> = Vec::new();
+    for c in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        here = resolve::join(&here, c);
+        let cc = sys::cstr(c).map_err(|e| format!("{}: {e}", shown()))?;
+        fd = match sys::openat(fd.as_raw_fd(), &cc, sys::DIR_FLAGS) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Vec::new()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+                return Err(format!(
+                    "{}: not used as a trust store: /{} is not a real directory (trust files are never read through a symlink)",
+                    shown(),
+                    lossy(&here)
+                ));
+            }
+            Err(e) => return Err(format!("{}: {e}", shown())),
+        };
+        let made = created.get_or_insert_with(|| linker_dirs(env));
+        if made.contains(&here) {
+            return Err(format!(
+                "{}: not used as a trust store: /{} was created by sik link (a linked extension may not add keys)",
+                shown(),
+                lossy(&here)
+            ));
+        }
+    }
+    let dir = sys::openat(
+        fd.as_raw_fd(),
+        c".",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    )
+    .map_err(|e| format!("{}: {e}", shown()))?;
+    let entries = sys::read_dir_fd(dir.as_raw_fd()).map_err(|e| match e {
+        sys::ReadDirError::Io(e) => format!("{}: {e}", shown()),
+        sys::ReadDirError::BadName(n, why) => format!("{}/{}: {why}", shown(), show_bytes(&n)),
+    })?;
+    let mut files = Vec::new();
+    for (n, is_dir) in entries {
+        if is_dir || n.starts_with(b".") {
+            continue;
+        }
+        let Ok(c) = sys::cstr(&n) else { continue };
+        // Symlinks (what the linker makes) and anything not a regular file are skipped.
+        if sys::fstatat(dir.as_raw_fd(), &c)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+        {
+            files.push(
+                env.root_path
+                    .join(OsStr::from_bytes(rel))
+                    .join(OsStr::from_bytes(&n)),
+            );
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Every directory of ROOT the linker created and has not removed: the `D`
+/// records of all journals of the state directory and `.orphan-dirs`.
+fn linker_dirs(env: &Env) -> std::collections::HashSet<Vec<u8>> {
+    let mut out = std::collections::HashSet::new();
+    if let Ok(text) = std::fs::read(env.state.join(ORPHANS_FILE)) {
+        for l in text.split(|&c| c == b'\n') {
+            if let Some(p) = journal::unescape_bytes(l).filter(|p| !p.is_empty()) {
+                out.insert(p);
+            }
+        }
+    }
+    let Ok(rd) = std::fs::read_dir(&env.state) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(data) = std::fs::read(e.path().join("journal")) else {
+            continue;
+        };
+        for l in data.split(|&c| c == b'\n') {
+            if let Some(p) = l.strip_prefix(b"D ").and_then(journal::unescape_bytes) {
+                out.insert(p);
+            }
+        }
+    }
+    out
 }
 
 /// Finish the undoing of refused links that an earlier run began (its
@@ -888,20 +1020,25 @@ fn link_one(
     // 1. Signature policy, on the open file. A source that fails its
     // check while an earlier link of this name exists takes that link
     // down too: what is linked must be what passes the check now.
-    let signer = match &opened.file {
-        None => None,
-        Some(f) => match check_image(f, meta, src, opts, trust) {
-            Ok(s) => s,
-            Err(why) if sdir.exists() => {
-                return Err(match unlink_state(env, name, false) {
-                    Ok(_) => format!("{why} (its earlier link was removed)"),
-                    Err(e) => format!(
-                        "{why} (and its earlier link could not be removed: {e}; `sik unlink {name}` removes it)"
-                    ),
-                });
-            }
-            Err(why) => return Err(why),
-        },
+    let checked = match &opened.file {
+        None if !trust.is_empty() && !opts.allow_directories => Err(
+            "a directory, which carries no signature, while a trust store is in force (--allow-directories links it anyway)"
+                .to_string(),
+        ),
+        None => Ok(None),
+        Some(f) => check_image(f, meta, src, opts, trust),
+    };
+    let signer = match checked {
+        Ok(s) => s,
+        Err(why) if sdir.exists() => {
+            return Err(match unlink_state(env, name, false) {
+                Ok(_) => format!("{why} (its earlier link was removed)"),
+                Err(e) => format!(
+                    "{why} (and its earlier link could not be removed: {e}; `sik unlink {name}` removes it)"
+                ),
+            });
+        }
+        Err(why) => return Err(why),
     };
 
     // An earlier link of the same name: the same source continues (or
@@ -1055,8 +1192,14 @@ fn link_one(
 
         // 5. ExtensionRun, once per link.
         let run_needed = previous.as_ref().is_none_or(|p| !p.complete);
+        // Content no trusted key vouches for runs nothing as root while a
+        // trust store is in force, unless asked to.
+        let skip = (signer.is_none() && !trust.is_empty() && !opts.allow_unsigned_run).then(|| {
+            "skipped: the content is not signed by a trusted key (--allow-unsigned-run runs it)"
+                .to_string()
+        });
         let run = if run_needed {
-            run_extension(env, name, &mnt, &seen_mnt, &sdir, opts.run_timeout)
+            run_extension(env, name, &mnt, &seen_mnt, &sdir, opts.run_timeout, skip)
         } else {
             previous.as_ref().and_then(|p| p.run.clone())
         };
@@ -1808,6 +1951,7 @@ fn run_extension(
     seen_mnt: &[u8],
     sdir: &Path,
     timeout: Duration,
+    skip: Option<String>,
 ) -> Option<RunStatus> {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let host = mnt.join("ExtensionRun");
@@ -1820,6 +1964,10 @@ fn run_extension(
         error: None,
         log: log.display().to_string(),
     };
+    if let Some(why) = skip {
+        st.error = Some(why);
+        return Some(st);
+    }
     if !m.is_file() {
         st.error = Some("ExtensionRun is not a regular file".into());
         return Some(st);

@@ -13,7 +13,7 @@ const SHOW_CONFLICTS: usize = 10;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  sik link boot/extensions/x86_64/*.ExtensionImage --root /sysroot --trust boot/keys\n  sik link ./overlay --root / --allow-unsigned --replace"
+    after_help = "Checked: each image's signature against the trusted keys, from the same open file the loop device then reads (an image someone other than root can write is refused); compatibility with ROOT's os-release. Not checked: what the content does. With trusted keys in force, directories need --allow-directories and the ExtensionRun of unsigned content --allow-unsigned-run.\n\nExample:\n  sik link boot/extensions/x86_64/*.ExtensionImage --root /sysroot --trust boot/keys\n  sik link ./overlay --root / --allow-unsigned --replace"
 )]
 pub struct Args {
     /// ExtensionImages or directories (overlay trees) to link.
@@ -33,6 +33,14 @@ pub struct Args {
     /// Also link unsigned images and images signed by keys that are not trusted.
     #[arg(long)]
     pub allow_unsigned: bool,
+    /// Link directory sources (overlay trees carry no signature) although trusted keys are in force.
+    #[arg(long)]
+    pub allow_directories: bool,
+    /// Run the ExtensionRun of content no trusted key signed (a directory, an image
+    /// linked with --allow-unsigned) although trusted keys are in force; without it,
+    /// such a source is linked but its ExtensionRun is skipped.
+    #[arg(long)]
+    pub allow_unsigned_run: bool,
     /// Link images whose extension-release does not match ROOT's os-release.
     #[arg(long)]
     pub ignore_compat: bool,
@@ -70,6 +78,8 @@ pub fn run(a: Args) -> CmdResult {
         state: a.state.clone(),
         trust: a.trust.clone(),
         allow_unsigned: a.allow_unsigned,
+        allow_directories: a.allow_directories,
+        allow_unsigned_run: a.allow_unsigned_run,
         ignore_compat: a.ignore_compat,
         extract: a.extract,
         replace: a.replace,
@@ -82,6 +92,9 @@ pub fn run(a: Args) -> CmdResult {
             "trust file skipped: {}: {why} (its keys are not trusted)",
             path.display()
         ));
+    }
+    for w in &report.ignored_trust {
+        warn(w);
     }
     for u in &report.undone {
         warn(format!(
