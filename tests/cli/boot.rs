@@ -434,10 +434,20 @@ fn generate_writes_checked_grub_cfg_and_initrd_once() {
     run_ok(cmd("grub-script-check").arg(&cfg_path));
     assert_eq!(cfg.matches("menuentry ").count(), 9, "{cfg}");
     assert!(
-        cfg.contains("menuentry \"ubuntu-24.04.1-desktop-amd64 (casper)\""),
+        cfg.contains("menuentry 'ubuntu-24.04.1-desktop-amd64 (casper)'"),
         "{cfg}"
     );
+    // A test directory is not a filesystem root: found by file, with a warning.
+    assert_eq!(doc["medium_uuid"], Value::Null);
     assert!(cfg.contains("search --no-floppy --file --set=root \"${iso_path}\""));
+    assert!(
+        doc["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("search --file")),
+        "{doc:#}"
+    );
     assert!(cfg.contains("loopback loop \"${iso_path}\""));
     assert!(
         cfg.contains(
@@ -526,7 +536,7 @@ fn generate_writes_checked_grub_cfg_and_initrd_once() {
     run_ok(cmd("sh").arg("-n").arg(x.join("sik/boot.sh")));
     run_ok(cmd("sh").arg("-n").arg(x.join("conf/conf.d/zz-sik.conf")));
     let conf = std::fs::read_to_string(x.join("conf/conf.d/zz-sik.conf")).unwrap();
-    assert!(conf.contains("/scripts/init-bottom/ORDER"));
+    assert!(conf.contains("sik_phase='init-bottom'"), "{conf}");
 
     // Second run: nothing rewritten, bytes and mtimes unchanged.
     let files = [
@@ -783,10 +793,40 @@ fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
     assert_eq!((mbr[446], mbr[450]), (0x80, 0x0C));
     assert_eq!(u32::from_le_bytes(mbr[454..458].try_into().unwrap()), 2048);
 
+    // The menu pins the medium by its FAT volume serial, not by a file path
+    // another disk could also have.
+    let serial = run_ok(
+        cmd("minfo")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(format!("{}@@1M", disk.display()))
+            .arg("::"),
+    );
+    let serial = serial
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("serial number: "))
+        .map(|s| s.trim().to_ascii_uppercase())
+        .expect("minfo prints the serial number");
+    let serial = format!("{}-{}", &serial[..4], &serial[4..]);
+    assert!(
+        cfg.contains(&format!(
+            "search --no-floppy --fs-uuid --set=root {serial}\n"
+        )),
+        "{serial}: {cfg}"
+    );
+    assert!(!cfg.contains("search --no-floppy --file"), "{cfg}");
+
+    // After the menu's timeout the entry runs: the search by UUID found the
+    // medium and loopback opened the ISO on it, and GRUB reads the kernel.
     let title = "ubuntu-24.04.1-desktop-amd64 (casper)";
+    // (GRUB then fails on the stand-in kernel: "premature end of file".)
+    let loading = "(loop)/casper/vmlinuz";
     for ovmf in [false, true] {
         let log = t.join(if ovmf { "ovmf.log" } else { "seabios.log" });
-        match qemu_menu(&disk, ovmf, title, &log) {
+        let shown = qemu_menu(&disk, ovmf, loading, &log);
+        let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+        assert!(text.contains(title), "no menu entry {title:?}: {text}");
+        match shown {
             Ok(d) => eprintln!(
                 "GRUB menu with {}: {:.1} s",
                 if ovmf { "OVMF" } else { "SeaBIOS" },
@@ -881,7 +921,14 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
     t.write("medium/boot/keys/signer.pub", "ssh-ed25519 AAAA test");
     t.write("medium/boot/customize/init", "#!/bin/sh\necho customized\n");
     // The stand-in for sik records how the hook called it.
-    let fake = t.write("sik-recorder", "#!/bin/sh\necho \"$@\" > /sik-link-args\n");
+    t.write(
+        "medium/boot/customize/policy.toml",
+        "allow_directories = true\nallow_unsigned_run = false\n",
+    );
+    let fake = t.write(
+        "sik-recorder",
+        "#!/bin/sh\ncase \"$*\" in *--help*) echo '--allow-directories --allow-unsigned-run'; exit 0 ;; esac\necho \"$@\" > /sik-link-args\n",
+    );
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     run_ok(
         cmd("mkfs.ext4")
@@ -910,7 +957,7 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
         "-c",
         "rootmnt=/root; export rootmnt; for conf in /conf/conf.d/*; do [ -f \"$conf\" ] && . \"$conf\"; done; \
          . /conf/conf.d/zz-sik.conf; grep -c sik /scripts/init-bottom/ORDER; \
-         /sik/initramfs-tools-hook; umount /root/home",
+         /sik/initramfs-tools-hook; grep ' /root/home ' /proc/mounts >&2; umount /root/home",
     ]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -923,7 +970,16 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
     let args = std::fs::read_to_string(root.join("sik-link-args")).unwrap();
     assert_eq!(
         args.trim(),
-        "link /isodevice/boot/extensions/x86_64/firmware.ExtensionImage /isodevice/boot/customize/overlay --root /root --trust /isodevice/boot/keys --state /root/var/lib/sik/extensions"
+        "link /isodevice/boot/extensions/x86_64/firmware.ExtensionImage /isodevice/boot/customize/overlay --root /root --trust /isodevice/boot/keys --state /root/var/lib/sik/extensions --allow-directories"
+    );
+    // The home is mounted nosuid,nodev.
+    let home_line = stderr
+        .lines()
+        .find(|l| l.contains(" /root/home "))
+        .unwrap_or_else(|| panic!("home not mounted: {stderr}"));
+    assert!(
+        home_line.contains("nosuid") && home_line.contains("nodev"),
+        "{home_line}"
     );
     assert!(
         stderr.contains("sik: boot medium at /isodevice"),
@@ -986,6 +1042,40 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
     ]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sik: boot medium at /mnt/odd,"), "{stderr}");
+
+    // A partition labelled SIK-HOME on another disk (here a loop device;
+    // the medium is on none) is not mounted as /home.
+    if !have_tool("losetup") {
+        return;
+    }
+    let foreign = t.join("foreign-home.img");
+    run_ok(
+        cmd("mkfs.ext4")
+            .args(["-q", "-F", "-L", "SIK-HOME"])
+            .arg(&foreign)
+            .arg("8M"),
+    );
+    let loopdev = run_ok(cmd("losetup").args(["-f", "--show"]).arg(&foreign));
+    let loopdev = loopdev.trim().to_string();
+    let root = busybox_initramfs(&t, &medium, &initrd, "foreign", "/run/initramfs/isoscan");
+    std::fs::remove_file(root.join("run/initramfs/isoscan/home.img")).unwrap();
+    std::fs::create_dir_all(root.join("sysroot/home")).unwrap();
+    let out = run(cmd("chroot").arg(&root).args([
+        "/bin/sh",
+        "-c",
+        "NEWROOT=/sysroot; export NEWROOT; . /usr/lib/dracut/hooks/pre-pivot/90-sik.sh; grep ' /sysroot/home ' /proc/mounts; true",
+    ]));
+    let _ = cmd("losetup").arg("-d").arg(&loopdev).status();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("(SIK-HOME) ignored: not on the medium's disk"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.trim().is_empty(),
+        "a foreign SIK-HOME was mounted: {stdout}"
+    );
 }
 
 #[test]
@@ -1270,4 +1360,328 @@ fn add_and_generate_work_on_a_fat_image_without_partition_table() {
         cfg.contains("linux (loop)/live/vmlinuz boot=live components findiso=${iso_path}"),
         "{cfg}"
     );
+}
+
+/// The GRUB injection of issue 13: a kernel named so that grub.cfg would
+/// close the menu entry, set `timeout=0` and `default=1` and open another.
+const INJECT: &str = "vmlinuz; } ; set timeout=0 ; set default=1 ; menuentry x { echo";
+
+#[test]
+fn generate_skips_isos_whose_names_would_write_grub_commands() {
+    if !require_tool("xorriso") || !require_tool("grub-script-check") {
+        return;
+    }
+    let t = TestDir::new();
+    let medium = t.mkdir("medium");
+    let iso_dir = medium.join("boot/iso");
+    std::fs::create_dir_all(&iso_dir).unwrap();
+    let put = |iso: PathBuf| {
+        let name = iso.file_name().unwrap().to_owned();
+        std::fs::rename(&iso, iso_dir.join(name)).unwrap();
+    };
+    // Kernel named by the ISO's own grub.cfg (Rock Ridge name, quoted there).
+    put(make_iso(
+        &t,
+        "evil-kernel",
+        "d-live",
+        &[
+            (&format!("/live/{INJECT}"), KERNEL),
+            ("/live/initrd.img", INITRD),
+            (
+                "/boot/grub/grub.cfg",
+                &format!(
+                    "menuentry \"Live\" {{\n\tlinux \"/live/{INJECT}\" boot=live\n\tinitrd /live/initrd.img\n}}\n"
+                ),
+            ),
+        ],
+    ));
+    // Kernel found through the family's `vmlinuz-*` candidate.
+    put(make_iso(
+        &t,
+        "evil-glob",
+        "casper",
+        &[
+            (
+                "/casper/vmlinuz-1; } ; set default=1 ; menuentry y { echo",
+                KERNEL,
+            ),
+            ("/casper/initrd", INITRD),
+        ],
+    ));
+    // Initrd found through the family's `initrd-*` candidate.
+    put(make_iso(
+        &t,
+        "evil-initrd",
+        "casper",
+        &[
+            ("/casper/vmlinuz", KERNEL),
+            ("/casper/initrd-1 ; set timeout=0", INITRD),
+        ],
+    ));
+    // A volume label that reaches root=live:CDLABEL=.
+    put(make_iso(
+        &t,
+        "evil-label",
+        "x;set default=1",
+        &[
+            ("/LiveOS/squashfs.img", "sq"),
+            ("/images/pxeboot/vmlinuz", KERNEL),
+            ("/images/pxeboot/initrd.img", INITRD),
+        ],
+    ));
+    // A distribution argument with GRUB syntax is dropped, the ISO kept.
+    put(make_iso(
+        &t,
+        "good",
+        "d-live",
+        &[
+            ("/live/vmlinuz", KERNEL),
+            ("/live/initrd.img", INITRD),
+            (
+                "/boot/grub/grub.cfg",
+                "menuentry \"Live\" {\n\tlinux /live/vmlinuz boot=live quiet \"x}; set default=1\" a$b\n\tinitrd /live/initrd.img\n}\n",
+            ),
+        ],
+    ));
+    let sikbin = fake_sik(&t);
+    let out = run_ok(
+        sik()
+            .args(["boot", "generate", "--json", "--sik-binary"])
+            .arg(&sikbin)
+            .arg(&medium),
+    );
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    check_schema("generate.json", &doc);
+    let status = |name: &str| -> (String, String) {
+        let i = doc["isos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["path"] == format!("boot/iso/{name}.iso"))
+            .unwrap_or_else(|| panic!("{name} missing: {doc:#}"));
+        (
+            i["status"].as_str().unwrap().to_string(),
+            i["reason"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    for (name, why) in [
+        ("evil-kernel", "kernel path"),
+        ("evil-glob", "kernel path"),
+        ("evil-initrd", "initrd path"),
+        ("evil-label", "volume label"),
+    ] {
+        let (st, reason) = status(name);
+        assert_eq!(st, "skipped", "{name}: {doc:#}");
+        assert!(reason.contains(why), "{name}: {reason}");
+    }
+    assert_eq!(status("good").0, "detected", "{doc:#}");
+    let good = doc["isos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["path"] == "boot/iso/good.iso")
+        .unwrap();
+    assert!(
+        good["dropped_args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "x}; set default=1"),
+        "{good:#}"
+    );
+    let cfg_path = medium.join("boot/grub/grub.cfg");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    run_ok(cmd("grub-script-check").arg(&cfg_path));
+    assert_eq!(cfg.matches("menuentry ").count(), 1, "{cfg}");
+    for bad in [
+        "set timeout=0",
+        "set default=1",
+        "menuentry x",
+        "menuentry y",
+        "a$b",
+    ] {
+        assert!(!cfg.contains(bad), "{bad} reached grub.cfg:\n{cfg}");
+    }
+    assert!(cfg.contains("set default=0\n") && cfg.contains("set timeout=10\n"));
+    // Plain text output names each skipped ISO with the reason.
+    let out = run(sik()
+        .args(["boot", "detect"])
+        .arg(iso_dir.join("evil-kernel.iso")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("skipped: live-boot: kernel path"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn family_files_with_shell_or_grub_syntax_are_refused_naming_the_field() {
+    let t = TestDir::new();
+    let medium = t.mkdir("medium");
+    let good = include_str!("../../formats/live/casper.toml");
+    let sikbin = fake_sik(&t);
+    for (field, from, to) in [
+        (
+            "initramfs.newroot",
+            "newroot = \"/root\"",
+            "newroot = \"/root\\\"; reboot -f; \\\"\"",
+        ),
+        (
+            "initramfs.medium",
+            "medium = \"/isodevice\"",
+            "medium = \"/isodevice $(reboot)\"",
+        ),
+        (
+            "hook.phase",
+            "phase = \"init-bottom\"",
+            "phase = \"init-bottom/../../etc\"",
+        ),
+        (
+            "class",
+            "class = \"ubuntu\"",
+            "class = \"ubuntu { set default=1 }\"",
+        ),
+        (
+            "boot.configs",
+            "configs = [",
+            "configs = [\"/boot/grub/x;y.cfg\", ",
+        ),
+        (
+            "boot.kernel",
+            "kernel = [",
+            "kernel = [\"/casper/vmlinuz }\", ",
+        ),
+        (
+            "boot.args",
+            "args = \"boot=casper",
+            "args = \"boot=casper;reboot",
+        ),
+    ] {
+        assert!(good.contains(from), "{from}");
+        t.write("medium/boot/formats/casper.toml", good.replace(from, to));
+        let out = run(sik()
+            .args(["boot", "generate", "--sik-binary"])
+            .arg(&sikbin)
+            .arg(&medium));
+        assert_fails(&out, 2, &["casper.toml", field]);
+    }
+    assert!(!medium.join("boot/grub/grub.cfg").exists());
+}
+
+#[test]
+fn directory_media_never_follow_symlinks() {
+    let t = TestDir::new();
+    let sikbin = fake_sik(&t);
+    // A host file the medium's writer should not get into the initrd.
+    t.write("host/secret_key", "PRIVATE KEY\n");
+    let medium = t.mkdir("medium");
+    std::fs::create_dir_all(medium.join("boot/customize")).unwrap();
+    std::os::unix::fs::symlink(t.join("host"), medium.join("boot/customize/initrd")).unwrap();
+    let out = run(sik()
+        .args(["boot", "generate", "--sik-binary"])
+        .arg(&sikbin)
+        .arg(&medium));
+    assert_fails(&out, 2, &["boot/customize/initrd", "symlink"]);
+    assert!(!medium.join("boot/sik/initrd.img").exists());
+
+    // A symlinked directory on the way is refused the same way.
+    std::fs::remove_file(medium.join("boot/customize/initrd")).unwrap();
+    std::fs::remove_dir(medium.join("boot/customize")).unwrap();
+    t.write("elsewhere/initrd/secret_key", "PRIVATE KEY\n");
+    std::os::unix::fs::symlink(t.join("elsewhere"), medium.join("boot/customize")).unwrap();
+    let out = run(sik()
+        .args(["boot", "generate", "--sik-binary"])
+        .arg(&sikbin)
+        .arg(&medium));
+    assert_fails(&out, 2, &["symlink"]);
+    std::fs::remove_file(medium.join("boot/customize")).unwrap();
+
+    // A symlinked grub.cfg: refused, and no grub.cfg.old copy of its target.
+    let shadow = t.write("host/shadow", "root:secret\n");
+    std::fs::set_permissions(&shadow, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(medium.join("boot/grub")).unwrap();
+    std::os::unix::fs::symlink(&shadow, medium.join("boot/grub/grub.cfg")).unwrap();
+    let out = run(sik()
+        .args(["boot", "generate", "--sik-binary"])
+        .arg(&sikbin)
+        .arg(&medium));
+    assert_fails(&out, 2, &["boot/grub/grub.cfg", "symlink"]);
+    assert!(!medium.join("boot/grub/grub.cfg.old").exists());
+    assert_eq!(std::fs::read_to_string(&shadow).unwrap(), "root:secret\n");
+    std::fs::remove_file(medium.join("boot/grub/grub.cfg")).unwrap();
+
+    // A symlinked family file is not read.
+    std::fs::create_dir_all(medium.join("boot/formats")).unwrap();
+    std::os::unix::fs::symlink(&shadow, medium.join("boot/formats/x.toml")).unwrap();
+    let out = run(sik()
+        .args(["boot", "generate", "--sik-binary"])
+        .arg(&sikbin)
+        .arg(&medium));
+    assert_fails(&out, 2, &["x.toml", "regular file"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("secret"));
+    std::fs::remove_file(medium.join("boot/formats/x.toml")).unwrap();
+
+    // `add` into a symlinked boot/iso writes nothing outside the medium.
+    let outside = t.mkdir("outside");
+    std::fs::create_dir_all(medium.join("boot")).unwrap();
+    std::os::unix::fs::symlink(&outside, medium.join("boot/iso")).unwrap();
+    let iso = t.join("debian-live.iso");
+    if have_tool("xorriso") {
+        let iso = make_iso(
+            &t,
+            "debian-live",
+            "d-live",
+            &[("/live/vmlinuz", KERNEL), ("/live/initrd.img", INITRD)],
+        );
+        let out = run(sik().args(["boot", "add"]).arg(&iso).arg(&medium));
+        assert_fails(&out, 2, &["boot/iso", "symlink"]);
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+    let _ = iso;
+
+    // Symlinks inside customize/initrd are archived as symlinks, not followed.
+    std::fs::remove_file(medium.join("boot/iso")).unwrap();
+    std::fs::create_dir_all(medium.join("boot/customize/initrd/etc")).unwrap();
+    std::os::unix::fs::symlink(
+        t.join("host/secret_key"),
+        medium.join("boot/customize/initrd/etc/key"),
+    )
+    .unwrap();
+    run_ok(
+        sik()
+            .args(["boot", "generate", "--sik-binary"])
+            .arg(&sikbin)
+            .arg(&medium),
+    );
+    let initrd = medium.join("boot/sik/initrd.img");
+    let listing = sh(
+        t.path(),
+        &format!("gzip -dc '{}' | cpio -tv --quiet", initrd.display()),
+    );
+    assert!(
+        listing.contains("etc/key -> "),
+        "the symlink is archived: {listing}"
+    );
+    let hits = sh(
+        t.path(),
+        &format!(
+            "gzip -dc '{}' | grep -a -c 'PRIVATE KEY' || true",
+            initrd.display()
+        ),
+    );
+    assert_eq!(hits.trim(), "0", "host file content packed");
+}
+
+#[test]
+fn generate_refuses_a_dynamically_linked_sik() {
+    let t = TestDir::new();
+    let medium = t.mkdir("medium");
+    // Debian's /bin/sh asks for the dynamic loader, like `cargo build --release`.
+    let out = run(sik()
+        .args(["boot", "generate", "--sik-binary", "/bin/sh"])
+        .arg(&medium));
+    assert_fails(&out, 2, &["boot generate", "/bin/sh", "dynamically linked"]);
+    assert!(!medium.join("boot/sik/initrd.img").exists());
+    assert!(!medium.join("boot/grub/grub.cfg").exists());
 }

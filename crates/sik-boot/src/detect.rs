@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::bootcfg;
 use crate::family::{Family, RunMethod};
 use crate::iso9660::Iso;
+use crate::quote;
 
 /// Largest boot config read from an ISO.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -152,11 +153,15 @@ fn arg_key(a: &str) -> &str {
     a.split_once('=').map_or(a, |(k, _)| k)
 }
 
-/// Whether an argument can be written into grub.cfg as a plain word.
-fn grub_safe(a: &str) -> bool {
-    !a.is_empty()
-        && a.chars()
-            .all(|c| !c.is_control() && !" \t\"'\\;|&<>{}$`#".contains(c))
+/// Whether a value read from the ISO may go into grub.cfg as a path.
+fn path_checked(what: &str, p: &str) -> Result<(), String> {
+    if quote::grub_path_ok(p) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} path {p:?} has characters grub.cfg cannot carry safely (allowed: letters, digits, ._,+:=@%~- and /)"
+        ))
+    }
 }
 
 fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, String> {
@@ -189,6 +194,9 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
                 bootcfg::CfgEntry::default(),
             ),
         };
+        if let Some(c) = &config {
+            path_checked("config", c)?;
+        }
         return Ok(Detected {
             family: fam.name.clone(),
             class: fam.class.clone(),
@@ -237,19 +245,25 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
             }
         }
     }
-    let label_arg = label.replace(' ', "\\x20");
-    let mut args: Vec<String> = fam
-        .boot
-        .args
-        .split_whitespace()
-        .map(|a| a.replace("${label}", &label_arg))
-        .filter(|a| grub_safe_template(a))
-        .collect();
+    path_checked("kernel", &kernel)?;
+    for i in &initrds {
+        path_checked("initrd", i)?;
+    }
+    let mut args = Vec::new();
+    for a in fam.boot.args.split_whitespace() {
+        let a = a.replace("${label}", &label);
+        if !quote::kernel_arg_ok(&a) {
+            return Err(format!(
+                "volume label {label:?} cannot be passed safely in the kernel argument {a:?} (allowed: letters, digits, ._,+:=@%/~-)"
+            ));
+        }
+        args.push(a);
+    }
     if let Some(init) = fam
         .hook
         .init
         .as_deref()
-        .filter(|i| fam.hook.method == RunMethod::Init && grub_safe(i))
+        .filter(|i| fam.hook.method == RunMethod::Init && quote::grub_path_ok(i))
     {
         args.push(format!("init={init}"));
     }
@@ -259,7 +273,7 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
             let ours = fam.hook.method == RunMethod::Init && arg_key(a) == "init";
             let drop = ours
                 || fam.boot.drop_args.iter().any(|k| k == arg_key(a) || k == a)
-                || !grub_safe(a)
+                || !quote::kernel_arg_ok(a)
                 || args.contains(a);
             if drop {
                 dropped.push(a.clone());
@@ -280,11 +294,6 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
         use_loopback_cfg: false,
         hook: fam.hook.method,
     })
-}
-
-/// Template arguments may hold the GRUB variables we set (`${iso_path}`, `${uuid}`).
-fn grub_safe_template(a: &str) -> bool {
-    grub_safe(&a.replace("${iso_path}", "").replace("${uuid}", "x"))
 }
 
 /// A detection result with the file it is about.

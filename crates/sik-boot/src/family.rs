@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::quote;
+
 /// The family files compiled into the binary, as (file name, text).
 pub const BUILTIN_FILES: &[(&str, &str)] = &[
     (
@@ -213,11 +215,85 @@ pub fn parse(file: &Path, text: &str) -> Result<Family, FamilyError> {
         _ => {}
     }
     for p in &fam.hook.paths {
-        if p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty()) {
-            return Err(bad("hook.paths must be relative paths without '..'"));
+        if !quote::sh_path_ok(&format!("/{p}")) || p.starts_with('/') {
+            return Err(bad(
+                "hook.paths must be relative paths of letters, digits and ._- without '..'",
+            ));
         }
     }
+    validate_fields(&fam).map_err(|why| bad(&why))?;
     Ok(fam)
+}
+
+/// The fields that reach grub.cfg or a hook script, each against its
+/// character class (crate::quote); the error names the field.
+fn validate_fields(fam: &Family) -> Result<(), String> {
+    if let Some(c) = fam.class.as_deref().filter(|c| !quote::name_ok(c)) {
+        return Err(format!(
+            "class {c:?}: use 1-64 ASCII letters, digits, '-' or '_'"
+        ));
+    }
+    if let Some(p) = fam.hook.phase.as_deref().filter(|p| !quote::name_ok(p)) {
+        return Err(format!(
+            "hook.phase {p:?}: use 1-64 ASCII letters, digits, '-' or '_'"
+        ));
+    }
+    if let Some(i) = fam
+        .hook
+        .init
+        .as_deref()
+        .filter(|i| !(quote::grub_path_ok(i) && quote::sh_path_ok(i)))
+    {
+        return Err(format!(
+            "hook.init {i:?}: must be an absolute path of letters, digits and ._-"
+        ));
+    }
+    for (field, v) in [
+        ("initramfs.newroot", &fam.initramfs.newroot),
+        ("initramfs.medium", &fam.initramfs.medium),
+    ] {
+        if !v.is_empty() && !quote::sh_path_ok(v) {
+            return Err(format!(
+                "{field} {v:?}: must be an absolute path of letters, digits and ._-"
+            ));
+        }
+    }
+    let lists: [(&str, &Vec<String>, bool); 4] = [
+        ("boot.kernel", &fam.boot.kernel, true),
+        ("boot.initrd", &fam.boot.initrd, true),
+        ("boot.early_initrd", &fam.boot.early_initrd, false),
+        ("boot.configs", &fam.boot.configs, false),
+    ];
+    for (field, list, glob) in lists {
+        for p in list {
+            // A `*` is allowed in the last component of a candidate; what it
+            // matches on an ISO is checked again at detection.
+            let (dir, last) = p.rsplit_once('/').unwrap_or(("", p));
+            let last_ok = if glob {
+                last.replace('*', "x")
+            } else {
+                last.to_string()
+            };
+            if !quote::grub_path_ok(&format!("{dir}/{last_ok}")) {
+                return Err(format!(
+                    "{field} {p:?}: must be an absolute path of letters, digits and ._,+:=@%~-{}",
+                    if glob {
+                        " ('*' in the last component)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+    }
+    for a in fam.boot.args.split_whitespace() {
+        if !quote::kernel_arg_ok(&a.replace("${label}", "x")) {
+            return Err(format!(
+                "boot.args {a:?}: arguments are letters, digits, ._,+:=@%/~- and the variables ${{iso_path}}, ${{uuid}}, ${{label}}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The compiled-in families, sorted by priority then name.
@@ -273,6 +349,13 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Family>, FamilyError> {
     files.sort();
     let mut out = Vec::new();
     for f in files {
+        // A family file is a regular file: a symlink is not followed.
+        if std::fs::symlink_metadata(&f).is_ok_and(|m| !m.file_type().is_file()) {
+            return Err(FamilyError {
+                file: f.clone(),
+                why: "not a regular file (symlinks are not followed)".into(),
+            });
+        }
         let text = std::fs::read_to_string(&f).map_err(|e| FamilyError {
             file: f.clone(),
             why: e.to_string(),

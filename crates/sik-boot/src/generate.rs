@@ -15,6 +15,8 @@ use crate::error::{BootError, Result};
 use crate::family::{self, Family, RunMethod};
 use crate::grub::{self, MenuIso};
 use crate::medium::Medium;
+use crate::policy::Policy;
+use crate::quote;
 
 /// The common hook script (template).
 pub const BOOT_SH: &str = include_str!("hooks/boot.sh");
@@ -83,6 +85,11 @@ pub struct Report {
     pub initrd_entries: Vec<String>,
     /// Whether grub-script-check checked the config.
     pub script_checked: bool,
+    /// The filesystem UUID grub.cfg pins the medium by (`search --fs-uuid`);
+    /// `null` when none was found and grub.cfg searches by file.
+    pub medium_uuid: Option<String>,
+    /// The link policy baked into the initrd (boot/customize/policy.toml).
+    pub policy: Policy,
     /// Things that will not stop the build but may stop the boot.
     pub warnings: Vec<String>,
 }
@@ -156,16 +163,25 @@ pub fn medium_candidates(families: &[Family]) -> Vec<String> {
     v
 }
 
-/// The common hook script with the search list filled in.
-pub fn boot_script(families: &[Family]) -> String {
+/// The common hook script with the search list, the marker file and the
+/// medium's link policy filled in, each single-quoted ([`quote::sh_quote`]).
+pub fn boot_script(families: &[Family], policy: &Policy) -> String {
     BOOT_SH
-        .replace("@CANDIDATES@", &medium_candidates(families).join(" "))
-        .replace("@MARKER@", grub::SIK_INITRD)
+        .replace(
+            "@CANDIDATES@",
+            &quote::sh_quote(&medium_candidates(families).join(" ")),
+        )
+        .replace("@MARKER@", &quote::sh_quote(grub::SIK_INITRD))
+        .replace(
+            "@LINK_POLICY@",
+            &quote::sh_quote(&policy.link_flags().join(" ")),
+        )
 }
 
 /// Build the secondary initrd's archive.
 pub fn initrd_archive(
     families: &[Family],
+    policy: &Policy,
     sik_binary: &[u8],
     extra: Option<&Path>,
 ) -> Result<Archive> {
@@ -174,12 +190,13 @@ pub fn initrd_archive(
     a.add("sik/sik", Node::File(0o755, sik_binary.to_vec()));
     a.add(
         "sik/boot.sh",
-        Node::File(0o755, boot_script(families).into_bytes()),
+        Node::File(0o755, boot_script(families, policy).into_bytes()),
     );
     for f in families {
+        let newroot = quote::sh_quote(&f.initramfs.newroot);
         match f.hook.method {
             RunMethod::DracutHook => {
-                let text = DRACUT_HOOK.replace("@NEWROOT@", &f.initramfs.newroot);
+                let text = DRACUT_HOOK.replace("@NEWROOT@", &newroot);
                 for p in &f.hook.paths {
                     a.add(p, Node::File(0o755, text.clone().into_bytes()));
                 }
@@ -188,15 +205,18 @@ pub fn initrd_archive(
                 let phase = f.hook.phase.as_deref().unwrap_or("init-bottom");
                 a.add(
                     "conf/conf.d/zz-sik.conf",
-                    Node::File(0o644, ITOOLS_CONF.replace("@PHASE@", phase).into_bytes()),
+                    Node::File(
+                        0o644,
+                        ITOOLS_CONF
+                            .replace("@PHASE@", &quote::sh_quote(phase))
+                            .into_bytes(),
+                    ),
                 );
                 a.add(
                     "sik/initramfs-tools-hook",
                     Node::File(
                         0o755,
-                        ITOOLS_HOOK
-                            .replace("@NEWROOT@", &f.initramfs.newroot)
-                            .into_bytes(),
+                        ITOOLS_HOOK.replace("@NEWROOT@", &newroot).into_bytes(),
                     ),
                 );
             }
@@ -275,12 +295,27 @@ pub fn detect_medium(m: &Medium) -> Result<(Vec<Family>, Vec<IsoResult>)> {
         }
         let rel = format!("boot/iso/{}", e.name);
         let outcome = if !grub::path_safe(&e.name) {
-            Outcome::Skipped { reason: "file name has characters GRUB paths cannot carry unquoted (use letters, digits and ._-+~@,=)".into() }
+            Outcome::Skipped { reason: "file name has characters GRUB paths cannot carry unquoted (use letters, digits and ._,+:=@%~-)".into() }
         } else {
-            m.with_reader(&rel, |r| detect::detect_reader(r, &families))
+            let o = m
+                .with_reader(&rel, |r| detect::detect_reader(r, &families))
                 .unwrap_or_else(|e| Outcome::Skipped {
                     reason: e.to_string(),
-                })
+                });
+            // The last guard before grub.cfg: every value in its class.
+            match o {
+                Outcome::Detected(d) => {
+                    let menu = MenuIso {
+                        file_name: e.name.clone(),
+                        detected: d,
+                    };
+                    match grub::entry_check(&menu) {
+                        Ok(()) => Outcome::Detected(menu.detected),
+                        Err(reason) => Outcome::Skipped { reason },
+                    }
+                }
+                skipped => skipped,
+            }
         };
         isos.push(IsoResult { path: rel, outcome });
     }
@@ -326,24 +361,41 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
             Outcome::Skipped { .. } => None,
         })
         .collect();
-    let cfg = grub::render(&menu, opts.timeout);
+    let mut warnings = Vec::new();
+    let medium_uuid = m.fs_uuid()?.filter(|u| grub::uuid_ok(u));
+    let pin = match &medium_uuid {
+        Some(u) => grub::Pin::Uuid(u.clone()),
+        None => {
+            warnings.push(format!(
+                "{}: no filesystem UUID found (not the root of a block device's filesystem): grub.cfg finds the medium by file (search --file), so another disk holding the same path could supply kernel and initrd",
+                medium.display()
+            ));
+            grub::Pin::File
+        }
+    };
+    let cfg = grub::render(&menu, opts.timeout, &pin);
     let script_checked = script_check(&cfg)?;
 
     let sik = std::fs::read(&opts.sik_binary).map_err(|e| BootError::Io {
         path: opts.sik_binary.clone(),
         source: e,
     })?;
-    let mut warnings = Vec::new();
     match needs_interpreter(&sik) {
-        Some(true) => warnings.push(format!(
-            "{} is dynamically linked: it will not run inside a foreign initramfs; use the static build (cargo xtask dist) with --sik-binary",
+        Some(true) => {
+            return Err(BootError::Refused(format!(
+                "{} is dynamically linked (it asks for a program interpreter): it would not run inside a foreign initramfs; give the static build (cargo xtask dist) with --sik-binary",
+                opts.sik_binary.display()
+            )));
+        }
+        Some(false) => {}
+        None => warnings.push(format!(
+            "{} is not an ELF executable",
             opts.sik_binary.display()
         )),
-        Some(false) => {}
-        None => warnings.push(format!("{} is not an ELF executable", opts.sik_binary.display())),
     }
+    let policy = Policy::read(&m)?;
     let (extra, _g) = m.local_tree("boot/customize/initrd")?;
-    let archive = initrd_archive(&families, &sik, Some(&extra))?;
+    let archive = initrd_archive(&families, &policy, &sik, Some(&extra))?;
     let initrd = initrd_bytes(&archive)?;
 
     let mut files = Vec::new();
@@ -361,7 +413,7 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
         put(
             &m,
             "boot/sik/boot.sh",
-            boot_script(&families).as_bytes(),
+            boot_script(&families, &policy).as_bytes(),
             0o755,
             dry,
             &mut files,
@@ -380,6 +432,8 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
         files,
         initrd_entries: archive.paths().map(str::to_string).collect(),
         script_checked,
+        medium_uuid,
+        policy,
         warnings,
     })
 }

@@ -3,6 +3,7 @@
 //! initrd appended. Works for BIOS (`i386-pc`) and UEFI (`x86_64-efi`) GRUB.
 
 use crate::detect::Detected;
+use crate::quote;
 
 /// Path of the medium's GRUB config, relative to the medium.
 pub const GRUB_CFG: &str = "boot/grub/grub.cfg";
@@ -20,6 +21,7 @@ pub const MODULES: &[&str] = &[
     "linux",
     "search",
     "search_fs_file",
+    "search_fs_uuid",
     "probe",
     "regexp",
     "test",
@@ -39,29 +41,64 @@ pub struct MenuIso {
     pub detected: Detected,
 }
 
-/// Characters safe inside a double-quoted GRUB string we write.
-fn title_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || "\"\\$`".contains(c) {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
+/// Whether a file name can be used in a GRUB path (and, through
+/// `${iso_path}`, on the kernel command line) without quoting: one
+/// component of [`quote::grub_word_char`]s.
+pub fn path_safe(name: &str) -> bool {
+    quote::grub_word_ok(name) && !name.contains('/') && name != "." && name != ".."
 }
 
-/// Whether a file name can be used in a GRUB path without quoting trouble.
-pub fn path_safe(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-+~@,=".contains(c))
+/// How the menu finds the medium's filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// `search --fs-uuid`: only the filesystem with this UUID (FAT volume
+    /// serial `XXXX-XXXX`, or another filesystem's UUID) supplies kernel
+    /// and initrd.
+    Uuid(String),
+    /// `search --file`: the first filesystem holding the ISO's path; another
+    /// disk with the same path could supply kernel and initrd. Only for
+    /// directory media whose filesystem UUID could not be found.
+    File,
+}
+
+/// Whether a filesystem UUID can be written into grub.cfg: hex digits and
+/// `-`, 4 to 64 characters.
+pub fn uuid_ok(u: &str) -> bool {
+    (4..=64).contains(&u.len()) && u.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+/// Why an ISO's detection cannot go into the menu (a value outside its
+/// character class), or `Ok` when every value is safe. [`crate::detect`]
+/// checks the same; this is the last guard before text is written.
+pub fn entry_check(m: &MenuIso) -> Result<(), String> {
+    let d = &m.detected;
+    if !path_safe(&m.file_name) {
+        return Err("file name has characters GRUB paths cannot carry unquoted (use letters, digits and ._,+:=@%~-)".into());
+    }
+    if let Some(c) = d.class.as_deref().filter(|c| !quote::name_ok(c)) {
+        return Err(format!("class {c:?} is not a plain name"));
+    }
+    if d.use_loopback_cfg {
+        if let Some(c) = d.config.as_deref().filter(|c| !quote::grub_path_ok(c)) {
+            return Err(format!("config path {c:?} is not a plain path"));
+        }
+        return Ok(());
+    }
+    for p in d.kernel.iter().chain(&d.initrds) {
+        if !quote::grub_path_ok(p) {
+            return Err(format!("path {p:?} is not a plain path"));
+        }
+    }
+    if let Some(a) = d.args.iter().find(|a| !quote::kernel_arg_ok(a)) {
+        return Err(format!("kernel argument {a:?} is not a plain word"));
+    }
+    Ok(())
 }
 
 /// The whole grub.cfg text. `timeout` is the menu timeout in seconds.
-pub fn render(isos: &[MenuIso], timeout: u32) -> String {
+/// ISOs that fail [`entry_check`] are left out; `pin` says how each entry
+/// finds the medium.
+pub fn render(isos: &[MenuIso], timeout: u32, pin: &Pin) -> String {
     let mut s = String::new();
     s.push_str("# boot/grub/grub.cfg, written by `sik boot generate`; changes are overwritten.\n");
     s.push_str("# The previous version is kept as grub.cfg.old.\n\n");
@@ -76,9 +113,14 @@ pub fn render(isos: &[MenuIso], timeout: u32) -> String {
     s.push_str("terminal_output serial console\n");
     s.push_str(&format!("set timeout={timeout}\n"));
     s.push_str("set default=0\n");
+    let isos: Vec<&MenuIso> = isos.iter().filter(|m| entry_check(m).is_ok()).collect();
     if isos.is_empty() {
         s.push_str("\nmenuentry \"No ISO on this medium (add one with: sik boot add FILE.iso MEDIUM)\" {\n  echo \"Put ISO files into /boot/iso and run sik boot generate.\"\n}\n");
     }
+    let search = match pin {
+        Pin::Uuid(u) if uuid_ok(u) => format!("  search --no-floppy --fs-uuid --set=root {u}\n"),
+        _ => "  search --no-floppy --file --set=root \"${iso_path}\"\n".to_string(),
+    };
     for m in isos {
         let d = &m.detected;
         let iso_path = format!("/boot/iso/{}", m.file_name);
@@ -86,16 +128,19 @@ pub fn render(isos: &[MenuIso], timeout: u32) -> String {
         let class = d
             .class
             .as_deref()
-            .map(|c| format!(" --class {}", title_safe(c).replace(' ', "_")))
+            .map(|c| format!(" --class {c}"))
             .unwrap_or_default();
         s.push('\n');
         s.push_str(&format!(
-            "menuentry \"{}\"{class} --class os {{\n",
-            title_safe(&title)
+            "menuentry {}{class} --class os {{\n",
+            quote::grub_quote(&title)
         ));
-        s.push_str(&format!("  set iso_path=\"{iso_path}\"\n"));
+        s.push_str(&format!(
+            "  set iso_path={}\n",
+            quote::grub_quote(&iso_path)
+        ));
         s.push_str("  export iso_path\n");
-        s.push_str("  search --no-floppy --file --set=root \"${iso_path}\"\n");
+        s.push_str(&search);
         s.push_str("  probe --set=uuid --fs-uuid \"${root}\"\n");
         s.push_str("  loopback loop \"${iso_path}\"\n");
         if d.use_loopback_cfg {
@@ -107,7 +152,10 @@ pub fn render(isos: &[MenuIso], timeout: u32) -> String {
         } else {
             let kernel = d.kernel.as_deref().unwrap_or("/vmlinuz");
             let args = d.args.join(" ");
-            s.push_str(&format!("  echo \"Loading {kernel} from ${{iso_path}}\"\n"));
+            s.push_str(&format!(
+                "  echo {} \"${{iso_path}}\"\n",
+                quote::grub_quote(&format!("Loading {kernel} from"))
+            ));
             s.push_str(&format!(
                 "  linux (loop){kernel}{}{args}\n",
                 if args.is_empty() { "" } else { " " }

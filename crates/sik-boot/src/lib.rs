@@ -10,6 +10,8 @@
 //! * [`grub`]: the medium's grub.cfg; [`cpio`]: the initrd archive format.
 //! * [`generate`]: grub.cfg plus the secondary initrd of a medium.
 //! * [`medium`]: a medium as a directory or as a FAT disk image (mtools).
+//! * [`policy`]: the medium's link policy (`boot/customize/policy.toml`).
+//! * [`quote`]: the one place values are validated or quoted for GRUB and sh.
 //!
 //! ```no_run
 //! use sik_boot::{detect, family};
@@ -36,6 +38,7 @@
 pub mod bootcfg;
 pub mod cpio;
 pub mod detect;
+pub mod dirfs;
 pub mod error;
 pub mod family;
 pub mod generate;
@@ -44,5 +47,7 @@ pub mod install;
 /// The ISO 9660 reader lives with the other format knowledge in sik-image.
 pub use sik_image::iso9660;
 pub mod medium;
+pub mod policy;
+pub mod quote;
 
 pub use error::{BootError, Result};

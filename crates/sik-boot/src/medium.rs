@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::dirfs;
 use crate::error::{BootError, Result};
 
 /// A boot medium.
@@ -134,25 +135,11 @@ impl Medium {
     /// Entries of a directory (relative path; missing directory: empty).
     pub fn list(&self, rel: &str) -> Result<Vec<MEntry>> {
         match self {
-            Medium::Dir(root) => {
-                let dir = root.join(rel);
-                let rd = match std::fs::read_dir(&dir) {
-                    Ok(rd) => rd,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(e) => return Err(io_err(&dir, e)),
-                };
-                let mut v = Vec::new();
-                for e in rd {
-                    let e = e.map_err(|e| io_err(&dir, e))?;
-                    let is_dir = e.path().is_dir();
-                    v.push(MEntry {
-                        name: e.file_name().to_string_lossy().into_owned(),
-                        is_dir,
-                    });
-                }
-                v.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok(v)
-            }
+            Medium::Dir(root) => Ok(dirfs::list(root, rel)
+                .map_err(|e| io_err(&root.join(rel), e))?
+                .into_iter()
+                .map(|(name, is_dir)| MEntry { name, is_dir })
+                .collect()),
             Medium::Image { .. } => {
                 if !self.exists(rel)? {
                     return Ok(Vec::new());
@@ -178,7 +165,7 @@ impl Medium {
     /// Whether a path exists on the medium.
     pub fn exists(&self, rel: &str) -> Result<bool> {
         match self {
-            Medium::Dir(root) => Ok(root.join(rel).exists()),
+            Medium::Dir(root) => dirfs::exists(root, rel).map_err(|e| io_err(&root.join(rel), e)),
             Medium::Image { .. } => {
                 let target = format!("::/{}", rel.trim_matches('/'));
                 let img = self.mtools_image().unwrap_or_default();
@@ -198,14 +185,7 @@ impl Medium {
     /// A file's contents, `None` when it does not exist.
     pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         match self {
-            Medium::Dir(root) => {
-                let p = root.join(rel);
-                match std::fs::read(&p) {
-                    Ok(b) => Ok(Some(b)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(io_err(&p, e)),
-                }
-            }
+            Medium::Dir(root) => dirfs::read(root, rel).map_err(|e| io_err(&root.join(rel), e)),
             Medium::Image { .. } => {
                 if !self.exists(rel)? {
                     return Ok(None);
@@ -216,31 +196,19 @@ impl Medium {
         }
     }
 
-    /// A local path to read a (large) file from: the file itself for a
-    /// directory medium, a temporary copy for an image (kept alive by the
-    /// returned guard).
-    pub fn local_copy(&self, rel: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    /// Copy a whole directory of the medium to a temporary local directory
+    /// (kept alive by the returned guard; absent when `rel` does not exist).
+    /// On a directory medium no symlink on the way to `rel` is followed and
+    /// symlinks inside it are copied as symlinks.
+    pub fn local_tree(&self, rel: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+        let tmp = tempfile::tempdir().map_err(|e| io_err(Path::new("/tmp"), e))?;
+        let local = tmp.path().join("tree");
         match self {
-            Medium::Dir(root) => Ok((root.join(rel), None)),
-            Medium::Image { .. } => {
-                let tmp = tempfile::tempdir().map_err(|e| io_err(Path::new("/tmp"), e))?;
-                let local = tmp.path().join("copy");
-                let target = format!("::/{}", rel.trim_matches('/'));
-                let ls = local.to_string_lossy().into_owned();
-                self.mtool("mcopy", &["-n", "-o", &target, &ls])?;
+            Medium::Dir(root) => {
+                dirfs::copy_tree(root, rel, &local).map_err(|e| io_err(&root.join(rel), e))?;
                 Ok((local, Some(tmp)))
             }
-        }
-    }
-
-    /// Copy a whole directory of the medium to a local directory (for an
-    /// image) or return its path (for a directory medium).
-    pub fn local_tree(&self, rel: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
-        match self {
-            Medium::Dir(root) => Ok((root.join(rel), None)),
             Medium::Image { .. } => {
-                let tmp = tempfile::tempdir().map_err(|e| io_err(Path::new("/tmp"), e))?;
-                let local = tmp.path().join("tree");
                 if self.exists(rel)? {
                     let target = format!("::/{}", rel.trim_matches('/'));
                     let ls = local.to_string_lossy().into_owned();
@@ -254,10 +222,9 @@ impl Medium {
     /// Create a directory and its parents.
     pub fn mkdir_all(&self, rel: &str) -> Result<()> {
         match self {
-            Medium::Dir(root) => {
-                let p = root.join(rel);
-                std::fs::create_dir_all(&p).map_err(|e| io_err(&p, e))
-            }
+            Medium::Dir(root) => dirfs::mkdir_all(root, rel)
+                .map(drop)
+                .map_err(|e| io_err(&root.join(rel), e)),
             Medium::Image { .. } => {
                 let mut acc = String::new();
                 for c in rel.split('/').filter(|c| !c.is_empty()) {
@@ -278,7 +245,8 @@ impl Medium {
         let parent = rel.rsplit_once('/').map_or("", |(d, _)| d);
         self.mkdir_all(parent)?;
         match self {
-            Medium::Dir(root) => write_atomic(&root.join(rel), data, mode),
+            Medium::Dir(root) => dirfs::write_with(root, rel, mode, |f| f.write_all(data))
+                .map_err(|e| io_err(&root.join(rel), e)),
             Medium::Image { .. } => {
                 let mut tmp =
                     tempfile::NamedTempFile::new().map_err(|e| io_err(Path::new("/tmp"), e))?;
@@ -300,17 +268,9 @@ impl Medium {
         self.mkdir_all(parent)?;
         match self {
             Medium::Dir(root) => {
-                let dest = root.join(rel);
-                let dir = dest.parent().unwrap_or(root);
-                let mut tmp = tempfile::Builder::new()
-                    .prefix(".sik-")
-                    .tempfile_in(dir)
-                    .map_err(|e| io_err(dir, e))?;
                 let mut f = std::fs::File::open(src).map_err(|e| io_err(src, e))?;
-                std::io::copy(&mut f, tmp.as_file_mut()).map_err(|e| io_err(&dest, e))?;
-                tmp.as_file().sync_all().map_err(|e| io_err(&dest, e))?;
-                tmp.persist(&dest).map_err(|e| io_err(&dest, e.error))?;
-                Ok(())
+                dirfs::write_with(root, rel, 0o644, |out| std::io::copy(&mut f, out).map(drop))
+                    .map_err(|e| io_err(&root.join(rel), e))
             }
             Medium::Image { .. } => {
                 let ls = src.to_string_lossy().into_owned();
@@ -322,27 +282,6 @@ impl Medium {
             }
         }
     }
-}
-
-/// Write `data` to `path` atomically: a temporary file in the same
-/// directory, fsync, rename. Nothing half-written remains on error.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".sik-")
-        .tempfile_in(dir)
-        .map_err(|e| io_err(dir, e))?;
-    tmp.write_all(data).map_err(|e| io_err(path, e))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| io_err(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
-    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
-    Ok(())
 }
 
 /// A read-only window onto the partition of a disk image, for the FAT
@@ -408,27 +347,12 @@ impl Medium {
     pub fn with_reader<T>(&self, rel: &str, f: impl FnOnce(&mut dyn ReadSeek) -> T) -> Result<T> {
         match self {
             Medium::Dir(root) => {
-                let p = root.join(rel);
-                let mut file = std::fs::File::open(&p).map_err(|e| io_err(&p, e))?;
+                let mut file =
+                    dirfs::open_file(root, rel).map_err(|e| io_err(&root.join(rel), e))?;
                 Ok(f(&mut file))
             }
             Medium::Image { path, offset } => {
-                let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
-                let total = file.metadata().map_err(|e| io_err(path, e))?.len();
-                let view = PartitionView {
-                    f: file,
-                    start: *offset,
-                    len: total.saturating_sub(*offset),
-                    pos: 0,
-                };
-                let fs = fatfs::FileSystem::new(
-                    view,
-                    fatfs::FsOptions::new().update_accessed_date(false),
-                )
-                .map_err(|e| BootError::Medium {
-                    path: path.clone(),
-                    why: format!("FAT filesystem: {e}"),
-                })?;
+                let fs = fat(path, *offset)?;
                 let mut inner = fs
                     .root_dir()
                     .open_file(rel.trim_matches('/'))
@@ -440,6 +364,70 @@ impl Medium {
             }
         }
     }
+}
+
+/// The FAT filesystem of an image's partition, read in place.
+fn fat(path: &Path, offset: u64) -> Result<fatfs::FileSystem<PartitionView>> {
+    let mut file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    // Seek, not metadata: a block device's metadata says 0 bytes.
+    let total =
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(|e| io_err(path, e))?;
+    let view = PartitionView {
+        f: file,
+        start: offset,
+        len: total.saturating_sub(offset),
+        pos: 0,
+    };
+    fatfs::FileSystem::new(view, fatfs::FsOptions::new().update_accessed_date(false)).map_err(|e| {
+        BootError::Medium {
+            path: path.to_path_buf(),
+            why: format!("FAT filesystem: {e}"),
+        }
+    })
+}
+
+impl Medium {
+    /// The filesystem UUID GRUB's `search --fs-uuid` knows the medium by:
+    /// for an image the FAT volume serial (`XXXX-XXXX`); for a directory
+    /// that is the root of a block device's filesystem, what `blkid` says
+    /// of that device. `None` when there is none (a directory that is not
+    /// a mount point, a filesystem without a block device, no blkid).
+    pub fn fs_uuid(&self) -> Result<Option<String>> {
+        match self {
+            Medium::Image { path, offset } => {
+                let id = fat(path, *offset)?.volume_id();
+                Ok(Some(format!("{:04X}-{:04X}", id >> 16, id & 0xFFFF)))
+            }
+            Medium::Dir(root) => Ok(dir_fs_uuid(root)),
+        }
+    }
+}
+
+/// The UUID of the filesystem whose root is `dir` (see [`Medium::fs_uuid`]).
+fn dir_fs_uuid(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(dir).ok()?;
+    let parent = std::fs::metadata(dir.join("..")).ok()?;
+    // Only the root of a filesystem: GRUB's paths are from that root.
+    if md.dev() == parent.dev() && md.ino() != parent.ino() {
+        return None;
+    }
+    let dev = md.dev();
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent")).ok()?;
+    let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+    if name.contains('/') && name.contains("..") {
+        return None;
+    }
+    let out = Command::new("blkid")
+        .args(["-o", "value", "-s", "UUID"])
+        .arg(format!("/dev/{name}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let uuid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !uuid.is_empty()).then_some(uuid)
 }
 
 /// `Read + Seek` as one object-safe trait.

@@ -8,24 +8,30 @@
 #     labelled SIK-HOME) on NEWROOT/home,
 #  4. makes boot/customize/init run once in the booted system.
 # Usage: boot.sh NEWROOT [MEDIUM]
+# Values filled in by `sik boot generate` (single-quoted there):
+# where family files say the medium may be mounted, the file marking it,
+# and the link flags the medium's boot/customize/policy.toml allows.
+CANDIDATES=@CANDIDATES@
+MARKER=@MARKER@
+LINK_POLICY=@LINK_POLICY@
 NEWROOT="${1:-/}"
 MEDIUM="${2:-}"
 log() { echo "sik: $*" >&2; }
 
 if [ -z "$MEDIUM" ]; then
-	for d in @CANDIDATES@; do
-		if [ -f "$d/@MARKER@" ]; then MEDIUM="$d"; break; fi
+	for d in $CANDIDATES; do
+		if [ -f "$d/$MARKER" ]; then MEDIUM="$d"; break; fi
 	done
 fi
 # Any other mount point that holds the medium (frameworks not described by
 # a family file, or a family file that names the wrong place).
 if [ -z "$MEDIUM" ] && [ -r /proc/mounts ]; then
 	while read -r _dev mnt _rest; do
-		if [ -f "$mnt/@MARKER@" ]; then MEDIUM="$mnt"; break; fi
+		if [ -f "$mnt/$MARKER" ]; then MEDIUM="$mnt"; break; fi
 	done < /proc/mounts
 fi
 if [ -z "$MEDIUM" ]; then
-	log "boot medium not found (looked in: @CANDIDATES@ and every mount point); nothing linked"
+	log "boot medium not found (looked in: $CANDIDATES and every mount point); nothing linked"
 	exit 0
 fi
 log "boot medium at $MEDIUM, new root $NEWROOT"
@@ -51,7 +57,24 @@ STATE="$NEWROOT/var/lib/sik/extensions"
 [ "$NEWROOT" = "/" ] && STATE=/run/sik/extensions
 if [ $# -gt 0 ]; then
 	log "linking $# source(s) into $NEWROOT"
-	"$SIK" link "$@" --root "$NEWROOT" --trust "$MEDIUM/boot/keys" --state "$STATE"
+	# LINK_POLICY holds only the fixed flags --allow-directories and
+	# --allow-unsigned-run: split into words on purpose. A key file the
+	# trust store cannot parse is skipped by sik with a warning; whatever
+	# link returns, the hook goes on (home, customization).
+	# A sik without one of these flags has no such policy; it is not passed.
+	flags=""
+	if [ -n "$LINK_POLICY" ]; then
+		link_help=$("$SIK" link --help 2>/dev/null)
+		for f in $LINK_POLICY; do
+			case "$link_help" in
+			*"$f"*) flags="$flags $f" ;;
+			*) log "policy: $f not passed (this sik has no such flag)" ;;
+			esac
+		done
+		log "policy: boot/customize/policy.toml allows:$flags"
+	fi
+	# shellcheck disable=SC2086
+	"$SIK" link "$@" --root "$NEWROOT" --trust "$MEDIUM/boot/keys" --state "$STATE" $flags
 	rc=$?
 	case $rc in
 	0) log "link done" ;;
@@ -60,46 +83,93 @@ if [ $# -gt 0 ]; then
 	esac
 fi
 
-# 3. Persistent home.
+# 3. Persistent home, mounted nosuid,nodev: a file on the medium or a
+# partition labelled SIK-HOME on the medium's own disk.
+HOME_OPTS=nosuid,nodev
+
+# The mount options and source device of the mount point $1 (last match).
+mount_info() {
+	_info=""
+	while read -r _dev _mnt _type _opts _rest; do
+		[ "$_mnt" = "$1" ] && _info="$_dev $_opts"
+	done < /proc/mounts
+	echo "$_info"
+}
+
+# The whole disk a block device belongs to (sda for /dev/sda1, nvme0n1 for
+# /dev/nvme0n1p2, loop0 for /dev/loop0p1 or /dev/loop0), from /sys/class/block.
+disk_of() {
+	_d=$(readlink -f "$1" 2>/dev/null)
+	[ -n "$_d" ] || _d="$1"
+	_n=${_d##*/}
+	[ -e "/sys/class/block/$_n" ] || return 1
+	if [ -e "/sys/class/block/$_n/partition" ]; then
+		_p=$(readlink -f "/sys/class/block/$_n/..")
+		_n=${_p##*/}
+	fi
+	echo "$_n"
+}
+
 mount_home() {
 	mkdir -p "$NEWROOT/home" 2>/dev/null
 	# Live initramfs images do not always load these before they need them.
 	modprobe loop 2>/dev/null
 	modprobe ext4 2>/dev/null
+	set -- $(mount_info "$MEDIUM")
+	medium_dev="${1:-}"
 	if [ -f "$MEDIUM/home.img" ]; then
 		# The medium may be mounted read-only (live-boot mounts findiso ro);
 		# `test -w` says yes to root even there, so read the mount options.
 		medium_ro=""
-		while read -r _dev _mnt _type _opts _rest; do
-			[ "$_mnt" = "$MEDIUM" ] && case ",$_opts," in *,ro,*) medium_ro=1 ;; *) medium_ro="" ;; esac
-		done < /proc/mounts
+		case ",${2:-}," in *,ro,*) medium_ro=1 ;; esac
 		if [ -n "$medium_ro" ]; then
 			mount -o remount,rw "$MEDIUM" 2>/dev/null || log "home: cannot remount $MEDIUM read-write"
 		fi
-		if mount -t ext4 -o loop "$MEDIUM/home.img" "$NEWROOT/home" 2>/dev/null; then
-			log "home: $MEDIUM/home.img mounted on /home"
-			return 0
-		fi
-		loopdev=$(losetup -f 2>/dev/null)
-		if [ -n "$loopdev" ] && losetup "$loopdev" "$MEDIUM/home.img" 2>/dev/null; then
-			if mount -t ext4 "$loopdev" "$NEWROOT/home"; then
-				log "home: $MEDIUM/home.img mounted on /home ($loopdev)"
-				return 0
+		home_done=""
+		if mount -t ext4 -o "loop,$HOME_OPTS" "$MEDIUM/home.img" "$NEWROOT/home" 2>/dev/null; then
+			log "home: $MEDIUM/home.img mounted on /home ($HOME_OPTS)"
+			home_done=1
+		else
+			loopdev=$(losetup -f 2>/dev/null)
+			if [ -n "$loopdev" ] && losetup "$loopdev" "$MEDIUM/home.img" 2>/dev/null; then
+				if mount -t ext4 -o "$HOME_OPTS" "$loopdev" "$NEWROOT/home"; then
+					log "home: $MEDIUM/home.img mounted on /home ($loopdev, $HOME_OPTS)"
+					home_done=1
+				else
+					losetup -d "$loopdev" 2>/dev/null
+				fi
 			fi
-			losetup -d "$loopdev" 2>/dev/null
+			[ -n "$home_done" ] || log "home: cannot mount $MEDIUM/home.img"
 		fi
-		log "home: cannot mount $MEDIUM/home.img"
+		# Back to read-only as it was. While home.img is in use for writing
+		# the kernel refuses (busy); then the medium stays read-write.
+		if [ -n "$medium_ro" ]; then
+			if mount -o remount,ro "$MEDIUM" 2>/dev/null; then
+				log "medium $MEDIUM remounted read-only"
+			else
+				log "medium $MEDIUM stays read-write (home.img is open on it)"
+			fi
+		fi
+		[ -n "$home_done" ] && return 0
 	fi
 	dev=""
 	[ -e /dev/disk/by-label/SIK-HOME ] && dev=/dev/disk/by-label/SIK-HOME
 	[ -z "$dev" ] && dev=$(findfs LABEL=SIK-HOME 2>/dev/null)
 	[ -z "$dev" ] && dev=$(blkid -L SIK-HOME 2>/dev/null)
-	if [ -n "$dev" ]; then
-		if mount "$dev" "$NEWROOT/home"; then
-			log "home: $dev (SIK-HOME) mounted on /home"
-		else
-			log "home: cannot mount $dev (SIK-HOME)"
-		fi
+	[ -n "$dev" ] || return 0
+	# Only a SIK-HOME partition on the disk the medium itself is on: any
+	# other disk (a stick someone plugged in) could bring its own /home.
+	home_disk=$(disk_of "$dev")
+	medium_disk=""
+	[ -n "$medium_dev" ] && medium_disk=$(disk_of "$medium_dev")
+	if [ -z "$medium_disk" ] || [ "$home_disk" != "$medium_disk" ]; then
+		log "home: $dev (SIK-HOME) ignored: not on the medium's disk (${medium_disk:-unknown})"
+		return 0
+	fi
+	if mount -o "$HOME_OPTS" "$dev" "$NEWROOT/home"; then
+		log "home: $dev (SIK-HOME) mounted on /home ($HOME_OPTS)"
+	else
+		log "home: cannot mount $dev (SIK-HOME)"
 	fi
 }
 mount_home
