@@ -269,7 +269,7 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
     };
     sik_create::add_directory(&mut w, &opts.appdir, &source, &sik_create::NoProgress).map_err(
         |e| match e {
-            sik_create::CreateError::Usage(why) => Error::Usage(why),
+            sik_create::Error::Usage(why) => Error::Usage(why),
             other => Error::Create(other.to_string()),
         },
     )?;

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 /// Result of this crate.
-pub type Result<T, E = BootError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why a boot medium operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum BootError {
+pub enum Error {
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

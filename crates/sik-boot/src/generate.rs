@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cpio::{Archive, Node};
 use crate::detect::{self, Outcome};
-use crate::error::{BootError, Result};
+use crate::error::{Error, Result};
 use crate::family::{self, Family, RunMethod};
 use crate::grub::{self, MenuIso};
 use crate::medium::Medium;
@@ -116,18 +116,18 @@ pub fn script_check(text: &str) -> Result<bool> {
     let Some(tool) = tool_path("grub-script-check") else {
         return Ok(false);
     };
-    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| BootError::Io {
+    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| Error::Io {
         path: "/tmp".into(),
         source: e,
     })?;
-    tmp.write_all(text.as_bytes()).map_err(|e| BootError::Io {
+    tmp.write_all(text.as_bytes()).map_err(|e| Error::Io {
         path: tmp.path().into(),
         source: e,
     })?;
     let out = Command::new(tool)
         .arg(tmp.path())
         .output()
-        .map_err(|e| BootError::Tool {
+        .map_err(|e| Error::Tool {
             tool: "grub-script-check".into(),
             why: e.to_string(),
         })?;
@@ -137,7 +137,7 @@ pub fn script_check(text: &str) -> Result<bool> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        return Err(BootError::ScriptCheck(msg.trim().replace('\n', " ")));
+        return Err(Error::ScriptCheck(msg.trim().replace('\n', " ")));
     }
     Ok(true)
 }
@@ -229,7 +229,7 @@ pub fn initrd_archive(
             .sort_by_file_name()
             .min_depth(1)
         {
-            let e = e.map_err(|e| BootError::Io {
+            let e = e.map_err(|e| Error::Io {
                 path: dir.to_path_buf(),
                 source: e.into(),
             })?;
@@ -243,14 +243,14 @@ pub fn initrd_archive(
             if ft.is_dir() {
                 a.add(&rel, Node::Dir(0o755));
             } else if ft.is_symlink() {
-                let t = std::fs::read_link(e.path()).map_err(|err| BootError::Io {
+                let t = std::fs::read_link(e.path()).map_err(|err| Error::Io {
                     path: e.path().into(),
                     source: err,
                 })?;
                 a.add(&rel, Node::Symlink(t.to_string_lossy().into_owned()));
             } else if ft.is_file() {
                 use std::os::unix::fs::PermissionsExt;
-                let data = std::fs::read(e.path()).map_err(|err| BootError::Io {
+                let data = std::fs::read(e.path()).map_err(|err| Error::Io {
                     path: e.path().into(),
                     source: err,
                 })?;
@@ -273,11 +273,11 @@ pub fn initrd_bytes(a: &Archive) -> Result<Vec<u8>> {
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::new(6));
-    a.write(&mut gz).map_err(|e| BootError::Io {
+    a.write(&mut gz).map_err(|e| Error::Io {
         path: "initrd".into(),
         source: e,
     })?;
-    gz.finish().map_err(|e| BootError::Io {
+    gz.finish().map_err(|e| Error::Io {
         path: "initrd".into(),
         source: e,
     })
@@ -376,13 +376,13 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
     let cfg = grub::render(&menu, opts.timeout, &pin);
     let script_checked = script_check(&cfg)?;
 
-    let sik = std::fs::read(&opts.sik_binary).map_err(|e| BootError::Io {
+    let sik = std::fs::read(&opts.sik_binary).map_err(|e| Error::Io {
         path: opts.sik_binary.clone(),
         source: e,
     })?;
     match needs_interpreter(&sik) {
         Some(true) => {
-            return Err(BootError::Refused(format!(
+            return Err(Error::Refused(format!(
                 "{} is dynamically linked (it asks for a program interpreter): it would not run inside a foreign initramfs; give the static build (cargo xtask dist) with --sik-binary",
                 opts.sik_binary.display()
             )));

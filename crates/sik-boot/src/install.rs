@@ -12,7 +12,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use crate::error::{BootError, Result};
+use crate::error::{Error, Result};
 use crate::medium::Medium;
 use sik_image::kind::ImageKind;
 
@@ -149,7 +149,7 @@ pub fn check_not_mounted(device: &Path) -> Result<()> {
                         .chars()
                         .all(|c| c.is_ascii_digit()))
             {
-                return Err(BootError::Refused(format!(
+                return Err(Error::Refused(format!(
                     "{dev} is in use: {src_canon} appears in {table}"
                 )));
             }
@@ -158,8 +158,8 @@ pub fn check_not_mounted(device: &Path) -> Result<()> {
     Ok(())
 }
 
-fn io(path: &Path, e: std::io::Error) -> BootError {
-    BootError::Io {
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
         path: path.to_path_buf(),
         source: e,
     }
@@ -184,7 +184,7 @@ pub fn grub_mkimage(
         } else {
             "grub-efi-amd64-bin"
         };
-        return Err(BootError::Tool {
+        return Err(Error::Tool {
             tool: "grub-mkimage".into(),
             why: format!(
                 "no GRUB modules for {format} in {} (install {pkg})",
@@ -212,7 +212,7 @@ pub fn grub_mkimage(
 /// An image file this call created is removed again when it fails.
 pub fn install(target: &Path, opts: &Options) -> Result<Report> {
     if let Some(size) = opts.size.filter(|s| *s < MIN_SIZE) {
-        return Err(BootError::Refused(format!(
+        return Err(Error::Refused(format!(
             "{size} bytes is too small for a FAT32 medium (at least {MIN_SIZE})"
         )));
     }
@@ -249,14 +249,14 @@ fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
     let boot_img_path = opts.grub_lib.join("i386-pc/boot.img");
     let boot_img = std::fs::read(&boot_img_path).map_err(|e| io(&boot_img_path, e))?;
     if boot_img.len() != 512 {
-        return Err(BootError::Tool {
+        return Err(Error::Tool {
             tool: "boot.img".into(),
             why: format!("{} is not 512 bytes", boot_img_path.display()),
         });
     }
     let gap = (PART_START_LBA - 1) * 512;
     if core.len() as u64 > gap {
-        return Err(BootError::Refused(format!(
+        return Err(Error::Refused(format!(
             "GRUB core.img is {} bytes, more than the {gap} bytes before the partition",
             core.len()
         )));
@@ -281,13 +281,13 @@ fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
     }
     let size = f.seek(SeekFrom::End(0)).map_err(|e| io(target, e))?;
     if size < MIN_SIZE {
-        return Err(BootError::Refused(format!(
+        return Err(Error::Refused(format!(
             "{size} bytes is too small for a FAT32 medium (at least {MIN_SIZE})"
         )));
     }
     let sectors = size / 512;
     let part_sectors = u32::try_from(sectors - PART_START_LBA)
-        .map_err(|_| BootError::Refused("larger than 2 TiB: MBR cannot describe it".into()))?;
+        .map_err(|_| Error::Refused("larger than 2 TiB: MBR cannot describe it".into()))?;
 
     // MBR: GRUB's boot code, one bootable FAT32 (LBA) partition.
     let mut mbr = [0u8; 512];
@@ -397,14 +397,14 @@ pub fn add(file: &Path, medium: &Path, arch: &str) -> Result<String> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if !file.is_file() {
-        return Err(BootError::Refused(format!(
+        return Err(Error::Refused(format!(
             "{}: not a regular file",
             file.display()
         )));
     }
-    let kind = sik_image::kind::detect_path(file).map_err(|e| BootError::Refused(e.to_string()))?;
+    let kind = sik_image::kind::detect_path(file).map_err(|e| Error::Refused(e.to_string()))?;
     let Some(rel) = add_destination(kind, &name, arch) else {
-        return Err(BootError::Refused(format!(
+        return Err(Error::Refused(format!(
             "{name}: {}, not an ISO, ExtensionImage or AppImage",
             kind.describe()
         )));
@@ -421,12 +421,10 @@ pub fn add(file: &Path, medium: &Path, arch: &str) -> Result<String> {
 pub fn add_to(src: &Path, medium: &Path, dest: &str) -> Result<Vec<String>> {
     let clean = dest.trim_start_matches('/');
     if clean.is_empty() && !src.is_dir() {
-        return Err(BootError::Refused(
-            "the destination needs a file name".into(),
-        ));
+        return Err(Error::Refused("the destination needs a file name".into()));
     }
     if clean.split('/').any(|c| c == ".." || c == ".") {
-        return Err(BootError::Refused(format!(
+        return Err(Error::Refused(format!(
             "{dest}: '.' and '..' are not allowed in a medium path"
         )));
     }
@@ -442,7 +440,7 @@ pub fn add_to(src: &Path, medium: &Path, dest: &str) -> Result<Vec<String>> {
             .sort_by_file_name()
             .min_depth(1)
         {
-            let e = e.map_err(|e| BootError::Io {
+            let e = e.map_err(|e| Error::Io {
                 path: src.to_path_buf(),
                 source: e.into(),
             })?;
@@ -463,7 +461,7 @@ pub fn add_to(src: &Path, medium: &Path, dest: &str) -> Result<Vec<String>> {
                 m.copy_in(e.path(), &target)?;
                 written.push(target);
             } else {
-                return Err(BootError::Refused(format!(
+                return Err(Error::Refused(format!(
                     "{}: only regular files and directories can be copied onto a FAT medium",
                     e.path().display()
                 )));
@@ -482,7 +480,7 @@ pub fn add_to(src: &Path, medium: &Path, dest: &str) -> Result<Vec<String>> {
         m.copy_in(src, &target)?;
         written.push(target);
     } else {
-        return Err(BootError::Refused(format!(
+        return Err(Error::Refused(format!(
             "{}: not a regular file or directory",
             src.display()
         )));

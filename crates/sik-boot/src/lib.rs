@@ -50,4 +50,4 @@ pub mod medium;
 pub mod policy;
 pub mod quote;
 
-pub use error::{BootError, Result};
+pub use error::{Error, Result};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::dirfs;
-use crate::error::{BootError, Result};
+use crate::error::{Error, Result};
 
 /// A boot medium.
 #[derive(Debug, Clone)]
@@ -32,8 +32,8 @@ pub struct MEntry {
     pub is_dir: bool,
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> BootError {
-    BootError::Io {
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
         path: path.to_path_buf(),
         source: e,
     }
@@ -49,7 +49,7 @@ pub(crate) fn run_tool(cmd: &mut Command, tool: &str) -> Result<Vec<u8>> {
         .output()
         .map_err(|e| cannot_run(tool, &e))?;
     if !out.status.success() {
-        return Err(BootError::Tool {
+        return Err(Error::Tool {
             tool: tool.into(),
             why: String::from_utf8_lossy(&out.stderr)
                 .trim()
@@ -59,13 +59,13 @@ pub(crate) fn run_tool(cmd: &mut Command, tool: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-fn cannot_run(tool: &str, e: &std::io::Error) -> BootError {
+fn cannot_run(tool: &str, e: &std::io::Error) -> Error {
     let package = if tool.starts_with("grub") {
         "grub-common"
     } else {
         "mtools"
     };
-    BootError::Tool {
+    Error::Tool {
         tool: tool.into(),
         why: format!("cannot run: {e} (install {package})"),
     }
@@ -82,7 +82,7 @@ pub fn first_partition_offset(image: &Path) -> Result<u64> {
         return Ok(0);
     }
     if mbr[510] != 0x55 || mbr[511] != 0xAA {
-        return Err(BootError::Medium {
+        return Err(Error::Medium {
             path: image.to_path_buf(),
             why: "no MBR partition table (0x55AA missing)".into(),
         });
@@ -90,7 +90,7 @@ pub fn first_partition_offset(image: &Path) -> Result<u64> {
     let e = &mbr[446..462];
     let lba = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
     if e[4] == 0 || lba == 0 {
-        return Err(BootError::Medium {
+        return Err(Error::Medium {
             path: image.to_path_buf(),
             why: "the first partition entry is empty".into(),
         });
@@ -356,7 +356,7 @@ impl Medium {
                 let mut inner = fs
                     .root_dir()
                     .open_file(rel.trim_matches('/'))
-                    .map_err(|e| BootError::Medium {
+                    .map_err(|e| Error::Medium {
                         path: path.clone(),
                         why: format!("{rel}: {e}"),
                     })?;
@@ -379,7 +379,7 @@ fn fat(path: &Path, offset: u64) -> Result<fatfs::FileSystem<PartitionView>> {
         pos: 0,
     };
     fatfs::FileSystem::new(view, fatfs::FsOptions::new().update_accessed_date(false)).map_err(|e| {
-        BootError::Medium {
+        Error::Medium {
             path: path.to_path_buf(),
             why: format!("FAT filesystem: {e}"),
         }

@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{BootError, Result};
+use crate::error::{Error, Result};
 use crate::medium::Medium;
 
 /// Path of the policy file, relative to the medium.
@@ -38,7 +38,7 @@ pub struct Policy {
 impl Policy {
     /// Parse the text of a policy file (`file` names it in errors).
     pub fn parse(file: &str, text: &[u8]) -> Result<Self> {
-        let bad = |why: String| BootError::Refused(format!("{file}: {why}"));
+        let bad = |why: String| Error::Refused(format!("{file}: {why}"));
         if text.len() > MAX_BYTES {
             return Err(bad(format!("larger than {MAX_BYTES} bytes")));
         }

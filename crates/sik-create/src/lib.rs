@@ -28,7 +28,7 @@ use crate::squashfs::{Compressor, Meta, SquashfsWriter, WriteError, WriterOption
 
 /// Why an image could not be created.
 #[derive(Debug, thiserror::Error)]
-pub enum CreateError {
+pub enum Error {
     /// The source could not be read.
     #[error("cannot read source {path}: {source}")]
     Source {
@@ -69,16 +69,16 @@ pub enum CreateError {
     Usage(String),
 }
 
-impl CreateError {
+impl Error {
     pub(crate) fn source(path: &Path, source: std::io::Error) -> Self {
-        CreateError::Source {
+        Error::Source {
             path: path.to_path_buf(),
             source,
         }
     }
 
     pub(crate) fn in_source(path: &Path, source: WriteError) -> Self {
-        CreateError::WriteFrom {
+        Error::WriteFrom {
             path: path.to_path_buf(),
             source,
         }
@@ -198,14 +198,14 @@ pub fn add_directory(
     root: &Path,
     opts: &SourceOptions,
     progress: &dyn Progress,
-) -> Result<SourceStats, CreateError> {
+) -> Result<SourceStats, Error> {
     let mut ingest = Ingest::new(writer, opts, progress, Vec::new())?;
     ingest.dir(root)?;
     Ok(ingest.stats)
 }
 
 /// Check an extension name the way systemd-sysext needs it in file names.
-pub fn validate_name(name: &str) -> Result<(), CreateError> {
+pub fn validate_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
@@ -215,7 +215,7 @@ pub fn validate_name(name: &str) -> Result<(), CreateError> {
     if ok {
         Ok(())
     } else {
-        Err(CreateError::Usage(format!(
+        Err(Error::Usage(format!(
             "invalid extension name {name:?}: use letters, digits and . _ - + @, not starting with a dot"
         )))
     }
@@ -237,11 +237,11 @@ pub fn default_name(output: &Path) -> Option<String> {
 pub fn create_extension(
     opts: &ExtensionOptions,
     progress: &dyn Progress,
-) -> Result<ExtensionReport, CreateError> {
+) -> Result<ExtensionReport, Error> {
     let name = match &opts.name {
         Some(n) => n.clone(),
         None => default_name(&opts.output).ok_or_else(|| {
-            CreateError::Usage(format!(
+            Error::Usage(format!(
                 "cannot derive a name from {}; pass --name",
                 opts.output.display()
             ))
@@ -250,14 +250,14 @@ pub fn create_extension(
     validate_name(&name)?;
     let kind = source::detect(&opts.source)?;
     let source_meta =
-        std::fs::metadata(&opts.source).map_err(|e| CreateError::source(&opts.source, e))?;
+        std::fs::metadata(&opts.source).map_err(|e| Error::source(&opts.source, e))?;
 
     let out_dir = match opts.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     if !out_dir.is_dir() {
-        return Err(CreateError::Output {
+        return Err(Error::Output {
             path: opts.output.clone(),
             source: std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -266,14 +266,14 @@ pub fn create_extension(
         });
     }
     if kind == SourceKind::Dir {
-        let src = std::fs::canonicalize(&opts.source)
-            .map_err(|e| CreateError::source(&opts.source, e))?;
-        let dst = std::fs::canonicalize(&out_dir).map_err(|e| CreateError::Output {
+        let src =
+            std::fs::canonicalize(&opts.source).map_err(|e| Error::source(&opts.source, e))?;
+        let dst = std::fs::canonicalize(&out_dir).map_err(|e| Error::Output {
             path: opts.output.clone(),
             source: e,
         })?;
         if dst.starts_with(&src) {
-            return Err(CreateError::Usage(format!(
+            return Err(Error::Usage(format!(
                 "the output {} lies inside the source directory {}",
                 opts.output.display(),
                 opts.source.display()
@@ -290,7 +290,7 @@ pub fn create_extension(
             .unwrap_or(0)
     });
 
-    let out_err = |e: std::io::Error| CreateError::Output {
+    let out_err = |e: std::io::Error| Error::Output {
         path: opts.output.clone(),
         source: e,
     };
@@ -347,7 +347,7 @@ pub fn create_extension(
     let mut release = ReleaseFields::default();
     if release_from_source {
         if opts.has_release_options() {
-            return Err(CreateError::BadSource {
+            return Err(Error::BadSource {
                 path: opts.source.clone(),
                 why: format!(
                     "it already contains {release_rel}; remove it or leave out the metadata options"

@@ -14,7 +14,7 @@ use std::path::Path;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::squashfs::{Meta, SquashfsWriter};
-use crate::{CreateError, Progress};
+use crate::{Error, Progress};
 
 /// What kind of source a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,21 +89,21 @@ fn is_tar_header(head: &[u8]) -> bool {
 }
 
 /// Recognise the kind of `path` from its content.
-pub fn detect(path: &Path) -> Result<SourceKind, CreateError> {
-    let meta = std::fs::metadata(path).map_err(|e| CreateError::source(path, e))?;
+pub fn detect(path: &Path) -> Result<SourceKind, Error> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::source(path, e))?;
     if meta.is_dir() {
         return Ok(SourceKind::Dir);
     }
-    let mut f = File::open(path).map_err(|e| CreateError::source(path, e))?;
+    let mut f = File::open(path).map_err(|e| Error::source(path, e))?;
     let mut head = vec![0u8; 512];
-    let n = sik_image::read_full(&mut f, &mut head).map_err(|e| CreateError::source(path, e))?;
+    let n = sik_image::read_full(&mut f, &mut head).map_err(|e| Error::source(path, e))?;
     head.truncate(n);
     if head.starts_with(b"!<arch>\n") {
         return Ok(SourceKind::Deb);
     }
     match TarCompression::from_magic(&head) {
         Some(c) => Ok(SourceKind::Tar(c)),
-        None => Err(CreateError::BadSource {
+        None => Err(Error::BadSource {
             path: path.to_path_buf(),
             why: "not a directory, a tar archive (plain, gzip, xz, zstd) or a Debian package"
                 .into(),
@@ -136,7 +136,7 @@ impl std::fmt::Debug for BeforeOpen {
 /// following a symlink, and check it is still that file: a name swapped for
 /// a symlink, or a parent directory swapped for one, after the walk would
 /// otherwise pull a file from outside the source into the image.
-fn open_walked(path: &Path, md: &std::fs::Metadata) -> Result<File, CreateError> {
+fn open_walked(path: &Path, md: &std::fs::Metadata) -> Result<File, Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -145,17 +145,17 @@ fn open_walked(path: &Path, md: &std::fs::Metadata) -> Result<File, CreateError>
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
-                CreateError::source(
+                Error::source(
                     path,
                     io::Error::other("replaced by a symlink while reading the source"),
                 )
             } else {
-                CreateError::source(path, e)
+                Error::source(path, e)
             }
         })?;
-    let now = f.metadata().map_err(|e| CreateError::source(path, e))?;
+    let now = f.metadata().map_err(|e| Error::source(path, e))?;
     if !now.is_file() || now.dev() != md.dev() || now.ino() != md.ino() {
-        return Err(CreateError::source(
+        return Err(Error::source(
             path,
             io::Error::other("replaced by another file while reading the source"),
         ));
@@ -205,17 +205,16 @@ impl<'a> Ingest<'a> {
         opts: &'a SourceOptions,
         progress: &'a dyn Progress,
         watch: Vec<Vec<u8>>,
-    ) -> Result<Self, CreateError> {
+    ) -> Result<Self, Error> {
         let mut b = GlobSetBuilder::new();
         for g in &opts.exclude {
             let g = g.trim_start_matches('/');
-            let glob =
-                Glob::new(g).map_err(|e| CreateError::Usage(format!("--exclude {g:?}: {e}")))?;
+            let glob = Glob::new(g).map_err(|e| Error::Usage(format!("--exclude {g:?}: {e}")))?;
             b.add(glob);
         }
         let exclude = b
             .build()
-            .map_err(|e| CreateError::Usage(format!("--exclude: {e}")))?;
+            .map_err(|e| Error::Usage(format!("--exclude: {e}")))?;
         Ok(Ingest {
             writer,
             opts,
@@ -259,9 +258,8 @@ impl<'a> Ingest<'a> {
     }
 
     /// Feed a directory tree.
-    pub fn dir(&mut self, root: &Path) -> Result<(), CreateError> {
-        let root_meta =
-            std::fs::symlink_metadata(root).map_err(|e| CreateError::source(root, e))?;
+    pub fn dir(&mut self, root: &Path) -> Result<(), Error> {
+        let root_meta = std::fs::symlink_metadata(root).map_err(|e| Error::source(root, e))?;
         let (uid, gid) = self.owner(u64::from(root_meta.uid()), u64::from(root_meta.gid()));
         let xattrs = read_xattrs(root);
         self.writer.set_root(Meta {
@@ -280,7 +278,7 @@ impl<'a> Ingest<'a> {
         while let Some(entry) = walk.next() {
             let entry = entry.map_err(|e| {
                 let p = e.path().unwrap_or(root).to_path_buf();
-                CreateError::source(
+                Error::source(
                     &p,
                     e.into_io_error()
                         .unwrap_or_else(|| io::Error::other("filesystem loop")),
@@ -294,7 +292,7 @@ impl<'a> Ingest<'a> {
                 .as_bytes()
                 .to_vec();
             let md = entry.metadata().map_err(|e| {
-                CreateError::source(
+                Error::source(
                     path,
                     e.into_io_error()
                         .unwrap_or_else(|| io::Error::other("metadata")),
@@ -325,7 +323,7 @@ impl<'a> Ingest<'a> {
                 w.add_dir(&rel, meta)?;
                 self.stats.dirs += 1;
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(path).map_err(|e| CreateError::source(path, e))?;
+                let target = std::fs::read_link(path).map_err(|e| Error::source(path, e))?;
                 w.add_symlink(&rel, target.as_os_str().as_bytes(), meta)?;
                 self.stats.symlinks += 1;
             } else if ft.is_file() {
@@ -349,7 +347,7 @@ impl<'a> Ingest<'a> {
                 };
                 let n = w
                     .add_file(&rel, meta, &mut r)
-                    .map_err(|e| CreateError::in_source(path, e))?;
+                    .map_err(|e| Error::in_source(path, e))?;
                 self.stats.files += 1;
                 self.stats.bytes += n;
             } else if ft.is_char_device() || ft.is_block_device() {
@@ -373,15 +371,13 @@ impl<'a> Ingest<'a> {
     }
 
     /// Feed a tar stream. `origin` names the source file in errors.
-    pub fn tar<R: Read>(&mut self, stream: R, origin: &Path) -> Result<(), CreateError> {
+    pub fn tar<R: Read>(&mut self, stream: R, origin: &Path) -> Result<(), Error> {
         let mut archive = tar::Archive::new(stream);
-        let entries = archive
-            .entries()
-            .map_err(|e| CreateError::source(origin, e))?;
+        let entries = archive.entries().map_err(|e| Error::source(origin, e))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| CreateError::source(origin, e))?;
+            let mut entry = entry.map_err(|e| Error::source(origin, e))?;
             let raw = entry.path_bytes().into_owned();
-            let Some(rel) = normalize_archive_path(&raw).map_err(|why| CreateError::BadSource {
+            let Some(rel) = normalize_archive_path(&raw).map_err(|why| Error::BadSource {
                 path: origin.to_path_buf(),
                 why,
             })?
@@ -403,7 +399,7 @@ impl<'a> Ingest<'a> {
             }
             let xattrs = pax_xattrs(&mut entry);
             let h = entry.header();
-            let mode = h.mode().map_err(|e| CreateError::source(origin, e))?;
+            let mode = h.mode().map_err(|e| Error::source(origin, e))?;
             let (uid, gid) = self.owner(h.uid().unwrap_or(0), h.gid().unwrap_or(0));
             let meta = Meta {
                 mode: (mode & 0o7777) as u16,
@@ -426,7 +422,7 @@ impl<'a> Ingest<'a> {
                 };
                 let n = w
                     .add_file(&rel, meta, &mut r)
-                    .map_err(|e| CreateError::in_source(origin, e))?;
+                    .map_err(|e| Error::in_source(origin, e))?;
                 self.stats.files += 1;
                 self.stats.bytes += n;
             } else if ty.is_symlink() {
@@ -442,11 +438,11 @@ impl<'a> Ingest<'a> {
                     .map(|t| t.into_owned())
                     .unwrap_or_default();
                 let target = normalize_archive_path(&target)
-                    .map_err(|why| CreateError::BadSource {
+                    .map_err(|why| Error::BadSource {
                         path: origin.to_path_buf(),
                         why: format!("hard link {}: {why}", String::from_utf8_lossy(&rel)),
                     })?
-                    .ok_or_else(|| CreateError::BadSource {
+                    .ok_or_else(|| Error::BadSource {
                         path: origin.to_path_buf(),
                         why: format!(
                             "hard link {} points at the root",
@@ -476,8 +472,8 @@ impl<'a> Ingest<'a> {
 }
 
 /// Open a tar source with its compression layer removed.
-pub fn open_tar(path: &Path, compression: TarCompression) -> Result<Box<dyn Read>, CreateError> {
-    let f = File::open(path).map_err(|e| CreateError::source(path, e))?;
+pub fn open_tar(path: &Path, compression: TarCompression) -> Result<Box<dyn Read>, Error> {
+    let f = File::open(path).map_err(|e| Error::source(path, e))?;
     decompress(
         Box::new(BufReader::with_capacity(1 << 20, f)),
         compression,
@@ -489,16 +485,16 @@ fn decompress<'r>(
     r: Box<dyn Read + 'r>,
     compression: TarCompression,
     path: &Path,
-) -> Result<Box<dyn Read + 'r>, CreateError> {
+) -> Result<Box<dyn Read + 'r>, Error> {
     Ok(match compression {
         TarCompression::None => r,
         TarCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
         TarCompression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(r)),
         TarCompression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(r).map_err(|e| CreateError::source(path, e))?)
+            Box::new(zstd::stream::read::Decoder::new(r).map_err(|e| Error::source(path, e))?)
         }
         TarCompression::Bzip2 => {
-            return Err(CreateError::BadSource {
+            return Err(Error::BadSource {
                 path: path.to_path_buf(),
                 why: "bzip2-compressed archives are not supported; use gzip, xz or zstd".into(),
             });
@@ -508,19 +504,16 @@ fn decompress<'r>(
 
 /// Open the `data.tar.*` member of a Debian package (an `ar` archive) as a
 /// decompressed tar stream.
-pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, CreateError> {
-    let bad = |why: String| CreateError::BadSource {
+pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, Error> {
+    let bad = |why: String| Error::BadSource {
         path: path.to_path_buf(),
         why,
     };
-    let mut f = File::open(path).map_err(|e| CreateError::source(path, e))?;
-    let len = f
-        .metadata()
-        .map_err(|e| CreateError::source(path, e))?
-        .len();
+    let mut f = File::open(path).map_err(|e| Error::source(path, e))?;
+    let len = f.metadata().map_err(|e| Error::source(path, e))?.len();
     let mut magic = [0u8; 8];
     f.read_exact(&mut magic)
-        .map_err(|e| CreateError::source(path, e))?;
+        .map_err(|e| Error::source(path, e))?;
     let mut pos = 8u64;
     loop {
         let mut hdr = [0u8; 60];
@@ -528,9 +521,8 @@ pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, CreateError> {
             return Err(bad("Debian package has no data.tar member".into()));
         }
         f.seek(SeekFrom::Start(pos))
-            .map_err(|e| CreateError::source(path, e))?;
-        f.read_exact(&mut hdr)
-            .map_err(|e| CreateError::source(path, e))?;
+            .map_err(|e| Error::source(path, e))?;
+        f.read_exact(&mut hdr).map_err(|e| Error::source(path, e))?;
         if &hdr[58..60] != b"`\n" {
             return Err(bad(format!("malformed ar member header at offset {pos}")));
         }
@@ -550,13 +542,13 @@ pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, CreateError> {
         }
         if let Some(ext) = name.strip_prefix("data.tar") {
             f.seek(SeekFrom::Start(data))
-                .map_err(|e| CreateError::source(path, e))?;
+                .map_err(|e| Error::source(path, e))?;
             let mut head = [0u8; 6];
             let member = BufReader::with_capacity(1 << 20, f).take(size);
             let mut member = member;
             // Peek the member's magic through a small buffer, then chain it back.
-            let n = sik_image::read_full(&mut member, &mut head)
-                .map_err(|e| CreateError::source(path, e))?;
+            let n =
+                sik_image::read_full(&mut member, &mut head).map_err(|e| Error::source(path, e))?;
             let head = head[..n].to_vec();
             let compression = match ext {
                 "" => TarCompression::None,

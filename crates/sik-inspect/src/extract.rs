@@ -21,7 +21,7 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 use sik_image::squashfs;
 
 use crate::tree::decode_dev;
-use crate::{InspectError, open_squashfs, squashfs_offset};
+use crate::{Error, open_squashfs, squashfs_offset};
 
 /// How to extract.
 #[derive(Debug, Clone, Default)]
@@ -47,11 +47,7 @@ pub struct ExtractReport {
 
 /// Extract the tree of an ExtensionImage (or of a type 2 AppImage's SquashFS)
 /// into `dir`.
-pub fn extract(
-    image: &Path,
-    dir: &Path,
-    opts: &ExtractOptions,
-) -> Result<ExtractReport, InspectError> {
+pub fn extract(image: &Path, dir: &Path, opts: &ExtractOptions) -> Result<ExtractReport, Error> {
     let offset = squashfs_offset(image)?;
     let fs = open_squashfs(image, offset)?;
     extract_filtered(&fs, dir, opts, &|_| true)
@@ -64,12 +60,12 @@ pub fn extract_filtered(
     dir: &Path,
     opts: &ExtractOptions,
     want: &dyn Fn(&str) -> bool,
-) -> Result<ExtractReport, InspectError> {
+) -> Result<ExtractReport, Error> {
     let fresh = match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {
             let empty = fs::read_dir(dir)?.next().is_none();
             if !empty && !opts.force {
-                return Err(InspectError::Unsafe(format!(
+                return Err(Error::Unsafe(format!(
                     "{} is not empty; pass --force to write into it",
                     dir.display()
                 )));
@@ -77,7 +73,7 @@ pub fn extract_filtered(
             empty
         }
         Ok(_) => {
-            return Err(InspectError::Unsafe(format!(
+            return Err(Error::Unsafe(format!(
                 "{} exists and is not a directory",
                 dir.display()
             )));
@@ -153,7 +149,7 @@ fn extract_into(
     dir: &Path,
     opts: &ExtractOptions,
     want: &dyn Fn(&str) -> bool,
-) -> Result<ExtractReport, InspectError> {
+) -> Result<ExtractReport, Error> {
     let root = dir.to_path_buf();
     let as_root = rustix::process::geteuid().is_root();
     let mut report = ExtractReport {
@@ -188,7 +184,7 @@ fn extract_into(
             let both_dirs = m.is_dir() && matches!(node.inner, InnerNode::Dir(_));
             if !both_dirs {
                 if !opts.force {
-                    return Err(InspectError::Unsafe(format!(
+                    return Err(Error::Unsafe(format!(
                         "{} exists; pass --force to replace it",
                         target.display()
                     )));
@@ -310,7 +306,7 @@ fn write_file(
     job: &FileJob<'_>,
     buf: &mut [u8],
     as_root: bool,
-) -> Result<u64, InspectError> {
+) -> Result<u64, Error> {
     let h = job.header;
     let out = OpenOptions::new()
         .write(true)
@@ -318,9 +314,10 @@ fn write_file(
         .mode(0o600)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&job.target)?;
-    let mut reader = fs.file(job.file).reader_checked().map_err(|e| {
-        InspectError::Malformed(format!("{}: {}", job.rel, squashfs::describe_error(&e)))
-    })?;
+    let mut reader = fs
+        .file(job.file)
+        .reader_checked()
+        .map_err(|e| Error::Malformed(format!("{}: {}", job.rel, squashfs::describe_error(&e))))?;
     let mut w = BufWriter::with_capacity(1 << 20, out);
     let mut written = 0u64;
     loop {
@@ -328,7 +325,7 @@ fn write_file(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(InspectError::Malformed(format!("{}: {e}", job.rel))),
+            Err(e) => return Err(Error::Malformed(format!("{}: {e}", job.rel))),
         };
         w.write_all(&buf[..n])?;
         written += n as u64;
@@ -345,14 +342,14 @@ fn write_file(
 }
 
 /// The image path made relative, with every component checked.
-fn relative(full: &Path) -> Result<Option<PathBuf>, InspectError> {
+fn relative(full: &Path) -> Result<Option<PathBuf>, Error> {
     let mut out = PathBuf::new();
     for c in full.components() {
         match c {
             Component::RootDir => {}
             Component::Normal(n) => {
                 if n.as_encoded_bytes().contains(&0) {
-                    return Err(InspectError::Unsafe(format!(
+                    return Err(Error::Unsafe(format!(
                         "entry name with a NUL byte: {}",
                         full.display()
                     )));
@@ -360,7 +357,7 @@ fn relative(full: &Path) -> Result<Option<PathBuf>, InspectError> {
                 out.push(n)
             }
             Component::ParentDir | Component::CurDir | Component::Prefix(_) => {
-                return Err(InspectError::Unsafe(format!(
+                return Err(Error::Unsafe(format!(
                     "entry {} has a `..` or `.` component; refusing to extract it",
                     full.display()
                 )));
@@ -376,17 +373,13 @@ fn relative(full: &Path) -> Result<Option<PathBuf>, InspectError> {
 
 /// Every directory from `root` down to `parent` must be a real directory
 /// (not a symlink), so nothing is ever written through a link.
-fn ensure_parent(
-    root: &Path,
-    parent: &Path,
-    checked: &mut HashSet<PathBuf>,
-) -> Result<(), InspectError> {
+fn ensure_parent(root: &Path, parent: &Path, checked: &mut HashSet<PathBuf>) -> Result<(), Error> {
     if checked.contains(parent) {
         return Ok(());
     }
-    let rel = parent.strip_prefix(root).map_err(|_| {
-        InspectError::Unsafe(format!("{} lies outside the target", parent.display()))
-    })?;
+    let rel = parent
+        .strip_prefix(root)
+        .map_err(|_| Error::Unsafe(format!("{} lies outside the target", parent.display())))?;
     let mut cur = root.to_path_buf();
     for c in rel.components() {
         cur.push(c);
@@ -398,7 +391,7 @@ fn ensure_parent(
                 checked.insert(cur.clone());
             }
             Ok(_) => {
-                return Err(InspectError::Unsafe(format!(
+                return Err(Error::Unsafe(format!(
                     "{} is not a directory (a symlink?); refusing to write through it",
                     cur.display()
                 )));

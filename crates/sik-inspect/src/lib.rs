@@ -30,7 +30,7 @@ pub use tree::{Entry, EntryType, list};
 
 /// Why a file could not be inspected.
 #[derive(Debug, thiserror::Error)]
-pub enum InspectError {
+pub enum Error {
     /// The file could not be read.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -48,13 +48,13 @@ pub enum InspectError {
     Unsafe(String),
 }
 
-impl From<sik_image::Error> for InspectError {
+impl From<sik_image::Error> for Error {
     fn from(e: sik_image::Error) -> Self {
         match e {
             sik_image::Error::Io { source, .. } | sik_image::Error::Stream(source) => {
-                InspectError::Io(source)
+                Error::Io(source)
             }
-            other => InspectError::Malformed(other.to_string()),
+            other => Error::Malformed(other.to_string()),
         }
     }
 }
@@ -113,7 +113,7 @@ pub struct SignatureFacts {
 }
 
 /// Read the embedded signatures of an ExtensionImage or type 2 AppImage.
-pub fn signature_facts(f: &mut File) -> Result<SignatureFacts, InspectError> {
+pub fn signature_facts(f: &mut File) -> Result<SignatureFacts, Error> {
     use sik_image::signature::{Embedded, payload_of, read_embedded};
     let payload = payload_of(f)?;
     Ok(match read_embedded(f, &payload)? {
@@ -230,34 +230,34 @@ pub struct IsoFacts {
 }
 
 /// Open a SquashFS image (at `offset`) with backhand's reader.
-pub fn open_squashfs(path: &Path, offset: u64) -> Result<FilesystemReader<'static>, InspectError> {
+pub fn open_squashfs(path: &Path, offset: u64) -> Result<FilesystemReader<'static>, Error> {
     let mut f = File::open(path)?;
     // The superblock checks first: their errors name the broken field.
     squashfs::read_superblock(&mut f, offset)?;
     std::io::Seek::rewind(&mut f)?;
     FilesystemReader::from_reader_with_offset(BufReader::new(f), offset)
-        .map_err(|e| InspectError::Malformed(format!("SquashFS: {}", squashfs::describe_error(&e))))
+        .map_err(|e| Error::Malformed(format!("SquashFS: {}", squashfs::describe_error(&e))))
 }
 
 /// Where the SquashFS of an image starts: 0 for an ExtensionImage, the end
 /// of the ELF runtime for a type 2 AppImage.
-pub fn squashfs_offset(path: &Path) -> Result<u64, InspectError> {
+pub fn squashfs_offset(path: &Path) -> Result<u64, Error> {
     let mut f = File::open(path)?;
     match kind::detect(&mut f)? {
         ImageKind::SquashFs => Ok(0),
         ImageKind::AppImage { image_type: 2 } => Ok(elf::read_layout(&mut f)?.end),
-        ImageKind::AppImage { .. } => Err(InspectError::Unsupported(
+        ImageKind::AppImage { .. } => Err(Error::Unsupported(
             "type 1 AppImages carry an ISO 9660 payload, not SquashFS".into(),
         )),
-        ImageKind::Unknown | ImageKind::Elf => Err(InspectError::Unknown),
-        ImageKind::Iso9660 => Err(InspectError::Unsupported(
+        ImageKind::Unknown | ImageKind::Elf => Err(Error::Unknown),
+        ImageKind::Iso9660 => Err(Error::Unsupported(
             "an ISO 9660 image has no SquashFS tree".into(),
         )),
     }
 }
 
 /// Inspect a file.
-pub fn inspect(path: &Path) -> Result<Report, InspectError> {
+pub fn inspect(path: &Path) -> Result<Report, Error> {
     let mut f = File::open(path)?;
     let file_len = f.metadata()?.len();
     let k = kind::detect(&mut f)?;
@@ -276,24 +276,20 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
         }
         ImageKind::Iso9660 => {
             let iso = sik_image::iso9660::Iso::new(&mut f)
-                .map_err(|e| InspectError::Malformed(e.to_string()))?;
+                .map_err(|e| Error::Malformed(e.to_string()))?;
             report.iso = Some(IsoFacts {
                 label: Some(iso.label().to_string()),
             });
         }
-        ImageKind::Elf | ImageKind::Unknown => return Err(InspectError::Unknown),
+        ImageKind::Elf | ImageKind::Unknown => return Err(Error::Unknown),
     }
     Ok(report)
 }
 
-fn extension_facts(
-    path: &Path,
-    f: &mut File,
-    file_len: u64,
-) -> Result<ExtensionFacts, InspectError> {
+fn extension_facts(path: &Path, f: &mut File, file_len: u64) -> Result<ExtensionFacts, Error> {
     let sb = squashfs::read_superblock(f, 0)?;
     if sb.bytes_used > file_len {
-        return Err(InspectError::Malformed(format!(
+        return Err(Error::Malformed(format!(
             "SquashFS claims {} bytes but the file has {file_len} (truncated?)",
             sb.bytes_used
         )));
@@ -371,18 +367,14 @@ fn sysext_verdict(
     }
 }
 
-fn appimage_facts(
-    path: &Path,
-    f: &mut File,
-    image_type: u8,
-) -> Result<AppImageFacts, InspectError> {
+fn appimage_facts(path: &Path, f: &mut File, image_type: u8) -> Result<AppImageFacts, Error> {
     let layout: ElfLayout = elf::read_layout(f)?;
     let reserved_sections: Vec<String> = elf::RESERVED
         .iter()
         .filter(|r| layout.section(r.name).is_some())
         .map(|r| r.name.to_string())
         .collect();
-    let section_text = |f: &mut File, name: &str| -> Result<Option<String>, InspectError> {
+    let section_text = |f: &mut File, name: &str| -> Result<Option<String>, Error> {
         match layout.section(name) {
             Some(s) if s.size <= 64 * 1024 => Ok(elf::nul_padded_text(&elf::read_section(f, s)?)),
             _ => Ok(None),
@@ -431,18 +423,16 @@ fn read_small(
     fs: &FilesystemReader<'_>,
     file: &backhand::SquashfsFileReader,
     limit: usize,
-) -> Result<Vec<u8>, InspectError> {
+) -> Result<Vec<u8>, Error> {
     if file.file_len() > limit {
-        return Err(InspectError::Malformed(format!(
+        return Err(Error::Malformed(format!(
             "metadata file larger than {limit} bytes"
         )));
     }
     let mut out = Vec::with_capacity(file.file_len());
     fs.file(file)
         .reader_checked()
-        .map_err(|e| {
-            InspectError::Malformed(format!("SquashFS: {}", squashfs::describe_error(&e)))
-        })?
+        .map_err(|e| Error::Malformed(format!("SquashFS: {}", squashfs::describe_error(&e))))?
         .take(limit as u64)
         .read_to_end(&mut out)?;
     Ok(out)

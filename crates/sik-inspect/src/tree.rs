@@ -5,7 +5,7 @@ use std::path::Path;
 
 use backhand::InnerNode;
 
-use crate::{InspectError, open_squashfs, squashfs_offset};
+use crate::{Error, open_squashfs, squashfs_offset};
 
 /// Type of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -59,7 +59,7 @@ pub fn decode_dev(dev: u32) -> (u32, u32) {
 }
 
 /// List the tree of an ExtensionImage or of the SquashFS of a type 2 AppImage.
-pub fn list(path: &Path) -> Result<Vec<Entry>, InspectError> {
+pub fn list(path: &Path) -> Result<Vec<Entry>, Error> {
     let offset = squashfs_offset(path)?;
     let fs = open_squashfs(path, offset)?;
     let mut out = Vec::new();

@@ -195,7 +195,7 @@ fn generate_cmd(a: GenerateArgs) -> CmdResult {
         timeout: a.timeout,
     };
     let report = sik_boot::generate::generate(&a.medium, &opts).map_err(|e| match e {
-        sik_boot::BootError::ScriptCheck(_) => Failure::check("boot generate", Some(&a.medium), e),
+        sik_boot::Error::ScriptCheck(_) => Failure::check("boot generate", Some(&a.medium), e),
         e => Failure::input("boot generate", Some(&a.medium), e),
     })?;
     for w in &report.warnings {

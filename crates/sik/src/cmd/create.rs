@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use sik_create::squashfs::Compressor;
-use sik_create::{CreateError, ExtensionOptions, Progress};
+use sik_create::{ExtensionOptions, Progress};
 
 use sik_image::signature::HashAlg;
 
@@ -262,17 +262,21 @@ pub fn parse_block_size(text: &str) -> Result<u32, Failure> {
 }
 
 /// Word a library error for the user.
-pub fn create_error(source: &Path, output: &Path, e: CreateError) -> Failure {
+pub fn create_error(source: &Path, output: &Path, e: sik_create::Error) -> Failure {
     match e {
-        CreateError::Source { path, source } => {
+        sik_create::Error::Source { path, source } => {
             Failure::input("cannot read source", Some(&path), source)
         }
-        CreateError::BadSource { path, why } => Failure::input("bad source", Some(&path), why),
-        CreateError::Output { path, source } => Failure::input("cannot write", Some(&path), source),
-        CreateError::WriteFrom { path, source } => {
+        sik_create::Error::BadSource { path, why } => {
+            Failure::input("bad source", Some(&path), why)
+        }
+        sik_create::Error::Output { path, source } => {
+            Failure::input("cannot write", Some(&path), source)
+        }
+        sik_create::Error::WriteFrom { path, source } => {
             Failure::input("cannot write image", Some(&path), source)
         }
-        CreateError::Write(w) => Failure::input("cannot write image", Some(output), w),
-        CreateError::Usage(why) => Failure::input("invalid options", Some(source), why),
+        sik_create::Error::Write(w) => Failure::input("cannot write image", Some(output), w),
+        sik_create::Error::Usage(why) => Failure::input("invalid options", Some(source), why),
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sik_inspect::{InspectError, Report};
+use sik_inspect::Report;
 
 use crate::fail::{CmdResult, Failure};
 use crate::output::print_json;
@@ -32,10 +32,10 @@ pub struct Args {
 }
 
 /// Map a library error to the CLI's wording (exit 2: input error).
-pub fn input_error(what: &str, file: &std::path::Path, e: InspectError) -> Failure {
+pub fn input_error(what: &str, file: &std::path::Path, e: sik_inspect::Error) -> Failure {
     let f = Failure::input(what, Some(file), &e);
     match e {
-        InspectError::Unknown => {
+        sik_inspect::Error::Unknown => {
             f.hint("sik knows ExtensionImages (SquashFS), AppImages and ISO 9660 images")
         }
         _ => f,
