@@ -1743,3 +1743,75 @@ fn a_linked_overlay_cannot_add_a_trusted_key() {
     assert!(!root.join("usr/bin/evil").exists());
     ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
 }
+
+#[test]
+fn directories_made_in_root_are_roots_and_user_symlinks_are_not_followed() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    // An image whose new directory belongs to uid 1000, mode 0777.
+    let tree = t.mkdir("tree-owned");
+    std::fs::create_dir_all(tree.join("usr/share/owned")).unwrap();
+    std::fs::write(tree.join("usr/share/owned/data"), "d").unwrap();
+    std::fs::create_dir_all(tree.join("usr/share/swapped")).unwrap();
+    std::fs::write(tree.join("usr/share/swapped/planted"), "p").unwrap();
+    for d in ["usr/share/owned", "usr/share/swapped"] {
+        std::os::unix::fs::chown(tree.join(d), Some(1000), Some(1000)).unwrap();
+        std::fs::set_permissions(tree.join(d), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    std::fs::create_dir_all(tree.join("usr/lib/extension-release.d")).unwrap();
+    std::fs::write(
+        tree.join("usr/lib/extension-release.d/extension-release.owned"),
+        "ID=_any\n",
+    )
+    .unwrap();
+    let img = t.join("owned.ExtensionImage");
+    run_ok(
+        cmd("mksquashfs")
+            .arg(&tree)
+            .arg(&img)
+            .args(["-quiet", "-noappend", "-no-progress"]),
+    );
+    // uid 1000 owns a symlink in ROOT where the image has a directory
+    // (as if it had swapped a directory it owned for one).
+    std::os::unix::fs::symlink("/etc", root.join("usr/share/swapped")).unwrap();
+    std::os::unix::fs::lchown(root.join("usr/share/swapped"), Some(1000), Some(1000)).unwrap();
+
+    let out = link(&root, &["--allow-unsigned"], &[&img]);
+    ok(&out);
+    let m = std::fs::symlink_metadata(root.join("usr/share/owned")).unwrap();
+    assert!(m.is_dir());
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 0, 0o755));
+    assert_eq!(read_in_root(&root, "usr/share/owned/data"), "d");
+    // Not followed: nothing was written into ROOT's /etc.
+    assert!(
+        !root.join("etc/planted").exists(),
+        "followed uid 1000's symlink"
+    );
+    let doc = status(&root);
+    let c = ext(&doc, "owned")["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "/usr/share/swapped")
+        .unwrap_or_else(|| panic!("{doc:#}"))
+        .clone();
+    assert_eq!(c["kind"], "escapes");
+    assert!(c["detail"].as_str().unwrap().contains("uid 1000"), "{c}");
+    ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
+    assert!(!root.join("usr/share/owned").exists());
+
+    // Signed by a trusted key: the image's owner and mode are kept.
+    let signer = key(&t, "trusted");
+    sign(&img, &signer);
+    ok(&link(
+        &root,
+        &["--trust", t.join("trusted.pub").to_str().unwrap()],
+        &[&img],
+    ));
+    let m = std::fs::symlink_metadata(root.join("usr/share/owned")).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o7777), (1000, 0o777));
+    ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
+}

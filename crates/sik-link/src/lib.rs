@@ -508,6 +508,10 @@ fn resolve_error(root: &Path, e: ResolveError) -> Error {
         ResolveError::NotDir(p) => ("not a directory".to_string(), p),
         ResolveError::Ours(p) => ("a symlink made by an extension".to_string(), p),
         ResolveError::Loop(p) => ("too many symlinks".to_string(), p),
+        ResolveError::NotRootOwned(p, uid) => (
+            format!("a symlink owned by uid {uid}, not root; not followed"),
+            p,
+        ),
         ResolveError::Missing(p) => ("does not exist".to_string(), p),
         ResolveError::Io(p, e) => (e.to_string(), p),
     };
@@ -1178,6 +1182,7 @@ fn link_one(
             dirs_created: 0,
             already: 0,
             counter: &*counter_ref,
+            trusted: signer.is_some(),
             stop: None,
         };
         let content_fd =
@@ -1456,6 +1461,8 @@ struct Walker<'a> {
     dirs_created: u64,
     already: u64,
     counter: &'a Counter,
+    /// Whether a trusted key signed the image (its directories keep their owner and mode).
+    trusted: bool,
     /// Set when another thread's walk failed: stop early.
     stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
@@ -1733,10 +1740,24 @@ impl Walker<'_> {
             })
             .map_err(|e| unusable("open it", e))?;
         let m = sys::fstat(sp.as_raw_fd()).map_err(|e| unusable("read its inode", e))?;
-        let meta = DirMeta {
-            mode: m.st_mode & 0o7777,
-            uid: m.st_uid,
-            gid: m.st_gid,
+        // A directory made in ROOT is the running user's (root's) with at
+        // most 0755, so no owner from an image can later swap it for a
+        // symlink or add entries; only a trusted signer's image keeps the
+        // owner and mode it asks for.
+        let meta = if self.trusted {
+            DirMeta {
+                mode: m.st_mode & 0o7777,
+                uid: m.st_uid,
+                gid: m.st_gid,
+            }
+        } else {
+            // SAFETY: geteuid/getegid cannot fail.
+            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            DirMeta {
+                mode: m.st_mode & 0o755,
+                uid,
+                gid,
+            }
         };
         let mut made = 0u64;
         let journal = self.journal;
@@ -1760,6 +1781,14 @@ impl Walker<'_> {
                 &rel,
                 ConflictKind::Escapes,
                 "a symlink of ROOT leads outside ROOT; not followed",
+            ),
+            Err(ResolveError::NotRootOwned(p, uid)) => self.conflict(
+                &rel,
+                ConflictKind::Escapes,
+                format!(
+                    "{} is a symlink owned by uid {uid}, not root; not followed",
+                    slash(&p)
+                ),
             ),
             Err(ResolveError::Loop(_)) => {
                 self.conflict(&rel, ConflictKind::Escapes, "symlink loop")
@@ -1916,6 +1945,7 @@ impl Walker<'_> {
             dirs_created: 0,
             already: 0,
             counter: self.counter,
+            trusted: self.trusted,
             stop: Some(stop),
         }
     }

@@ -26,6 +26,10 @@ pub enum ResolveError {
     Ours(Vec<u8>),
     /// Too many symlinks.
     Loop(Vec<u8>),
+    /// A symlink owned by someone other than root (or the running user):
+    /// its owner could point it anywhere, so it is not followed. The path
+    /// and the owner's uid.
+    NotRootOwned(Vec<u8>, u32),
     /// A component is missing and creating was not asked for.
     Missing(Vec<u8>),
     /// A system call failed.
@@ -165,6 +169,9 @@ impl Root {
                     if !sys::is_lnk(&st) {
                         return Err(ResolveError::NotDir(rel));
                     }
+                    if !trusted_owner(st.st_uid) {
+                        return Err(ResolveError::NotRootOwned(rel, st.st_uid));
+                    }
                     hops += 1;
                     if hops > 40 {
                         return Err(ResolveError::Loop(rel));
@@ -267,6 +274,11 @@ impl Root {
                     return Ok(buf);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    let st = sys::fstatat(dir.fd.as_raw_fd(), &cc)
+                        .map_err(|e| ResolveError::Io(rel.clone(), e))?;
+                    if !trusted_owner(st.st_uid) {
+                        return Err(ResolveError::NotRootOwned(rel, st.st_uid));
+                    }
                     let t = sys::readlinkat(dir.fd.as_raw_fd(), &cc)
                         .map_err(|e| ResolveError::Io(rel.clone(), e))?;
                     path = if t.starts_with(b"/") {
@@ -285,6 +297,16 @@ impl Root {
     }
 }
 
+/// Whether a symlink owned by `uid` may be followed: root's, or the
+/// running user's (who could change ROOT anyway).
+pub fn trusted_owner(uid: u32) -> bool {
+    uid == 0 || uid == ids().0
+}
+
+/// Create the directory `name` in `dir` and open it. Owner and mode are
+/// set through the opened descriptor (`fchown`, `fchmod`), never by name,
+/// so a swap of the new name for something else between the calls cannot
+/// redirect them.
 fn mkdir_open(
     dir: RawFd,
     name: &CString,
@@ -299,11 +321,22 @@ fn mkdir_open(
     let simple = mode & !0o777 == 0 && mode & umask() == 0;
     sys::mkdirat(dir, name, if simple { mode } else { 0o700 })?;
     let (euid, egid) = ids();
-    if meta.uid != euid || meta.gid != egid || !simple {
-        sys::lchownat(dir, name, meta.uid, meta.gid)?;
-        sys::fchmodat(dir, name, mode)?;
+    if meta.uid == euid && meta.gid == egid && simple {
+        return sys::openat(dir, name, sys::DIR_FLAGS);
     }
-    sys::openat(dir, name, sys::DIR_FLAGS)
+    let fd = sys::openat(
+        dir,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+    )?;
+    let st = sys::fstat(fd.as_raw_fd())?;
+    if st.st_uid != euid {
+        // Not the directory just made.
+        return Err(io::Error::from_raw_os_error(libc::EEXIST));
+    }
+    sys::fchown(fd.as_raw_fd(), meta.uid, meta.gid)?;
+    sys::fchmod(fd.as_raw_fd(), mode)?;
+    Ok(fd)
 }
 
 /// Effective uid and gid, read once.

@@ -117,15 +117,14 @@ pub fn mkdirat(dir: RawFd, name: &CStr, mode: u32) -> io::Result<()> {
     check(unsafe { libc::mkdirat(dir, name.as_ptr(), mode as libc::mode_t) }).map(drop)
 }
 
-pub fn fchmodat(dir: RawFd, name: &CStr, mode: u32) -> io::Result<()> {
-    // SAFETY: valid C string.
-    check(unsafe { libc::fchmodat(dir, name.as_ptr(), mode as libc::mode_t, 0) }).map(drop)
+pub fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
+    // SAFETY: fchmod(2) on an fd.
+    check(unsafe { libc::fchmod(fd, mode as libc::mode_t) }).map(drop)
 }
 
-pub fn lchownat(dir: RawFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: valid C string.
-    check(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
-        .map(drop)
+pub fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: fchown(2) on an fd.
+    check(unsafe { libc::fchown(fd, uid, gid) }).map(drop)
 }
 
 pub fn unlinkat(dir: RawFd, name: &CStr, rmdir: bool) -> io::Result<()> {
