@@ -17,6 +17,8 @@
 //! println!("wrote {}", report.output.display());
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod appdir;
 /// Desktop entries are format knowledge shared with `sik inspect`; they live in sik-image.
 pub use sik_image::desktop;

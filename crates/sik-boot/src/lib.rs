@@ -33,6 +33,7 @@
 //! println!("{} ISOs", report.isos.len());
 //! ```
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bootcfg;

@@ -25,6 +25,8 @@
 //! }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod desktop;
 pub mod elf;
 pub mod error;

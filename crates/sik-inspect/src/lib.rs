@@ -11,6 +11,8 @@
 //! println!("{}", report.kind);
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod extract;
 pub mod tree;
 

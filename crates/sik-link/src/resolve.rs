@@ -428,7 +428,9 @@ mod tests {
         let mut made = Vec::new();
         let meta = DirMeta {
             mode: 0o750,
+            // SAFETY: geteuid has no preconditions and cannot fail.
             uid: unsafe { libc::geteuid() },
+            // SAFETY: getegid has no preconditions and cannot fail.
             gid: unsafe { libc::getegid() },
         };
         let d = root

@@ -427,6 +427,7 @@ fn cache_dir(image: &Image) -> Result<PathBuf, String> {
                 .map(|h| PathBuf::from(h).join(".cache"))
         })
         .unwrap_or_else(|| {
+            // SAFETY: geteuid has no preconditions and cannot fail.
             temp_base().join(format!("sik-appimage-cache-{}", unsafe { libc::geteuid() }))
         });
     Ok(base.join("sik-appimage").join(digest(image)?))

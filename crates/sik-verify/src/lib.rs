@@ -17,6 +17,8 @@
 //! }
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -254,8 +256,7 @@ impl TrustStore {
     /// started it (`sudo` keeps `HOME`), and keys root trusts decide what
     /// runs as root.
     pub fn default_paths() -> Vec<PathBuf> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = rustix::process::geteuid().as_raw();
         Self::default_paths_for(euid)
     }
 

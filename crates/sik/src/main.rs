@@ -5,6 +5,8 @@
 //! documents, progress bars and exit codes (0 success, 1 a check said no,
 //! 2 usage or input error).
 
+#![forbid(unsafe_code)]
+
 mod cmd;
 mod fail;
 mod output;

@@ -92,11 +92,11 @@ pub struct Meta {
     pub mtime: u32,
     /// Extended attributes: full names (`b"user.foo"`) and values. Only the
     /// `user.`, `trusted.` and `security.` namespaces can be stored (see
-    /// [`xattr_name_supported`]).
+    /// [`xattr_name_supported`](super::xattr_name_supported)).
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// What [`SquashfsWriter::finish`] wrote.
+/// What [`SquashfsWriter::finish`](super::SquashfsWriter::finish) wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// Superblock `bytes_used`: the end of the last table.
