@@ -1,7 +1,10 @@
 //! `cargo xtask`: everything that is not a plain cargo call.
 //!
-//! * `ci`: exactly what CI runs — fmt check, clippy `-D warnings` on all
-//!   targets, every test, docs.
+//! * `ci`: exactly what CI runs — fmt check, the tidy check, clippy
+//!   `-D warnings` on all targets, every test, docs.
+//! * `tidy`: the project's conventions (`tidy.rs`): `//!` file docs,
+//!   `// SAFETY:` comments, workspace dependencies, no measurements in
+//!   ARCHITECTURE.md, a schema for every `--json`, no file over 800 lines.
 //! * `example`: the main job on the bundled example (build an ExtensionImage
 //!   from `examples/` and inspect it).
 //! * `dist`: a static release `sik` (crt-static, runs in any x86_64 Linux
@@ -14,9 +17,12 @@
 //! * `bench [create|extract|verify|link|appimage|detect|fuse|scale]… [--quick]`: side-by-side benchmarks against the peer
 //!   tools, written to BENCHMARKS.md.
 
+#![forbid(unsafe_code)]
+
 mod bench;
 mod e2e;
 mod fuzz;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,6 +34,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("test") => test(),
+        Some("tidy") => tidy::main(),
         Some("example") => example(),
         Some("dist") => dist().map(|_| ()),
         Some("generate") => generate(&args[1..]),
@@ -36,7 +43,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|test|example|generate [--medium DIR]|dist|bench [create|extract|verify|link|appimage|detect|fuse|scale]… [--quick]|e2e>"
+                "usage: cargo xtask <ci|tidy|test|example|generate [--medium DIR]|dist|bench [create|extract|verify|link|appimage|detect|fuse|scale]… [--quick]|e2e>"
             );
             return ExitCode::from(2);
         }
@@ -58,7 +65,6 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Run a command in the workspace root; fail when it fails.
 /// `xorriso -as mkisofs` making an ISO 9660 image with Rock Ridge and Joliet
 /// names (as live ISOs have) of `tree` at `iso`, volume label `label`.
 pub fn mkisofs(tree: &Path, iso: &Path, label: &str) -> Command {
@@ -69,6 +75,7 @@ pub fn mkisofs(tree: &Path, iso: &Path, label: &str) -> Command {
     c
 }
 
+/// Run a command in the workspace root; fail when it fails.
 pub fn run(cmd: &mut Command) -> Result {
     eprintln!("$ {}", show(cmd));
     let status = cmd
@@ -95,6 +102,7 @@ fn cargo() -> Command {
 
 fn ci() -> Result {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    tidy::main()?;
     run(cargo().args([
         "clippy",
         "--workspace",
