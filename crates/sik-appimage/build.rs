@@ -6,7 +6,12 @@
 //! The runtime is built by a nested `cargo build -p sik-runtime --profile
 //! runtime --target <TARGET>` with `-C target-feature=+crt-static`, in its
 //! own target directory (`<target-dir>/sik-runtime`) so the nested cargo
-//! never waits for the lock the outer one holds. Cargo reruns this script
+//! never waits for the lock the outer one holds. The outer target directory
+//! is read from OUT_DIR's place in it
+//! (`<target-dir>[/<TARGET>]/<profile>/build/<pkg>-<hash>/out`), so a
+//! target directory made by hand (no `CACHEDIR.TAG`) works too; when OUT_DIR
+//! is laid out otherwise, the nested build goes to `OUT_DIR/runtime-build`,
+//! never to the path of the runtime file itself. Cargo reruns this script
 //! only when the runtime's sources, sik-image's sources or the lock file
 //! change, and the nested build is incremental.
 //!
@@ -37,9 +42,13 @@ fn main() {
         println!("cargo:rerun-if-changed={}", ws.join(p).display());
     }
     let target = std::env::var("TARGET").expect("TARGET");
-    let target_dir = find_target_dir(&out_dir)
-        .unwrap_or_else(|| out_dir.clone())
-        .join("sik-runtime");
+    let target_dir = nested_target_dir(&out_dir, &target);
+    assert!(
+        !dest.starts_with(&target_dir) && !target_dir.starts_with(&dest),
+        "the runtime's build directory {} and its output {} overlap",
+        target_dir.display(),
+        dest.display()
+    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
@@ -124,11 +133,32 @@ fn install(from: &Path, to: &Path) {
     }
 }
 
-/// The cargo target directory: the nearest ancestor of OUT_DIR holding
-/// `CACHEDIR.TAG`.
-fn find_target_dir(out_dir: &Path) -> Option<PathBuf> {
-    out_dir
-        .ancestors()
-        .find(|a| a.join("CACHEDIR.TAG").is_file())
-        .map(Path::to_path_buf)
+/// Where the nested runtime build puts its files: `<target-dir>/sik-runtime`
+/// beside the outer build's profile directories, or
+/// `OUT_DIR/runtime-build/sik-runtime` when OUT_DIR does not lie in a cargo
+/// target directory as cargo lays it out.
+fn nested_target_dir(out_dir: &Path, target: &str) -> PathBuf {
+    outer_target_dir(out_dir, target)
+        .unwrap_or_else(|| out_dir.join("runtime-build"))
+        .join("sik-runtime")
+}
+
+/// The outer cargo target directory, from OUT_DIR's place in it:
+/// `<target-dir>/<profile>/build/<pkg>-<hash>/out`, or
+/// `<target-dir>/<TARGET>/<profile>/build/<pkg>-<hash>/out` with `--target`.
+/// Nothing inside it is looked at (a directory made by hand has no
+/// `CACHEDIR.TAG`).
+fn outer_target_dir(out_dir: &Path, target: &str) -> Option<PathBuf> {
+    if out_dir.file_name()? != "out" {
+        return None;
+    }
+    let build = out_dir.parent()?.parent()?;
+    if build.file_name()? != "build" {
+        return None;
+    }
+    let mut dir = build.parent()?.parent()?;
+    if dir.file_name().is_some_and(|n| n == target) {
+        dir = dir.parent()?;
+    }
+    Some(dir.to_path_buf())
 }

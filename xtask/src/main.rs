@@ -22,6 +22,8 @@
 mod bench;
 mod e2e;
 mod fuzz;
+#[cfg(test)]
+mod handmade_target;
 mod tidy;
 
 use std::path::{Path, PathBuf};
