@@ -714,3 +714,271 @@ fn signals_reach_the_app_and_the_mount_goes_away() {
         "mount point removed after the app ended"
     );
 }
+
+/// Run `image` as user `uid` with only PATH, TMPDIR and `env` set (no HOME,
+/// no XDG variables) and APPIMAGE_EXTRACT_AND_RUN=1, so the extract-and-run
+/// cache is used whether FUSE works or not.
+fn run_as(uid: u32, image: &Path, tmpdir: &Path, env: &[(&str, &Path)]) -> Output {
+    let mut c = cmd("setpriv");
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .args(["--clear-groups", "--"])
+        .arg(image)
+        .arg("arg")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TMPDIR", tmpdir)
+        .env("APPIMAGE_EXTRACT_AND_RUN", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run(&mut c)
+}
+
+/// As user `uid`, run a shell script.
+fn sh_as(uid: u32, script: &str) {
+    run_ok(
+        cmd("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .args(["--clear-groups", "--", "sh", "-c", script]),
+    );
+}
+
+/// Plant `dir/AppRun` printing PLANTED, as user `uid`, world-writable.
+fn plant(uid: u32, dir: &Path) {
+    sh_as(
+        uid,
+        &format!(
+            "mkdir -p '{d}' && printf '#!/bin/sh\\necho PLANTED\\n' > '{d}/AppRun' && chmod 777 '{d}/AppRun' '{d}'",
+            d = dir.display()
+        ),
+    );
+}
+
+fn assert_ran_ours(o: &Output) -> String {
+    let (stdout, stderr) = text(o);
+    assert!(
+        o.status.success() && stdout.contains("busybox ran"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("PLANTED"),
+        "a planted AppRun ran:\n{stdout}"
+    );
+    value(&stdout, "APPDIR").to_string()
+}
+
+/// Another local user cannot plant the extract-and-run cache: not in the
+/// TMPDIR fallback (a fresh private directory each run), not through a
+/// cache directory that user owns, not through a world-writable one, not
+/// even with the right digest name and index entry.
+#[test]
+fn planted_cache_of_another_user_is_never_used() {
+    if !require_root() || !require_tool("setpriv") || !require_tool("sha256sum") {
+        return;
+    }
+    const VICTIM: u32 = 23456;
+    const ATTACKER: u32 = 12345;
+    let t = TestDir::new();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = appdir(&t, "Hello.AppDir");
+    let image = t.join("Hello.AppImage");
+    pack(&dir, &image, &[]);
+    let tmp = t.mkdir("tmp");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+
+    // Where does the victim's run extract to when nothing but TMPDIR is set?
+    let first = assert_ran_ours(&run_as(VICTIM, &image, &tmp, &[]));
+    assert!(first.starts_with(tmp.to_str().unwrap()), "{first}");
+    // The attacker got there first: the same path, planted.
+    run_ok(
+        cmd("sh")
+            .arg("-c")
+            .arg(format!("rm -rf '{}'/* || true", tmp.display())),
+    );
+    plant(ATTACKER, Path::new(&first));
+    let again = assert_ran_ours(&run_as(VICTIM, &image, &tmp, &[]));
+    assert_ne!(again, first, "a fresh private directory each run");
+
+    // A cache directory another user owns, holding an entry under the
+    // image's real digest and an index entry for the file's identity.
+    let digest = run_ok(cmd("sha256sum").arg(&image))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let evil = tmp.join("evil-cache");
+    plant(ATTACKER, &evil.join("sik-appimage").join(&digest));
+    let o = run_as(VICTIM, &image, &tmp, &[("XDG_CACHE_HOME", &evil)]);
+    let used = assert_ran_ours(&o);
+    assert!(!used.starts_with(evil.to_str().unwrap()), "{used}");
+
+    // The victim's own cache directory, but writable by everyone.
+    let ww = tmp.join("ww-cache");
+    sh_as(VICTIM, &format!("mkdir -m 777 '{}'", ww.display()));
+    std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o777)).unwrap();
+    plant(ATTACKER, &ww.join("sik-appimage").join(&digest));
+    let used = assert_ran_ours(&run_as(VICTIM, &image, &tmp, &[("XDG_CACHE_HOME", &ww)]));
+    assert!(!used.starts_with(ww.to_str().unwrap()), "{used}");
+
+    // A cache the victim owns is used, made 0700, and reused.
+    let own = tmp.join("own-cache");
+    let used = assert_ran_ours(&run_as(VICTIM, &image, &tmp, &[("XDG_CACHE_HOME", &own)]));
+    assert_eq!(
+        used,
+        own.join("sik-appimage").join(&digest).to_str().unwrap(),
+        "entries are named by the SHA-256 of the file"
+    );
+    use std::os::unix::fs::MetadataExt;
+    for p in [own.join("sik-appimage"), PathBuf::from(&used)] {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!(
+            (md.uid(), md.mode() & 0o777),
+            (VICTIM, 0o700),
+            "{}",
+            p.display()
+        );
+    }
+    let again = assert_ran_ours(&run_as(VICTIM, &image, &tmp, &[("XDG_CACHE_HOME", &own)]));
+    assert_eq!(again, used);
+}
+
+/// A service user's HOME=/nonexistent (and no XDG variables) falls back to
+/// a private directory under TMPDIR, which is gone after the run.
+#[test]
+fn home_nonexistent_falls_back_to_a_private_temporary_cache() {
+    if !require_root() || !require_tool("setpriv") {
+        return;
+    }
+    let t = TestDir::new();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = appdir(&t, "Hello.AppDir");
+    let image = t.join("Hello.AppImage");
+    pack(&dir, &image, &[]);
+    let tmp = t.mkdir("tmp");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let o = run_as(65534, &image, &tmp, &[("HOME", Path::new("/nonexistent"))]);
+    let used = assert_ran_ours(&o);
+    assert!(used.starts_with(tmp.to_str().unwrap()), "{used}");
+    // Removed once the application has ended (by a detached process).
+    let mut left = 1;
+    for _ in 0..100 {
+        left = std::fs::read_dir(&tmp).unwrap().count();
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        left, 0,
+        "the private cache directory is removed after the run"
+    );
+}
+
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+}
+
+/// In a SquashFS made with `-noI` (plain inode table), the data block of the
+/// one-block file of `size` bytes: (offset of the block, offset of its size
+/// entry in the inode, compressed size).
+fn only_block(img: &[u8], size: u32) -> (usize, usize, usize) {
+    let inodes = u64::from_le_bytes(img[64..72].try_into().unwrap()) as usize;
+    let dirs = u64::from_le_bytes(img[72..80].try_into().unwrap()) as usize;
+    for i in inodes + 4..dirs - 16 {
+        if le32(img, i) == u32::MAX && le32(img, i + 4) == 0 && le32(img, i + 8) == size {
+            let entry = i + 12;
+            let raw = le32(img, entry);
+            assert!(
+                raw != 0 && raw & (1 << 24) == 0,
+                "the block is stored compressed"
+            );
+            return (le32(img, i - 4) as usize, entry, raw as usize);
+        }
+    }
+    panic!("no one-block file of {size} bytes in the inode table");
+}
+
+/// A data block that decompresses to far more than the block size (a
+/// "bomb": 1 MiB of one byte value where 128 KiB may be) is refused by the runtime
+/// for gzip and xz, whether extracting or running from the cache, instead
+/// of being decompressed without a bound.
+#[test]
+fn decompression_bombs_in_blocks_are_refused() {
+    if !require_tool("mksquashfs") {
+        return;
+    }
+    let t = TestDir::new();
+    let dir = appdir(&t, "Hello.AppDir");
+    // Hex digits of a pseudo-random sequence: about half compressible.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let hexish: Vec<u8> = (0..131072)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b"0123456789abcdef"[(x >> 60) as usize]
+        })
+        .collect();
+    std::fs::write(dir.join("bomb.bin"), &hexish).unwrap();
+    let ours = t.join("ours.AppImage");
+    pack(&dir, &ours, &[]);
+    let runtime = std::fs::read(&ours).unwrap()[..offset(&t, &ours) as usize].to_vec();
+    let zeros = t.mkdir("zeros");
+    // Not zeros: mksquashfs stores a block of zeros as a hole.
+    std::fs::write(zeros.join("z"), vec![b'a'; 1 << 20]).unwrap();
+    for comp in ["gzip", "xz"] {
+        // The bomb: a 1 MiB block of one byte value as mksquashfs compresses it.
+        let big = t.join(format!("big-{comp}.sqfs"));
+        run_ok(cmd("mksquashfs").arg(&zeros).arg(&big).args([
+            "-comp",
+            comp,
+            "-b",
+            "1048576",
+            "-noI",
+            "-noappend",
+            "-quiet",
+        ]));
+        let big = std::fs::read(&big).unwrap();
+        let (at, _, len) = only_block(&big, 1 << 20);
+        let bomb = &big[at..at + len];
+        // The AppImage: bomb.bin's 128 KiB block replaced by the bomb.
+        let sqfs = t.join(format!("payload-{comp}.sqfs"));
+        run_ok(cmd("mksquashfs").arg(&dir).arg(&sqfs).args([
+            "-comp",
+            comp,
+            "-noI",
+            "-noappend",
+            "-quiet",
+            "-root-owned",
+        ]));
+        let mut payload = std::fs::read(&sqfs).unwrap();
+        let (at, entry, len) = only_block(&payload, 131072);
+        assert!(bomb.len() <= len, "{comp}: the bomb fits the block");
+        payload[at..at + bomb.len()].copy_from_slice(bomb);
+        payload[entry..entry + 4].copy_from_slice(&(bomb.len() as u32).to_le_bytes());
+        let mut bytes = runtime.clone();
+        bytes.extend(&payload);
+        let image = t.write(&format!("bomb-{comp}.AppImage"), &bytes);
+        std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let work = t.mkdir(&format!("x-{comp}"));
+        let o = run(app(&t, &image).arg("--appimage-extract").current_dir(&work));
+        let (stdout, stderr) = text(&o);
+        assert!(
+            !o.status.success(),
+            "{comp}: extracted a bomb:\n{stdout}\n{stderr}"
+        );
+        assert!(stderr.contains("bomb.bin"), "{comp}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let o = run(app(&t, &image).env("APPIMAGE_EXTRACT_AND_RUN", "1"));
+        let (stdout, stderr) = text(&o);
+        assert!(
+            !o.status.success(),
+            "{comp}: ran from a bomb:\n{stdout}\n{stderr}"
+        );
+        assert!(!stdout.contains("busybox ran"), "{stdout}");
+        assert_eq!(stderr.lines().count(), 1, "one line says why: {stderr}");
+    }
+}

@@ -16,10 +16,19 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use backhand::{FilesystemReader, InnerNode};
 
-/// Open the SquashFS at `offset` in `image`.
-pub fn open(image: &Path, offset: u64) -> Result<FilesystemReader<'static>, String> {
-    let f = File::open(image).map_err(|e| format!("cannot open {}: {e}", image.display()))?;
-    FilesystemReader::from_reader_with_offset(BufReader::new(f), offset).map_err(|e| {
+/// Open the SquashFS at `offset` in the open AppImage `file` (named
+/// `image` in errors). Every block decompresses within its size bound
+/// ([`crate::bounded`]).
+pub fn open(file: &File, image: &Path, offset: u64) -> Result<FilesystemReader<'static>, String> {
+    let f = file
+        .try_clone()
+        .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
+    FilesystemReader::from_reader_with_offset_and_kind(
+        BufReader::new(f),
+        offset,
+        crate::bounded::kind(),
+    )
+    .map_err(|e| {
         format!(
             "cannot read the SquashFS of {}: {}",
             image.display(),

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
+use backhand::compression::Compressor;
 use backhand::{DataSize, FilesystemReader, InnerNode};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
@@ -102,7 +102,12 @@ impl SquashFs {
             file.try_clone()
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
         );
-        let fsr = FilesystemReader::from_reader_with_offset(reader, offset).map_err(|e| {
+        let fsr = FilesystemReader::from_reader_with_offset_and_kind(
+            reader,
+            offset,
+            crate::bounded::kind(),
+        )
+        .map_err(|e| {
             format!(
                 "cannot read the SquashFS of {}: {}",
                 path.display(),
@@ -252,11 +257,11 @@ impl SquashFs {
         };
         let len = size.size() as usize;
         let bs = self.block_size as usize;
-        if len > bs + 1024 {
+        if len > bs + 1024 || (size.uncompressed() && len > bs) {
             return Err(Errno::EIO);
         }
         out.clear();
-        out.reserve(bs);
+        out.reserve_exact(bs);
         SCRATCH.with(|s| -> Result<(), Errno> {
             let mut s = s.borrow_mut();
             let s = &mut *s;
@@ -271,12 +276,15 @@ impl SquashFs {
                     s.zstd = Some(zstd::bulk::Decompressor::new().map_err(|_| Errno::EIO)?);
                 }
                 let z = s.zstd.as_mut().ok_or(Errno::EIO)?;
+                // Writes into the spare capacity only: at most the block size.
                 z.decompress_to_buffer(&s.raw[..], &mut out)
                     .map_err(|_| Errno::EIO)?;
             } else {
-                DefaultCompressor
-                    .decompress(&s.raw, &mut out, self.compressor)
+                crate::bounded::decompress(self.compressor, &s.raw, &mut out, bs)
                     .map_err(|_| Errno::EIO)?;
+            }
+            if out.len() > bs {
+                return Err(Errno::EIO);
             }
             Ok(())
         })?;

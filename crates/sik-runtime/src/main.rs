@@ -13,6 +13,8 @@
 //! APPIMAGE_EXTRACT_AND_RUN=1 ./App-1.0-x86_64.AppImage args…
 //! ```
 
+mod bounded;
+mod cache;
 mod extract;
 mod fs;
 mod glob;
@@ -20,14 +22,12 @@ mod mount;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-
-use sha2::{Digest, Sha256};
 
 // The reserved sections of a type 2 runtime. An explicit section keeps the
 // zero arrays out of .bss (they occupy file bytes, PROGBITS) and `main`
@@ -51,6 +51,10 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 struct Image {
     /// Absolute path of the AppImage.
     path: PathBuf,
+    /// The file, opened once: hashed and extracted from this descriptor.
+    file: File,
+    /// Its metadata when opened (the cache index key).
+    meta: std::fs::Metadata,
     /// SquashFS offset (end of the ELF).
     offset: u64,
     layout: sik_image::elf::ElfLayout,
@@ -89,9 +93,14 @@ fn open_image() -> Result<Image, String> {
     let mut f = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let layout =
         sik_image::elf::read_layout(&mut f).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Image {
         offset: layout.end,
         path,
+        file: f,
+        meta,
         layout,
     })
 }
@@ -104,7 +113,9 @@ Usage: APPIMAGE [--appimage-OPTION] [ARGUMENTS…]
 
 Without an --appimage- option the AppImage runs its application with ARGUMENTS.
 It mounts its SquashFS with FUSE; where FUSE is not usable it extracts it once
-into $XDG_CACHE_HOME/sik-appimage/ and runs from there.
+into a private cache (the first safe one of $XDG_CACHE_HOME, $HOME/.cache and
+$XDG_RUNTIME_DIR, in sik-appimage/, else a fresh directory in $TMPDIR removed
+after the run) and runs from there.
 
 Options:
   --appimage-help                 Print this help
@@ -119,7 +130,7 @@ Options:
   --appimage-portable-config      Create NAME.AppImage.config beside the file (used as $XDG_CONFIG_HOME)
 
 Environment: TARGET_APPIMAGE (operate on that file), APPIMAGE_EXTRACT_AND_RUN=1,
-TMPDIR, FUSERMOUNT_PROG (mount helper to use), XDG_CACHE_HOME."
+TMPDIR, FUSERMOUNT_PROG (mount helper to use), XDG_CACHE_HOME, HOME, XDG_RUNTIME_DIR."
     );
 }
 
@@ -150,7 +161,7 @@ fn option(image: &Image, opt: &str, rest: &[OsString], argv0: &OsStr) -> ExitCod
         }
         "extract" => {
             let pattern = rest.first().map(|p| p.as_bytes().to_vec());
-            let fs = match extract::open(&image.path, image.offset) {
+            let fs = match extract::open(&image.file, &image.path, image.offset) {
                 Ok(f) => f,
                 Err(e) => return die(e),
             };
@@ -213,23 +224,23 @@ fn portable(image: &Image, suffix: &str) -> PathBuf {
 /// Run the application: through FUSE, or from the extraction cache when
 /// forced or when FUSE is not usable.
 fn run(image: &Image, argv0: &OsStr, args: &[OsString], force_extract: bool) -> ExitCode {
+    let mut fuse_failed = None;
     if !force_extract {
         match fuse_start(image) {
             Ok(mp) => return exec_apprun(image, &mp, argv0, args),
-            Err(reason) => {
-                let dir = match cache_dir(image) {
-                    Ok(d) => d,
-                    Err(e) => return die(e),
-                };
+            Err(reason) => fuse_failed = Some(reason),
+        }
+    }
+    match extracted(image) {
+        Ok(dir) => {
+            if let Some(reason) = fuse_failed {
                 eprintln!(
                     "sik-runtime: FUSE not usable ({reason}); running from an extracted copy in {}",
                     dir.display()
                 );
             }
+            exec_apprun(image, &dir, argv0, args)
         }
-    }
-    match extracted(image) {
-        Ok(dir) => exec_apprun(image, &dir, argv0, args),
         Err(e) => die(e),
     }
 }
@@ -416,99 +427,40 @@ fn serve(image: &Image, mp: &Path, ready_w: OwnedFd, keep_r: OwnedFd) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-/// Cache directory for this image: `$XDG_CACHE_HOME/sik-appimage/<digest>`.
-fn cache_dir(image: &Image) -> Result<PathBuf, String> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })
-        .unwrap_or_else(|| {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            temp_base().join(format!("sik-appimage-cache-{}", unsafe { libc::geteuid() }))
-        });
-    Ok(base.join("sik-appimage").join(digest(image)?))
-}
-
-/// The image's cache key: SHA-256 over the file length, the runtime's
-/// reserved sections (update information, signature, key), the SquashFS
-/// superblock and the SquashFS tables (inode table to end). The tables hold
-/// every entry's size, mode, mtime and the position and compressed size of
-/// every data block, so a changed file changes the key without hashing all
-/// data (or the runtime's code) on every start.
-fn digest(image: &Image) -> Result<String, String> {
-    let mut f = File::open(&image.path).map_err(|e| e.to_string())?;
-    let len = f.metadata().map_err(|e| e.to_string())?.len();
-    let mut h = Sha256::new();
-    h.update(len.to_le_bytes());
-    for r in sik_image::elf::RESERVED {
-        if let Some(sec) = image.layout.section(r.name) {
-            let bytes = sik_image::elf::read_section(&mut f, sec).map_err(|e| e.to_string())?;
-            h.update(r.name.as_bytes());
-            h.update(&bytes);
-        }
-    }
-    f.seek(SeekFrom::Start(image.offset))
-        .map_err(|e| e.to_string())?;
-    let mut sb = [0u8; 96];
-    f.read_exact(&mut sb)
-        .map_err(|e| format!("no SquashFS superblock: {e}"))?;
-    h.update(sb);
-    if &sb[0..4] != b"hsqs" {
-        return Err("no SquashFS after the runtime".into());
-    }
-    let u64_at = |o: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&sb[o..o + 8]);
-        u64::from_le_bytes(b)
-    };
-    let bytes_used = u64_at(40);
-    let inode_table = u64_at(64);
-    if inode_table < bytes_used && image.offset + bytes_used <= len {
-        f.seek(SeekFrom::Start(image.offset + inode_table))
-            .map_err(|e| e.to_string())?;
-        let mut rest = (&mut f).take(bytes_used - inode_table);
-        std::io::copy(&mut rest, &mut h).map_err(|e| e.to_string())?;
-    } else {
-        return Err("SquashFS superblock points beyond the file".into());
-    }
-    let d = h.finalize();
-    Ok(d[..16].iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// The extracted copy of the image, made on first use and reused after.
+/// The extracted copy of the image (`cache`): found through the index on a
+/// warm start without reading the file, else hashed and extracted from the
+/// open descriptor, checked not to have changed meanwhile, and recorded.
 fn extracted(image: &Image) -> Result<PathBuf, String> {
-    let dir = cache_dir(image)?;
-    if std::fs::symlink_metadata(dir.join("AppRun")).is_ok() {
+    let place = cache::place()?;
+    if place.temporary {
+        cache::remove_when_done(&place.dir)?;
+    } else if let Some(dir) = cache::lookup(&place, &image.meta)? {
         return Ok(dir);
     }
-    let parent = dir.parent().ok_or("bad cache directory")?;
-    std::fs::create_dir_all(parent)
-        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let fs = extract::open(&image.path, image.offset)?;
-    let res = extract::extract(&fs, &tmp, &|_| true, &mut |_| {});
-    if let Err(e) = res {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    // Rename into place only when complete; another start may have won the race.
-    if std::fs::rename(&tmp, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-        if std::fs::symlink_metadata(dir.join("AppRun")).is_err() {
-            return Err(format!(
-                "cannot move the extracted copy to {}",
-                dir.display()
-            ));
+    let unchanged = |what: &str| -> Result<(), String> {
+        let now = image
+            .file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", image.path.display()))?;
+        if cache::identity(&now) == cache::identity(&image.meta) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} changed while it was {what}",
+                image.path.display()
+            ))
         }
+    };
+    let digest = cache::digest(&image.file)
+        .map_err(|e| format!("cannot read {}: {e}", image.path.display()))?;
+    unchanged("read")?;
+    let dir = cache::get_or_make(&place, &digest, &|tmp| {
+        let fs = extract::open(&image.file, &image.path, image.offset)?;
+        extract::extract(&fs, tmp, &|_| true, &mut |_| {})?;
+        unchanged("extracted")
+    })?;
+    if !place.temporary {
+        cache::remember(&place, &image.meta, &digest);
     }
     Ok(dir)
 }
