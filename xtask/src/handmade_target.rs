@@ -47,16 +47,23 @@ impl Drop for RemoveOnDrop {
 fn appimage_builds_in_a_hand_made_target_dir() {
     let started = Instant::now();
     let target = current_target_dir();
-    let debug = target.join("debug");
+    // The profile directory this test was built into (`debug` for `dev`).
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.ancestors().nth(2).unwrap().to_path_buf();
+    let profile_dir_name = debug.file_name().unwrap().to_string_lossy().into_owned();
+    let profile = match profile_dir_name.as_str() {
+        "debug" => "dev".to_string(),
+        other => other.to_string(),
+    };
     assert!(
         debug.join("deps").is_dir(),
-        "{} has no debug/deps",
-        target.display()
+        "{} has no deps",
+        debug.display()
     );
     let copy = std::env::temp_dir().join(format!("sik-handmade-target-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&copy);
     let _guard = RemoveOnDrop(copy.clone());
-    let copy_debug = copy.join("debug");
+    let copy_debug = copy.join(&profile_dir_name);
     std::fs::create_dir_all(copy_debug.join("deps")).unwrap();
     // Libraries and their metadata; executables (test binaries) are not needed.
     let libs: Vec<PathBuf> = std::fs::read_dir(debug.join("deps"))
@@ -91,7 +98,14 @@ fn appimage_builds_in_a_hand_made_target_dir() {
     }
     let copied = started.elapsed();
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--offline", "-p", "sik-appimage"])
+        .args([
+            "build",
+            "--offline",
+            "-p",
+            "sik-appimage",
+            "--profile",
+            &profile,
+        ])
         .env("CARGO_TARGET_DIR", &copy)
         .env_remove("SIK_RUNTIME")
         .current_dir(crate::root())
