@@ -129,3 +129,62 @@ impl CompressionAction for Bounded {
         Err(BackhandError::CorruptedOrInvalidSquashfs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut z = flate2_zlib_rs::Compress::new(flate2_zlib_rs::Compression::default(), true);
+        let mut out = Vec::with_capacity(data.len() + 1024);
+        z.compress_vec(data, &mut out, flate2_zlib_rs::FlushCompress::Finish)
+            .unwrap();
+        out
+    }
+
+    fn xz(data: &[u8]) -> Vec<u8> {
+        let mut s = liblzma_static::stream::Stream::new_easy_encoder(
+            6,
+            liblzma_static::stream::Check::Crc32,
+        )
+        .unwrap();
+        let mut out = Vec::with_capacity(data.len() + 1024);
+        s.process_vec(data, &mut out, liblzma_static::stream::Action::Finish)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn blocks_decompress_up_to_their_limit_and_no_further() {
+        let data = vec![b'a'; 128 * 1024];
+        for (c, packed) in [
+            (Compressor::Gzip, gzip(&data)),
+            (Compressor::Xz, xz(&data)),
+            (Compressor::Zstd, zstd::bulk::compress(&data, 3).unwrap()),
+            (Compressor::Uncompressed, data.clone()),
+        ] {
+            let mut out = Vec::new();
+            decompress(c, &packed, &mut out, data.len()).unwrap();
+            assert_eq!(out, data, "{c:?}");
+            let mut out = Vec::new();
+            let e = decompress(c, &packed, &mut out, data.len() - 1).unwrap_err();
+            assert!(
+                e.contains("more than") || c == Compressor::Zstd,
+                "{c:?}: {e}"
+            );
+            assert!(out.len() < data.len(), "{c:?}");
+        }
+        // A 64 MiB bomb costs no more than the limit.
+        let bomb = gzip(&vec![0u8; 64 << 20]);
+        let mut out = Vec::new();
+        assert!(decompress(Compressor::Gzip, &bomb, &mut out, 128 * 1024).is_err());
+        assert!(out.capacity() <= 128 * 1024);
+        // Through backhand's interface the limit is the spare capacity.
+        let mut out = Vec::with_capacity(128 * 1024);
+        assert!(
+            Bounded
+                .decompress(&xz(&vec![0u8; 1 << 20]), &mut out, Compressor::Xz)
+                .is_err()
+        );
+    }
+}
