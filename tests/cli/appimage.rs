@@ -719,16 +719,42 @@ fn signals_reach_the_app_and_the_mount_goes_away() {
 /// no XDG variables) and APPIMAGE_EXTRACT_AND_RUN=1, so the extract-and-run
 /// cache is used whether FUSE works or not.
 fn run_as(uid: u32, image: &Path, tmpdir: &Path, env: &[(&str, &Path)]) -> Output {
-    let mut c = cmd("setpriv");
+    run_as_how(uid, image, tmpdir, env, true)
+}
+
+/// [`run_as`]; without `forced`, in a mount namespace whose /dev/fuse is
+/// /dev/null, so FUSE is not usable and the runtime falls back by itself.
+fn run_as_how(
+    uid: u32,
+    image: &Path,
+    tmpdir: &Path,
+    env: &[(&str, &Path)],
+    forced: bool,
+) -> Output {
+    let mut c = if forced {
+        cmd("setpriv")
+    } else {
+        let mut c = cmd("unshare");
+        c.args([
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind /dev/null /dev/fuse && exec setpriv \"$@\"",
+            "sh",
+        ]);
+        c
+    };
     c.arg(format!("--reuid={uid}"))
         .arg(format!("--regid={uid}"))
         .args(["--clear-groups", "--"])
         .arg(image)
         .arg("arg")
         .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("TMPDIR", tmpdir)
-        .env("APPIMAGE_EXTRACT_AND_RUN", "1");
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("TMPDIR", tmpdir);
+    if forced {
+        c.env("APPIMAGE_EXTRACT_AND_RUN", "1");
+    }
     for (k, v) in env {
         c.env(k, v);
     }
@@ -800,6 +826,13 @@ fn planted_cache_of_another_user_is_never_used() {
     plant(ATTACKER, Path::new(&first));
     let again = assert_ran_ours(&run_as(VICTIM, &image, &tmp, &[]));
     assert_ne!(again, first, "a fresh private directory each run");
+    // The same when FUSE is not usable and the runtime falls back itself.
+    if have_tool("unshare") {
+        let o = run_as_how(VICTIM, &image, &tmp, &[], false);
+        let used = assert_ran_ours(&o);
+        assert_ne!(used, first);
+        assert!(text(&o).1.contains("FUSE not usable"), "{}", text(&o).1);
+    }
 
     // A cache directory another user owns, holding an entry under the
     // image's real digest and an index entry for the file's identity.
