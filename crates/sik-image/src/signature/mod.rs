@@ -186,6 +186,40 @@ mod tests {
         f
     }
 
+    /// The OpenSSH forms written through ssh-key/ssh-encoding are the ones
+    /// spec/signature.md defines, byte for byte: armor in lines of 70
+    /// base64 characters, fingerprint `SHA256:` + unpadded base64 of the
+    /// SHA-256 of the key blob, key line `TYPE BASE64[ COMMENT]`.
+    #[test]
+    fn ssh_key_forms_are_the_spec_forms() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+        use sha2::{Digest, Sha256};
+        for len in [0usize, 1, 2, 3, 51, 52, 53, 104, 105, 211, 300, 1000] {
+            let blob: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let b64 = STANDARD.encode(&blob);
+            let mut want = format!("{ARMOR_BEGIN}\n");
+            for chunk in b64.as_bytes().chunks(ARMOR_WIDTH) {
+                want.push_str(std::str::from_utf8(chunk).unwrap());
+                want.push('\n');
+            }
+            want.push_str(ARMOR_END);
+            want.push('\n');
+            assert_eq!(armor(&blob), want, "blob of {len} bytes");
+            assert_eq!(
+                fingerprint(&blob),
+                format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(&blob)))
+            );
+        }
+        let key = SshSig::ed25519_key_blob(&[5u8; 32]);
+        let b64 = STANDARD.encode(&key);
+        assert_eq!(public_key_line(&key, ""), format!("ssh-ed25519 {b64}"));
+        assert_eq!(
+            public_key_line(&key, "a b"),
+            format!("ssh-ed25519 {b64} a b")
+        );
+    }
+
     #[test]
     fn public_key_lines() {
         let blob = SshSig::ed25519_key_blob(&[3u8; 32]);

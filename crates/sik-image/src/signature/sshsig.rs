@@ -242,6 +242,11 @@ impl SshSig {
 /// `SSH SIGNATURE` label and [`ARMOR_WIDTH`]-character lines, as
 /// `ssh-keygen -Y sign` writes.
 pub fn armor(blob: &[u8]) -> String {
+    if blob.is_empty() {
+        // ssh-encoding writes an empty body line; no line at all is the
+        // form the specification gives (no SSHSIG blob is empty anyway).
+        return format!("{ARMOR_BEGIN}\n{ARMOR_END}\n");
+    }
     Armor(blob)
         .encode_pem_string(LineEnding::LF)
         // Encoding bytes that are already in memory into a String cannot
