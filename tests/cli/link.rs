@@ -1815,3 +1815,116 @@ fn directories_made_in_root_are_roots_and_user_symlinks_are_not_followed() {
     assert_eq!((m.uid(), m.mode() & 0o7777), (1000, 0o777));
     ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
 }
+
+/// Unmounts (lazily, everything below) a mount point when dropped, so a
+/// failing test leaves no mount behind.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = run(cmd("umount").arg("-R").arg("-l").arg(&self.0));
+    }
+}
+
+/// A fresh tmpfs on ROOT/run, as a running system has.
+fn mount_tmpfs_run(root: &Path) {
+    run_ok(
+        cmd("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(root.join("run")),
+    );
+}
+
+/// A reboot as far as the linker can tell: its mounts below ROOT are gone
+/// and ROOT/run is a new, empty tmpfs.
+fn reboot(root: &Path) {
+    let mut mounts = mounts_below(root);
+    mounts.sort();
+    for m in mounts.iter().rev() {
+        run_ok(cmd("umount").arg(m));
+    }
+    mount_tmpfs_run(root);
+}
+
+#[test]
+fn replace_needs_persistent_state_and_unlink_after_a_reboot_restores() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let _guard = Unmount(root.clone());
+    mount_tmpfs_run(&root);
+    let img = image(
+        &t,
+        "acme",
+        Some("ID=_any\n"),
+        &[("usr/bin/acme-tool", "tool"), ("etc/hostname", "other")],
+    );
+    let before = listing(&root);
+    let volatile = root.join("run/sik/extensions");
+    let vstate = ["--allow-unsigned", "--state", volatile.to_str().unwrap()];
+
+    // State on the tmpfs: linked; after a reboot the state is gone but the
+    // symlinks are not. Linking again adopts them with journal records, so
+    // unlink removes them.
+    ok(&link(&root, &vstate, &[&img]));
+    assert!(root.join("usr/bin/acme-tool").is_symlink());
+    reboot(&root);
+    ok(&link(&root, &vstate, &[&img]));
+    ok(&run(sik()
+        .args(["unlink", "acme", "--root"])
+        .arg(&root)
+        .arg("--state")
+        .arg(&volatile)));
+    assert!(
+        !root.join("usr/bin/acme-tool").is_symlink(),
+        "adopted symlink left"
+    );
+    // The directory the lost state had made is not known to be the
+    // linker's (ROOT may hold empty directories of its own): it stays.
+    std::fs::remove_dir(root.join("usr/lib/extension-release.d")).unwrap();
+    assert_same(&before, &listing(&root), "after unlink of the adopted link");
+
+    // --replace with that state: refused, naming --state.
+    let out = link(&root, &[&vstate[..], &["--replace"]].concat(), &[&img]);
+    let stderr = assert_fails(&out, 2, &["--state"]);
+    assert!(stderr.contains("volatile"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "test\n"
+    );
+
+    // The default state of a persistent ROOT whose /run is a tmpfs is
+    // persistent: after a reboot, unlink puts the replaced file back.
+    ok(&link(&root, &["--allow-unsigned", "--replace"], &[&img]));
+    assert_eq!(
+        read_link_in_root(&root, "etc/hostname"),
+        "/var/lib/sik/extensions/acme/mnt/etc/hostname"
+    );
+    reboot(&root);
+    let out = unlink(&root, &["acme"]);
+    assert!(out.contains("1 files put back"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "test\n"
+    );
+    assert_same(&before, &listing(&root), "after unlink following a reboot");
+    assert!(!root.join("var/lib/sik").exists());
+}
+
+#[test]
+fn unlink_all_removes_the_state_directories_link_made() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    std::fs::remove_dir(root.join("run")).unwrap();
+    let img = image(&t, "plain", Some("ID=_any\n"), &[("usr/bin/plain", "p")]);
+    ok(&link(&root, &["--allow-unsigned"], &[&img]));
+    assert!(root.join("run/sik/extensions/plain").is_dir());
+    ok(&run(sik().args(["unlink", "--all", "--root"]).arg(&root)));
+    assert!(!root.join("run").exists(), "ROOT/run left behind");
+    assert_detached(&img);
+}

@@ -206,11 +206,17 @@ pub fn read(path: &Path, content: &[u8]) -> io::Result<Vec<Record>> {
 /// An open journal, appended to with one write(2) per batch.
 pub struct Journal {
     file: File,
+    /// Whether each append is made durable (`fdatasync`) before it returns.
+    durable: bool,
 }
 
 impl Journal {
-    /// Open for appending; a new file gets the magic line first.
-    pub fn open(path: &Path) -> io::Result<Journal> {
+    /// Open for appending; a new file gets the magic line first. `durable`:
+    /// every append is on stable storage when it returns (one
+    /// `fdatasync` per batch), so it is before the changes it announces
+    /// even across a power loss. (A journal on a volatile file system
+    /// does not outlive a reboot anyway; there it is not synced.)
+    pub fn open(path: &Path, durable: bool) -> io::Result<Journal> {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -219,10 +225,10 @@ impl Journal {
         if file.metadata()?.len() == 0 {
             file.write_all(format!("{MAGIC}\n").as_bytes())?;
         }
-        Ok(Journal { file })
+        Ok(Journal { file, durable })
     }
 
-    /// Append records; they are in the file (the page cache) when this returns.
+    /// Append records in one write; durable when this returns (see [`Journal::open`]).
     pub fn append(&self, recs: &[Record]) -> io::Result<()> {
         if recs.is_empty() {
             return Ok(());
@@ -231,15 +237,20 @@ impl Journal {
         for r in recs {
             buf.push_str(&r.line());
         }
-        (&self.file).write_all(buf.as_bytes())
+        self.append_text(&buf)
     }
 
-    /// Append lines already formatted (each ending in a newline), in one write.
+    /// Append lines already formatted (each ending in a newline), in one
+    /// write; durable when this returns (see [`Journal::open`]).
     pub fn append_text(&self, text: &str) -> io::Result<()> {
         if text.is_empty() {
             return Ok(());
         }
-        (&self.file).write_all(text.as_bytes())
+        (&self.file).write_all(text.as_bytes())?;
+        if self.durable {
+            self.file.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Flush to stable storage.

@@ -3,7 +3,8 @@
 //!
 //! [`link`] checks each source (signature policy, compatibility with ROOT's
 //! os-release), mounts it read-only under the state directory (default
-//! `ROOT/run/sik/extensions/NAME/mnt`, a loop mount made with ioctls and
+//! `ROOT/run/sik/extensions/NAME/mnt`, or `ROOT/var/lib/…` for a persistent
+//! ROOT whose `/run` is a tmpfs; a loop mount made with ioctls and
 //! mount(2), so it also works in a bare initramfs), and creates in ROOT one
 //! symlink per non-directory entry, pointing into that mount, plus the
 //! missing directories. Every change is announced in the state directory's
@@ -47,6 +48,12 @@ use resolve::{Dir, DirMeta, ResolveError, Root};
 
 /// Name of the state directory below ROOT when none is given.
 pub const DEFAULT_STATE: &str = "run/sik/extensions";
+/// The state directory below ROOT when none is given and ROOT/run is on a
+/// volatile file system while ROOT is not (a running system's persistent root).
+pub const PERSISTENT_STATE: &str = "var/lib/sik/extensions";
+/// File of the directories of ROOT made for the default state directory
+/// (removed again when the state directory is left empty).
+pub const MADE_DIRS_FILE: &str = ".made-dirs";
 /// File of the refusals of the last `link` run, in the state directory.
 pub const REFUSED_FILE: &str = ".refused.json";
 /// Lock file of the state directory.
@@ -101,7 +108,8 @@ fn ioe(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
 pub struct LinkOptions {
     /// The root file system to link into.
     pub root: PathBuf,
-    /// The state directory (default `ROOT/run/sik/extensions`); each
+    /// The state directory (default `ROOT/run/sik/extensions`, or
+    /// `ROOT/var/lib/sik/extensions` when ROOT/run is a tmpfs and ROOT is not); each
     /// extension gets `STATE/NAME`.
     pub state: Option<PathBuf>,
     /// Trusted keys (files or directories); empty: the defaults plus
@@ -366,6 +374,11 @@ struct Env {
     state_in_root: bool,
     /// The default layout (so unlink may remove the directories it made).
     default_state: bool,
+    /// Whether ROOT is on a volatile file system (tmpfs, ramfs).
+    root_volatile: bool,
+    /// Whether the state directory outlives a reboot (not tmpfs or ramfs):
+    /// then journal records are synced before the changes they announce.
+    durable: bool,
 }
 
 impl Env {
@@ -391,6 +404,7 @@ fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Result<Env, Erro
         fd: root_fd,
         ours_prefix: Vec::new(),
     };
+    let root_volatile = sys::is_volatile(r.fd.as_raw_fd());
     let (state, seen, in_root, default) = match state {
         None => {
             let meta = DirMeta {
@@ -398,18 +412,50 @@ fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Result<Env, Erro
                 uid: 0,
                 gid: 0,
             };
-            let dir = r
-                .resolve_dir(
-                    b"",
-                    DEFAULT_STATE.as_bytes(),
-                    create.then_some(meta),
-                    &mut |_| Ok(()),
-                )
-                .map_err(|e| match e {
-                    ResolveError::Missing(_) => Error::NoState(root_path.join(DEFAULT_STATE)),
-                    e => resolve_error(&root_path, e),
-                })?;
+            // ROOT/run on tmpfs under a persistent ROOT forgets the state at
+            // the next boot, while the links stay: the state goes to
+            // ROOT/var/lib instead. Reading (status, unlink) also looks in
+            // the other place, where an older run may have put it.
+            let run_volatile = r
+                .resolve_dir(b"", b"run", None, &mut |_| Ok(()))
+                .is_ok_and(|d| sys::is_volatile(d.fd.as_raw_fd()));
+            let mut places = if run_volatile && !root_volatile {
+                [PERSISTENT_STATE, DEFAULT_STATE]
+            } else {
+                [DEFAULT_STATE, PERSISTENT_STATE]
+            }
+            .to_vec();
+            if create {
+                places.truncate(1);
+            }
+            let mut made: Vec<Vec<u8>> = Vec::new();
+            let mut found = Err(Error::NoState(root_path.join(places[0])));
+            for place in places {
+                match r.resolve_dir(b"", place.as_bytes(), create.then_some(meta), &mut |p| {
+                    made.push(p.to_vec());
+                    Ok(())
+                }) {
+                    Ok(d) => {
+                        found = Ok(d);
+                        break;
+                    }
+                    Err(ResolveError::Missing(_)) => {}
+                    Err(e) => return Err(resolve_error(&root_path, e)),
+                }
+            }
+            let dir = found?;
             let host = root_path.join(OsStr::from_bytes(&dir.rel));
+            if !made.is_empty() {
+                // Removed again by the unlink that leaves STATE empty.
+                let mut text =
+                    std::fs::read_to_string(host.join(MADE_DIRS_FILE)).unwrap_or_default();
+                for m in &made {
+                    text.push_str(&journal::escape(m));
+                    text.push('\n');
+                }
+                atomic_write(&host.join(MADE_DIRS_FILE), text.as_bytes())
+                    .map_err(ioe(host.join(MADE_DIRS_FILE)))?;
+            }
             let mut seen = b"/".to_vec();
             seen.extend_from_slice(&dir.rel);
             (host, seen, true, true)
@@ -439,6 +485,9 @@ fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Result<Env, Erro
         prefix.push(b'/');
     }
     r.ours_prefix = prefix;
+    let durable = sys::open(&state, sys::DIR_FLAGS)
+        .map(|fd| !sys::is_volatile(fd.as_raw_fd()))
+        .unwrap_or(true);
     Ok(Env {
         root_path,
         root: r,
@@ -446,6 +495,8 @@ fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Result<Env, Erro
         seen_state: seen,
         state_in_root: in_root,
         default_state: default,
+        root_volatile,
+        durable,
     })
 }
 
@@ -610,6 +661,12 @@ fn content_release(content: &Path, name: &str) -> Option<ReleaseFields> {
 /// directory or the trust store cannot be used at all.
 pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error> {
     let env = open_env(&opts.root, opts.state.as_deref(), true)?;
+    if opts.replace && !env.durable && !env.root_volatile {
+        return Err(Error::Invalid {
+            path: env.state.clone(),
+            why: "--replace needs a state directory that outlives a reboot: this one is on a volatile file system (tmpfs) while ROOT is not, so the files moved aside would be lost track of at the next boot; give --state on ROOT's file system (e.g. ROOT/var/lib/sik/extensions)".into(),
+        });
+    }
     let _lock = lock(&env)?;
     let os = root_os_release(&env.root);
     let mut ignored_trust = Vec::new();
@@ -1082,7 +1139,8 @@ fn link_one(
         }
     }
     let _ = std::fs::set_permissions(&sdir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
-    let journal = Journal::open(&jpath).map_err(|e| format!("{}: {e}", jpath.display()))?;
+    let journal =
+        Journal::open(&jpath, env.durable).map_err(|e| format!("{}: {e}", jpath.display()))?;
     if fresh
         || journal::read(&jpath, &env.content(name))
             .map(|r| r.is_empty())
@@ -1183,13 +1241,14 @@ fn link_one(
             already: 0,
             counter: &*counter_ref,
             trusted: signer.is_some(),
+            record_adopted: fresh,
             stop: None,
         };
         let content_fd =
             sys::open(&mnt, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|e| e.to_string())?;
         // Large images: the top directory's subtrees on a few threads.
         let parallel = force_parallel() || statfs_files(&content_fd) >= PARALLEL_MIN_INODES;
-        w.walk_dir(&content_fd, b"", &top, false, parallel)
+        w.walk_dir(&content_fd, b"", &top, false, parallel, false)
             .map_err(|e| format!("{e}"))?;
         let (created, dirs_created, already, mut conflicts) =
             (w.created, w.dirs_created, w.already, w.conflicts);
@@ -1463,6 +1522,8 @@ struct Walker<'a> {
     counter: &'a Counter,
     /// Whether a trusted key signed the image (its directories keep their owner and mode).
     trusted: bool,
+    /// Record symlinks found already ours (the journal is new).
+    record_adopted: bool,
     /// Set when another thread's walk failed: stop early.
     stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
@@ -1482,6 +1543,82 @@ fn sibling_aside_name(leaf: &[u8], ext: &str) -> Vec<u8> {
 }
 
 impl Walker<'_> {
+    /// Append the record of the symlink `dst/leaf` -> `target` to `batch`
+    /// (the short `l` form when ROOT's path is the image's path `img/leaf`).
+    fn link_record(batch: &mut String, dst: &[u8], img: &[u8], leaf: &[u8], target: &[u8]) {
+        if dst == img {
+            batch.push_str("l ");
+            journal::escape_path_into(batch, dst, leaf);
+        } else {
+            batch.push_str("L ");
+            journal::escape_path_into(batch, dst, leaf);
+            batch.push(' ');
+            journal::escape_into(batch, target);
+        }
+        batch.push('\n');
+    }
+
+    /// Append to `batch` the records of everything a walk makes for the
+    /// image's directory `img/n` (content fd `src` = `img`) in the missing
+    /// ROOT directory `dst/n`: its `D`, then for each level its
+    /// non-directories' `l`/`L` records and its sub-directories, in the
+    /// order the walk makes them. Names are checked as the walk checks them.
+    fn record_subtree(
+        &self,
+        batch: &mut String,
+        src: &OwnedFd,
+        img: &[u8],
+        dst: &[u8],
+        n: &[u8],
+    ) -> Result<(), WalkError> {
+        let img_rel = resolve::join(img, n);
+        let rel = resolve::join(dst, n);
+        batch.push_str("D ");
+        journal::escape_into(batch, &rel);
+        batch.push('\n');
+        let fd = sys::cstr(n)
+            .and_then(|c| {
+                sys::openat(
+                    src.as_raw_fd(),
+                    &c,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            })
+            .map_err(|e| WalkError::Entry(img_rel.clone(), format!("cannot open it: {e}")))?;
+        let mut entries = sys::read_dir_fd(fd.as_raw_fd()).map_err(|e| match e {
+            sys::ReadDirError::Io(e) => {
+                WalkError::Entry(img_rel.clone(), format!("cannot read the directory: {e}"))
+            }
+            sys::ReadDirError::BadName(b, why) => {
+                WalkError::Entry(resolve::join(&img_rel, &b), why.to_string())
+            }
+        })?;
+        entries.sort();
+        let mut prefix = self.seen_mnt.clone();
+        prefix.push(b'/');
+        prefix.extend_from_slice(&img_rel);
+        prefix.push(b'/');
+        for (e, is_dir) in &entries {
+            if !sys::is_component(e) {
+                return Err(WalkError::Entry(
+                    resolve::join(&img_rel, e),
+                    "not a usable file name".into(),
+                ));
+            }
+            if !is_dir {
+                let mut target = prefix.clone();
+                target.extend_from_slice(e);
+                Self::link_record(batch, &rel, &img_rel, e, &target);
+            }
+        }
+        for (e, is_dir) in &entries {
+            if *is_dir {
+                self.record_subtree(batch, &fd, &img_rel, &rel, e)?;
+            }
+        }
+        Ok(())
+    }
+
     fn conflict(&mut self, rel: &[u8], kind: ConflictKind, detail: impl Into<String>) {
         self.conflicts.push(Conflict {
             path: slash(rel),
@@ -1539,8 +1676,18 @@ impl Walker<'_> {
     /// Every name read from the image is used as one path component only
     /// (an `*at` call on a directory fd); a name that cannot be one, or an
     /// entry that cannot be read, stops the walk with [`WalkError::Entry`].
-    fn walk(&mut self, src: &OwnedFd, img: &[u8], dst: &Dir, fresh: bool) -> Result<(), WalkError> {
-        self.walk_dir(src, img, dst, fresh, false)
+    ///
+    /// `recorded`: everything this walk makes below `dst` is already in
+    /// the journal (see [`Walker::record_subtree`]).
+    fn walk(
+        &mut self,
+        src: &OwnedFd,
+        img: &[u8],
+        dst: &Dir,
+        fresh: bool,
+        recorded: bool,
+    ) -> Result<(), WalkError> {
+        self.walk_dir(src, img, dst, fresh, false, recorded)
     }
 
     /// [`Walker::walk`]; `parallel`: spread the sub-directories over threads.
@@ -1551,6 +1698,7 @@ impl Walker<'_> {
         dst: &Dir,
         fresh: bool,
         parallel: bool,
+        recorded: bool,
     ) -> Result<(), WalkError> {
         if let Some(stop) = self.stop
             && stop.load(std::sync::atomic::Ordering::Relaxed)
@@ -1621,6 +1769,11 @@ impl Walker<'_> {
                     let t = sys::readlinkat(dst.fd.as_raw_fd(), &c).unwrap_or_default();
                     if t == target {
                         self.already += 1;
+                        if self.record_adopted {
+                            // Ours already (a state lost with a volatile
+                            // STATE): recorded, so unlink removes it.
+                            Self::link_record(&mut batch, &dst.rel, img, c.as_bytes(), &target);
+                        }
                         None
                     } else if self.root.is_ours(&t) {
                         let other = self.other_name(&t);
@@ -1649,17 +1802,7 @@ impl Walker<'_> {
                     journal::escape_path_into(&mut batch, &dst.rel, c.as_bytes());
                     batch.push('\n');
                 }
-                if dst.rel == img {
-                    // The target is CONTENT/PATH: the short form.
-                    batch.push_str("l ");
-                    journal::escape_path_into(&mut batch, &dst.rel, c.as_bytes());
-                } else {
-                    batch.push_str("L ");
-                    journal::escape_path_into(&mut batch, &dst.rel, c.as_bytes());
-                    batch.push(' ');
-                    journal::escape_into(&mut batch, &target);
-                }
-                batch.push('\n');
+                Self::link_record(&mut batch, &dst.rel, img, c.as_bytes(), &target);
                 let t = std::ffi::CString::new(target).map_err(|_| {
                     WalkError::Entry(
                         resolve::join(img, c.as_bytes()),
@@ -1669,9 +1812,29 @@ impl Walker<'_> {
                 plan.push((c, t, replace_first));
             }
         }
-        self.journal
-            .append_text(&batch)
-            .map_err(WalkError::Journal)?;
+        // A sub-directory missing in ROOT is made with everything below
+        // it: the whole subtree is announced in this batch, so the journal
+        // is synced once per directory that ROOT already has (plus once
+        // per missing subtree's parent), not once per directory made.
+        let mut pre: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+        if !recorded {
+            for n in &dirs {
+                let missing = fresh
+                    || sys::cstr(n).is_ok_and(|c| {
+                        sys::fstatat(dst.fd.as_raw_fd(), &c)
+                            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+                    });
+                if missing {
+                    self.record_subtree(&mut batch, src, img, &dst.rel, n)?;
+                    pre.insert(n);
+                }
+            }
+            self.journal
+                .append_text(&batch)
+                .map_err(WalkError::Journal)?;
+        } else {
+            pre.extend(dirs.iter().map(Vec::as_slice));
+        }
         for (c, t, replace_first) in plan {
             if replace_first {
                 let rel = dst.child_rel(c.as_bytes());
@@ -1704,11 +1867,14 @@ impl Walker<'_> {
 
         // Directories: open (following ROOT's symlinks inside ROOT) or create, then descend.
         if parallel && (2..=256).contains(&dirs.len()) {
-            return self.walk_parallel(src, img, dst, fresh, &dirs);
+            return self.walk_parallel(src, img, dst, fresh, &dirs, &pre);
         }
-        for n in dirs {
-            if let Some((sp, img_rel, child, made)) = self.open_child(src, img, dst, fresh, &n)? {
-                self.walk(&sp, &img_rel, &child, made)?;
+        for n in &dirs {
+            let sub = pre.contains(n.as_slice());
+            if let Some((sp, img_rel, child, made, sub)) =
+                self.open_child(src, img, dst, fresh, n, sub)?
+            {
+                self.walk(&sp, &img_rel, &child, made, sub)?;
             }
         }
         Ok(())
@@ -1718,6 +1884,9 @@ impl Walker<'_> {
     /// directory of ROOT below `dst` (created when missing): the content
     /// fd, its image path, ROOT's directory and whether it was just made.
     /// `None` when it is not linked (a conflict is recorded).
+    ///
+    /// `recorded`: the `D` record of `dst/n` (and of its subtree) is
+    /// already in the journal.
     fn open_child(
         &mut self,
         src: &OwnedFd,
@@ -1725,6 +1894,7 @@ impl Walker<'_> {
         dst: &Dir,
         fresh: bool,
         n: &[u8],
+        recorded: bool,
     ) -> Result<Option<Opened>, WalkError> {
         let img_rel = resolve::join(img, n);
         let unusable = |what: &str, e: io::Error| {
@@ -1761,8 +1931,12 @@ impl Walker<'_> {
         };
         let mut made = 0u64;
         let journal = self.journal;
+        let announced = dst.child_rel(n);
         let res = self.root.child_dir(dst, n, Some(meta), fresh, &mut |rel| {
             made += 1;
+            if recorded && rel == announced.as_slice() {
+                return Ok(());
+            }
             journal.append(&[Record::Dir(rel.to_vec())])
         });
         for _ in 0..made {
@@ -1776,7 +1950,7 @@ impl Walker<'_> {
                 ConflictKind::Escapes,
                 "the linker's own state directory; not linked",
             ),
-            Ok(child) => return Ok(Some((sp, img_rel, child, made > 0))),
+            Ok(child) => return Ok(Some((sp, img_rel, child, made > 0, recorded))),
             Err(ResolveError::Escapes(_)) => self.conflict(
                 &rel,
                 ConflictKind::Escapes,
@@ -1818,7 +1992,8 @@ impl Walker<'_> {
     }
 
     /// The sub-directories `dirs` of the image's top directory, linked on
-    /// a few threads. They are opened (and created in ROOT) here, in
+    /// a few threads (`pre`: those whose subtree is already journalled).
+    /// They are opened (and created in ROOT) here, in
     /// order; those that land on the same directory of ROOT, or one below
     /// another's (merged /usr: `lib` and `usr/lib`), form one group, walked
     /// in order by one thread. Idle threads take the next group; conflicts
@@ -1832,11 +2007,13 @@ impl Walker<'_> {
         dst: &Dir,
         fresh: bool,
         dirs: &[Vec<u8>],
+        pre: &std::collections::HashSet<&[u8]>,
     ) -> Result<(), WalkError> {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let mut opened: Vec<Opened> = Vec::new();
         for n in dirs {
-            if let Some(c) = self.open_child(src, img, dst, fresh, n)? {
+            let sub = pre.contains(n.as_slice());
+            if let Some(c) = self.open_child(src, img, dst, fresh, n, sub)? {
                 opened.push(c);
             }
         }
@@ -1886,8 +2063,8 @@ impl Walker<'_> {
                             let mut w = shared.fork(&stop);
                             let mut res = Ok(());
                             for &i in &groups[g] {
-                                let (sp, img_rel, child, made) = &opened[i];
-                                res = w.walk(sp, img_rel, child, *made);
+                                let (sp, img_rel, child, made, sub) = &opened[i];
+                                res = w.walk(sp, img_rel, child, *made, *sub);
                                 if res.is_err() {
                                     stop.store(true, Ordering::Relaxed);
                                     break;
@@ -1946,6 +2123,7 @@ impl Walker<'_> {
             already: 0,
             counter: self.counter,
             trusted: self.trusted,
+            record_adopted: self.record_adopted,
             stop: Some(stop),
         }
     }
@@ -1962,8 +2140,8 @@ impl Walker<'_> {
 }
 
 /// An opened sub-directory: content fd, image path, ROOT's directory,
-/// whether it was just created.
-type Opened = (OwnedFd, Vec<u8>, Dir, bool);
+/// whether it was just created, whether its subtree is already journalled.
+type Opened = (OwnedFd, Vec<u8>, Dir, bool, bool);
 
 /// What one thread's walk of a group made.
 struct Walked {
@@ -2230,9 +2408,21 @@ fn cleanup_base(env: &Env) {
     }
     let _ = std::fs::remove_file(env.state.join(LOCK_FILE));
     if env.default_state {
+        let made = std::fs::read_to_string(env.state.join(MADE_DIRS_FILE)).unwrap_or_default();
+        let _ = std::fs::remove_file(env.state.join(MADE_DIRS_FILE));
         let _ = std::fs::remove_dir(&env.state);
         if let Some(p) = env.state.parent() {
             let _ = std::fs::remove_dir(p);
+        }
+        // The directories made for it (ROOT/run when link created it), deepest first, if empty.
+        let mut dirs: Vec<Vec<u8>> = made.lines().filter_map(journal::unescape).collect();
+        dirs.sort();
+        dirs.dedup();
+        for p in dirs.iter().rev() {
+            let (parent, leaf) = split_parent(p);
+            if let (Ok(d), Ok(c)) = (env.root.open_canonical(parent), sys::cstr(leaf)) {
+                let _ = sys::unlinkat(d.fd.as_raw_fd(), &c, true);
+            }
         }
     }
 }

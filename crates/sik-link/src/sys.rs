@@ -253,6 +253,20 @@ pub fn read_dir_fd(dir: RawFd) -> Result<Vec<(Vec<u8>, bool)>, ReadDirError> {
     }
 }
 
+/// Whether the file system of `fd` is volatile (tmpfs or ramfs: gone at
+/// the next boot). Unknown: not volatile.
+pub fn is_volatile(fd: RawFd) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    // SAFETY: zeroed statfs is a valid out-buffer for fstatfs.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and pointer.
+    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
+        return false;
+    }
+    matches!(st.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC)
+}
+
 pub fn dup_dir(fd: RawFd) -> io::Result<OwnedFd> {
     openat(fd, c".", DIR_FLAGS)
 }

@@ -22,7 +22,9 @@ pub struct Args {
     /// The root file system to link into.
     #[arg(long)]
     pub root: PathBuf,
-    /// State directory (default ROOT/run/sik/extensions); each extension uses STATE/NAME.
+    /// State directory (default ROOT/run/sik/extensions, or ROOT/var/lib/sik/extensions when
+    /// ROOT/run is a tmpfs and ROOT is not); each extension uses STATE/NAME. --replace needs
+    /// one that outlives a reboot when ROOT does.
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// Trusted public key, allowed_signers file or directory of them (repeatable).

@@ -13,7 +13,7 @@ pub struct Args {
     /// The root file system.
     #[arg(long)]
     pub root: PathBuf,
-    /// State directory given to `sik link` (default ROOT/run/sik/extensions).
+    /// State directory given to `sik link` (default: as `sik link` chooses it).
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// Print a JSON document (formats/schema/status.json).

@@ -19,7 +19,7 @@ pub struct Args {
     /// The root file system.
     #[arg(long)]
     pub root: PathBuf,
-    /// State directory given to `sik link` (default ROOT/run/sik/extensions).
+    /// State directory given to `sik link` (default: as `sik link` chooses it).
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// Print nothing but warnings and errors.
