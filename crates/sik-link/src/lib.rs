@@ -1255,12 +1255,19 @@ fn link_one(
         let _ = journal.sync();
 
         // 5. ExtensionRun, once per link.
-        let run_needed = previous.as_ref().is_none_or(|p| !p.complete);
         // Content no trusted key vouches for runs nothing as root while a
         // trust store is in force, unless asked to.
         let skip = (signer.is_none() && !trust.is_empty() && !opts.allow_unsigned_run).then(|| {
-            "skipped: the content is not signed by a trusted key (--allow-unsigned-run runs it)"
-                .to_string()
+            format!("{RUN_SKIPPED}: the content is not signed by a trusted key (--allow-unsigned-run runs it)")
+        });
+        // Once per link; a run skipped earlier runs when it is now allowed.
+        let run_needed = previous.as_ref().is_none_or(|p| {
+            !p.complete
+                || (skip.is_none()
+                    && p.run
+                        .as_ref()
+                        .and_then(|r| r.error.as_deref())
+                        .is_some_and(|e| e.starts_with(RUN_SKIPPED)))
         });
         let run = if run_needed {
             run_extension(env, name, &mnt, &seen_mnt, &sdir, opts.run_timeout, skip)
@@ -1354,6 +1361,9 @@ fn undo(env: &Env, name: &str, journal: Journal, why: String) -> String {
         ),
     }
 }
+
+/// How the `error` of a [`RunStatus`] starts when the policy skipped the run.
+const RUN_SKIPPED: &str = "skipped";
 
 /// Images with at least this many inodes are linked on several threads.
 const PARALLEL_MIN_INODES: u64 = 4096;
