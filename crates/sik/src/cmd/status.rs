@@ -8,7 +8,9 @@ use sik_link::ConflictKind;
 use crate::fail::{CmdResult, Failure};
 
 #[derive(clap::Args)]
-#[command(after_help = "Example:\n  sik status --root /\n  sik status --root /sysroot --json")]
+#[command(
+    after_help = "A signer is shown only while the source is still the file that was checked when it was linked (same device, inode, size, mtime and ctime); otherwise status says it changed since link. Nothing is re-verified here: `sik link` again re-checks (and unlinks the name if the check fails).\n\nExample:\n  sik status --root /\n  sik status --root /sysroot --json"
+)]
 pub struct Args {
     /// The root file system.
     #[arg(long)]
