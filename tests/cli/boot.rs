@@ -1685,3 +1685,77 @@ fn generate_refuses_a_dynamically_linked_sik() {
     assert!(!medium.join("boot/sik/initrd.img").exists());
     assert!(!medium.join("boot/grub/grub.cfg").exists());
 }
+
+#[test]
+fn add_refuses_files_the_medium_cannot_store_before_copying() {
+    if !require_tool("xorriso") || !require_tool("mformat") || !require_tool("truncate") {
+        return;
+    }
+    let t = TestDir::new();
+    let img = t.join("small.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    run_ok(
+        cmd("mformat")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&img)
+            .args(["-F", "::"]),
+    );
+    let iso = make_iso(
+        &t,
+        "debian-live",
+        "d-live",
+        &[("/live/vmlinuz", KERNEL), ("/live/initrd.img", INITRD)],
+    );
+    // A valid ISO padded (sparse) to 4.5 GiB: over FAT32's file size limit.
+    let big = t.join("big-live.iso");
+    std::fs::copy(&iso, &big).unwrap();
+    run_ok(cmd("truncate").args(["-s", "4608M"]).arg(&big));
+    let out = run(sik().args(["boot", "add"]).arg(&big).arg(&img));
+    assert_fails(
+        &out,
+        2,
+        &["boot add", "FAT file size limit", "nothing was copied"],
+    );
+    // 80 MiB onto a 64 MiB medium: more than the free space.
+    let mid = t.join("mid-live.iso");
+    std::fs::copy(&iso, &mid).unwrap();
+    run_ok(cmd("truncate").args(["-s", "80M"]).arg(&mid));
+    let out = run(sik().args(["boot", "add"]).arg(&mid).arg(&img));
+    assert_fails(
+        &out,
+        2,
+        &["boot add", "bytes are free", "nothing was copied"],
+    );
+    // (mdir exits 1 on an empty filesystem.)
+    let listing = run(cmd("mdir")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-/", "-b", "-i"])
+        .arg(&img)
+        .arg("::"));
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(!listing.contains(".iso"), "{listing}");
+    // What fits is copied and its size on the medium checked.
+    let out = run_ok(sik().args(["boot", "add"]).arg(&iso).arg(&img));
+    assert!(out.contains("boot/iso/debian-live.iso"), "{out}");
+    let dir = run_ok(
+        cmd("mdir")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-b", "-i"])
+            .arg(&img)
+            .arg("::/boot/iso"),
+    );
+    assert!(dir.contains("debian-live.iso"), "{dir}");
+
+    // A directory medium: more than its filesystem's free space is refused.
+    let medium = t.mkdir("medium");
+    let huge = t.join("huge-live.iso");
+    std::fs::copy(&iso, &huge).unwrap();
+    run_ok(cmd("truncate").args(["-s", "15T"]).arg(&huge));
+    let out = run(sik().args(["boot", "add"]).arg(&huge).arg(&medium));
+    assert_fails(&out, 2, &["bytes are free", "nothing was copied"]);
+    assert!(!medium.join("boot/iso/huge-live.iso").exists());
+}

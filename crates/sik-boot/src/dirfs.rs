@@ -251,3 +251,23 @@ fn copy_dir(dir: &OwnedFd, dest: &Path, depth: usize) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Free bytes for an unprivileged writer and the filesystem type (`f_type`)
+/// of the filesystem holding the medium's root.
+pub fn space(root: &Path) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstatfs(root_fd(root)?)?;
+    let frsize = u64::try_from(st.f_frsize).unwrap_or(0);
+    let bsize = u64::try_from(st.f_bsize).unwrap_or(0);
+    let unit = if frsize > 0 { frsize } else { bsize };
+    #[allow(clippy::unnecessary_cast)]
+    Ok((st.f_bavail.saturating_mul(unit), st.f_type as u64))
+}
+
+/// The size of a regular file of the medium, `None` when it does not exist.
+pub fn file_size(root: &Path, rel: &str) -> io::Result<Option<u64>> {
+    match open_file(root, rel) {
+        Ok(f) => Ok(Some(f.metadata()?.len())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -9,6 +9,11 @@ use std::process::{Command, Stdio};
 use crate::dirfs;
 use crate::error::{Error, Result};
 
+/// The largest file a FAT filesystem can hold: 4 GiB - 1 bytes.
+pub const FAT_MAX_FILE: u64 = 0xFFFF_FFFF;
+/// `statfs` type of the kernel's FAT filesystems (msdos, vfat).
+const MSDOS_SUPER_MAGIC: u64 = 0x4d44;
+
 /// A boot medium.
 #[derive(Debug, Clone)]
 pub enum Medium {
@@ -263,9 +268,91 @@ impl Medium {
     }
 
     /// Copy a local file onto the medium (atomically on a directory medium).
+    /// A file that cannot be stored (over the filesystem's file size limit,
+    /// more than the free space) is refused before anything is copied; after
+    /// the copy the size on the medium is checked (a short copy is removed).
     pub fn copy_in(&self, src: &Path, rel: &str) -> Result<()> {
+        let size = std::fs::metadata(src).map_err(|e| io_err(src, e))?.len();
+        self.check_fits(src, size, rel)?;
         let parent = rel.rsplit_once('/').map_or("", |(d, _)| d);
         self.mkdir_all(parent)?;
+        self.copy_in_unchecked(src, rel)?;
+        let stored = self.file_size(rel)?.unwrap_or(0);
+        if stored != size {
+            if let Medium::Image { .. } = self {
+                let _ = self.mtool("mdel", &[&format!("::/{}", rel.trim_matches('/'))]);
+            }
+            return Err(Error::Medium {
+                path: self.path().to_path_buf(),
+                why: format!(
+                    "{rel}: the copy of {} is incomplete: {stored} of {size} bytes on the medium; removed",
+                    src.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Free bytes of the medium's filesystem and its largest file size
+    /// (`Some(FAT_MAX_FILE)` on FAT, `None`: no limit that matters).
+    pub fn space(&self) -> Result<(u64, Option<u64>)> {
+        match self {
+            Medium::Image { path, offset } => {
+                let st = fat(path, *offset)?.stats().map_err(|e| io_err(path, e))?;
+                let free = u64::from(st.free_clusters()) * u64::from(st.cluster_size());
+                Ok((free, Some(FAT_MAX_FILE)))
+            }
+            Medium::Dir(root) => {
+                let (free, fs_type) = dirfs::space(root).map_err(|e| io_err(root, e))?;
+                Ok((free, (fs_type == MSDOS_SUPER_MAGIC).then_some(FAT_MAX_FILE)))
+            }
+        }
+    }
+
+    /// The size of a file on the medium, `None` when it does not exist.
+    pub fn file_size(&self, rel: &str) -> Result<Option<u64>> {
+        match self {
+            Medium::Dir(root) => {
+                dirfs::file_size(root, rel).map_err(|e| io_err(&root.join(rel), e))
+            }
+            Medium::Image { path, offset } => {
+                let fs = fat(path, *offset)?;
+                let Ok(mut f) = fs.root_dir().open_file(rel.trim_matches('/')) else {
+                    return Ok(None);
+                };
+                let n = std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))
+                    .map_err(|e| io_err(path, e))?;
+                Ok(Some(n))
+            }
+        }
+    }
+
+    /// Refuse a file of `size` bytes that the medium cannot store at `rel`
+    /// (a file already there is replaced, so its size counts as free).
+    fn check_fits(&self, src: &Path, size: u64, rel: &str) -> Result<()> {
+        let (free, limit) = self.space()?;
+        let refuse = |why: String| {
+            Err(Error::Refused(format!(
+                "{}: {size} bytes cannot be stored on {}: {why}; nothing was copied",
+                src.display(),
+                self.path().display()
+            )))
+        };
+        if let Some(limit) = limit.filter(|l| size > *l) {
+            return refuse(format!(
+                "larger than the FAT file size limit of 4 GiB - 1 ({limit} bytes)"
+            ));
+        }
+        let replaced = self.file_size(rel).ok().flatten().unwrap_or(0);
+        let available = free.saturating_add(replaced);
+        if size > available {
+            return refuse(format!("only {available} bytes are free"));
+        }
+        Ok(())
+    }
+
+    /// The copy itself, without the checks of [`Medium::copy_in`].
+    fn copy_in_unchecked(&self, src: &Path, rel: &str) -> Result<()> {
         match self {
             Medium::Dir(root) => {
                 let mut f = std::fs::File::open(src).map_err(|e| io_err(src, e))?;
