@@ -139,7 +139,8 @@ pub fn main(args: &[String]) -> Result {
     let titles: Vec<String> = cfg
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("menuentry "))
-        .map(|l| l.split('"').nth(1).unwrap_or(l).to_string())
+        // Titles are in GRUB single quotes (sik_boot::quote::grub_quote).
+        .map(|l| l.split(['\'', '"']).nth(1).unwrap_or(l).to_string())
         .collect();
     eprintln!("e2e: menu entries: {titles:?}");
 

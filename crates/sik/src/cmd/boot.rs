@@ -10,7 +10,7 @@ use sik_boot::family;
 use crate::fail::{CmdResult, Failure};
 
 /// Example shown by `sik boot --help`.
-pub const EXAMPLE: &str = "Example:\n  sik boot install --image stick.img --size 4G\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot generate stick.img --sik-binary target/release/sik";
+pub const EXAMPLE: &str = "Example:\n  sik boot install --image stick.img --size 4G\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot generate stick.img --sik-binary target/dist/sik   # static: cargo xtask dist";
 
 #[derive(clap::Subcommand)]
 pub enum BootCommand {
@@ -88,7 +88,7 @@ pub struct DetectArgs {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "The medium is a directory (a mounted stick) or a disk image made by `sik boot install --image`.\nFiles whose contents would not change are not rewritten.\n\nExample:\n  sik boot generate /media/stick\n  sik boot generate disk.img --dry-run --json"
+    after_help = "The medium is a directory (a mounted stick) or a disk image made by `sik boot install --image`.\nFiles whose contents would not change are not rewritten. The sik put into the initrd must be\nstatically linked (cargo xtask dist gives target/dist/sik); a dynamically linked one is refused.\nChecked: every name from an ISO or family file that reaches grub.cfg or a script (unsafe ones\nare skipped with the reason); the medium is pinned by filesystem UUID; no symlink on a directory\nmedium is followed.\n\nExample:\n  sik boot generate /media/stick\n  sik boot generate disk.img --dry-run --json"
 )]
 pub struct GenerateArgs {
     /// Medium: directory or disk image file.
