@@ -152,9 +152,11 @@ pub fn render(isos: &[MenuIso], timeout: u32, pin: &Pin) -> String {
         } else {
             let kernel = d.kernel.as_deref().unwrap_or("/vmlinuz");
             let args = d.args.join(" ");
+            // One argument (quoted text joined to the quoted variable): GRUB
+            // writes it to serial and console at once, not word by word.
             s.push_str(&format!(
-                "  echo {} \"${{iso_path}}\"\n",
-                quote::grub_quote(&format!("Loading {kernel} from"))
+                "  echo {}\"${{iso_path}}\"\n",
+                quote::grub_quote(&format!("Loading {kernel} from "))
             ));
             s.push_str(&format!(
                 "  linux (loop){kernel}{}{args}\n",
