@@ -927,7 +927,7 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
     );
     let fake = t.write(
         "sik-recorder",
-        "#!/bin/sh\ncase \"$*\" in *--help*) echo '--allow-directories --allow-unsigned-run'; exit 0 ;; esac\necho \"$@\" > /sik-link-args\n",
+        "#!/bin/sh\ncase \"$*\" in *--help*) echo '--allow-directories --allow-unsigned-run'; exit 0 ;; esac\necho \"$@\" > /sik-link-args\n[ -e /link-fails ] && exit 2\nexit 0\n",
     );
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     run_ok(
@@ -1004,9 +1004,11 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
         "#!/bin/sh\necho customized\n"
     );
 
-    // dracut: pre-pivot hooks are sourced with NEWROOT set.
+    // dracut: pre-pivot hooks are sourced with NEWROOT set. Here link fails
+    // (as a sik that could not use boot/keys would): the hook goes on.
     let root = busybox_initramfs(&t, &medium, &initrd, "dracut", "/run/initramfs/isoscan");
     std::fs::create_dir_all(root.join("sysroot/etc/systemd/system")).unwrap();
+    std::fs::write(root.join("link-fails"), "").unwrap();
     let out = run(cmd("chroot").arg(&root).args([
         "/bin/sh",
         "-c",
@@ -1018,6 +1020,11 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
     assert!(
         args.contains("--root /sysroot --trust /run/initramfs/isoscan/boot/keys"),
         "{args}"
+    );
+    assert!(stderr.contains("link failed with status 2"), "{stderr}");
+    assert!(
+        stderr.contains("home: /run/initramfs/isoscan/home.img mounted on /home"),
+        "{stderr}"
     );
     assert!(
         root.join("sysroot/etc/systemd/system/sik-customize.service")
@@ -1758,4 +1765,53 @@ fn add_refuses_files_the_medium_cannot_store_before_copying() {
     let out = run(sik().args(["boot", "add"]).arg(&huge).arg(&medium));
     assert_fails(&out, 2, &["bytes are free", "nothing was copied"]);
     assert!(!medium.join("boot/iso/huge-live.iso").exists());
+}
+
+#[test]
+fn generate_pins_a_directory_medium_that_is_a_filesystem_root_by_its_uuid() {
+    if !require_root()
+        || !require_tool("mkfs.ext4")
+        || !require_tool("blkid")
+        || !require_tool("xorriso")
+    {
+        return;
+    }
+    let t = TestDir::new();
+    let img = t.join("fs.img");
+    run_ok(cmd("mkfs.ext4").args(["-q", "-F"]).arg(&img).arg("16M"));
+    let uuid = run_ok(cmd("blkid").args(["-o", "value", "-s", "UUID"]).arg(&img));
+    let uuid = uuid.trim().to_string();
+    let mnt = t.mkdir("mnt");
+    let iso = make_iso(
+        &t,
+        "debian-live",
+        "d-live",
+        &[("/live/vmlinuz", KERNEL), ("/live/initrd.img", INITRD)],
+    );
+    run_ok(cmd("mount").args(["-o", "loop"]).arg(&img).arg(&mnt));
+    std::fs::create_dir_all(mnt.join("boot/iso")).unwrap();
+    std::fs::copy(&iso, mnt.join("boot/iso/debian-live.iso")).unwrap();
+    let sikbin = fake_sik(&t);
+    let out = run(sik()
+        .args(["boot", "generate", "--json", "--sik-binary"])
+        .arg(&sikbin)
+        .arg(&mnt));
+    let cfg = std::fs::read_to_string(mnt.join("boot/grub/grub.cfg")).unwrap_or_default();
+    let _ = cmd("umount").arg(&mnt).status();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["medium_uuid"], uuid.as_str(), "{doc:#}");
+    assert!(
+        !doc["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("search --file")),
+        "{doc:#}"
+    );
+    assert!(
+        cfg.contains(&format!("search --no-floppy --fs-uuid --set=root {uuid}\n")),
+        "{cfg}"
+    );
 }
