@@ -72,7 +72,7 @@ pub struct AddArgs {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Exit status: 0 when every ISO was detected, 1 when at least one was skipped\n(listed with the reason), 2 on a usage error.\n\nExample:\n  sik boot detect ubuntu-24.04.iso Fedora-Workstation-Live-41.iso --json"
+    after_help = "Checked: every name from the ISO that would reach grub.cfg or a script (an ISO with unsafe\nnames is skipped with the reason). Not checked: the ISO's content or signatures.\n\nExit status: 0 when every ISO was detected, 1 when at least one was skipped\n(listed with the reason), 2 on a usage error.\n\nExample:\n  sik boot detect ubuntu-24.04.iso Fedora-Workstation-Live-41.iso --json"
 )]
 pub struct DetectArgs {
     /// ISO files.

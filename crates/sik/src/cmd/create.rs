@@ -22,7 +22,7 @@ pub enum CreateCommand {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  sik create extension ./tree -o firmware.ExtensionImage --os-id _any\n  sik create extension ./tree -o firmware.ExtensionImage --sign ~/.ssh/id_ed25519\n  sik create extension codecs.deb -o codecs.ExtensionImage --compression xz"
+    after_help = "Checked: archive paths (absolute or with `..` are refused); a directory source's files are read\nthrough the walk (a file swapped for a symlink is refused). Not checked: what the content does.\n\nExamples:\n  sik create extension ./tree -o firmware.ExtensionImage --os-id _any\n  sik create extension ./tree -o firmware.ExtensionImage --sign ~/.ssh/id_ed25519\n  sik create extension codecs.deb -o codecs.ExtensionImage --compression xz"
 )]
 pub struct ExtensionArgs {
     /// Directory, tar archive (plain, gzip, xz, zstd) or Debian package.

@@ -15,7 +15,7 @@ use crate::output::print_json;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  sik create appimage Hello.AppDir\n  sik create appimage Hello.AppDir --sign release-key\n  sik create appimage Hello.AppDir -o Hello-x86_64.AppImage --compression xz \\\n      --update-info 'gh-releases-zsync|me|hello|latest|Hello-*x86_64.AppImage.zsync' --zsync"
+    after_help = "Checked: the AppDir (every problem named at once). At run time the runtime checks nothing about\nwho made the file; `sik verify` checks a --sign signature.\n\nExamples:\n  sik create appimage Hello.AppDir\n  sik create appimage Hello.AppDir --sign release-key\n  sik create appimage Hello.AppDir -o Hello-x86_64.AppImage --compression xz \\\n      --update-info 'gh-releases-zsync|me|hello|latest|Hello-*x86_64.AppImage.zsync' --zsync"
 )]
 pub struct Args {
     /// The AppDir: AppRun, one NAME.desktop and its icon at the root.

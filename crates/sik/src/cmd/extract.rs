@@ -9,7 +9,9 @@ use crate::cmd::inspect::input_error;
 use crate::fail::{CmdResult, warn};
 
 #[derive(clap::Args)]
-#[command(after_help = "Example:\n  sik extract firmware.ExtensionImage -o ./firmware-tree")]
+#[command(
+    after_help = "Checked: every path stays inside the output directory (no `..`, no writes through symlinks).\nNot checked: the signature (`sik verify` first).\n\nExample:\n  sik extract firmware.ExtensionImage -o ./firmware-tree"
+)]
 pub struct Args {
     /// ExtensionImage or AppImage.
     pub image: PathBuf,

@@ -10,7 +10,7 @@ use crate::output::print_json;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  sik inspect firmware.ExtensionImage\n  sik inspect --list App-1.0-x86_64.AppImage\n  sik inspect --json live.iso"
+    after_help = "Checked: nothing. The signer shown is what the signature block claims; `sik verify` checks it.\n\nExamples:\n  sik inspect firmware.ExtensionImage\n  sik inspect --list App-1.0-x86_64.AppImage\n  sik inspect --json live.iso"
 )]
 pub struct Args {
     /// The file to inspect.

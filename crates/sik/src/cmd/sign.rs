@@ -11,7 +11,7 @@ use crate::fail::{CmdResult, Failure};
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  sik sign firmware.ExtensionImage --key ~/.ssh/id_ed25519\n  sik inspect --payload App.AppImage > payload\n  ssh-keygen -Y sign -f ~/.ssh/id_ed25519 -n systemimagekit payload\n  sik sign App.AppImage --signature payload.sig"
+    after_help = "A signature says which key holder made the payload bytes, not that the content is harmless.\n\nExamples:\n  sik sign firmware.ExtensionImage --key ~/.ssh/id_ed25519\n  sik inspect --payload App.AppImage > payload\n  ssh-keygen -Y sign -f ~/.ssh/id_ed25519 -n systemimagekit payload\n  sik sign App.AppImage --signature payload.sig"
 )]
 pub struct Args {
     /// ExtensionImage or AppImage to sign in place.
