@@ -121,6 +121,7 @@ impl Record {
 
     /// The record as one line, in the short `l` form when it is a symlink
     /// whose target is `content/PATH`.
+    #[cfg(test)]
     pub fn line_in(&self, content: &[u8]) -> String {
         if let Record::Link(p, t) = self
             && t.len() == content.len() + 1 + p.len()
@@ -134,6 +135,7 @@ impl Record {
     }
 
     /// Parse one line (without the newline).
+    #[cfg(test)]
     pub fn parse(line: &str) -> Option<Record> {
         Self::parse_bytes(line.as_bytes(), None)
     }
@@ -313,5 +315,101 @@ mod tests {
             vec![Record::Link(b"a b".to_vec(), b"/c/a b".to_vec())]
         );
         assert_eq!(Record::parse("l a"), None);
+    }
+
+    /// The block after `<!-- vectors:NAME -->` in spec/link-state.md.
+    fn vector_block(name: &str) -> String {
+        let spec = include_str!("../../../spec/link-state.md");
+        let start = spec
+            .find(&format!("<!-- vectors:{name} -->"))
+            .expect("marker");
+        let rest = &spec[start..];
+        let open = rest.find("```text\n").expect("block") + 8;
+        let close = rest[open..].find("```").expect("end");
+        rest[open..open + close].to_string()
+    }
+
+    /// A Rust byte-string literal `b"…"` with `\t`, `\n`, `\xNN`, `\\`, `\"`.
+    fn byte_literal(s: &str) -> Vec<u8> {
+        let inner = s
+            .strip_prefix("b\"")
+            .and_then(|s| s.strip_suffix('"'))
+            .expect("literal");
+        let b = inner.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' {
+                match b[i + 1] {
+                    b't' => out.push(b'\t'),
+                    b'n' => out.push(b'\n'),
+                    b'x' => {
+                        out.push(u8::from_str_radix(&inner[i + 2..i + 4], 16).unwrap());
+                        i += 2;
+                    }
+                    c => out.push(c),
+                }
+                i += 2;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn spec_vectors() {
+        let block = vector_block("escape");
+        let mut n = 0;
+        for line in block.lines() {
+            let (lit, want) = line.rsplit_once(char::is_whitespace).unwrap();
+            let input = byte_literal(lit.trim());
+            assert_eq!(escape(&input), want, "{line}");
+            assert_eq!(unescape(want).unwrap(), input, "{line}");
+            n += 1;
+        }
+        assert_eq!(n, 6);
+
+        let text = vector_block("journal");
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal");
+        std::fs::write(&p, text.strip_suffix('\n').unwrap()).unwrap();
+        let recs = read(&p, b"/run/sik/extensions/acme/mnt").unwrap();
+        assert_eq!(recs.len(), 9);
+        assert_eq!(
+            recs[7],
+            Record::Link(
+                b"usr/share/acme/a b.txt".to_vec(),
+                b"/run/sik/extensions/acme/mnt/usr/share/acme/a b.txt".to_vec()
+            )
+        );
+        assert_eq!(
+            recs[8],
+            Record::Undo(
+                "unusable image entry /usr/share/a\\0b: the name contains a NUL byte".into()
+            )
+        );
+        let count = |f: fn(&Record) -> bool| recs.iter().filter(|r| f(r)).count();
+        assert_eq!(count(|r| matches!(r, Record::Dir(_))), 2);
+        assert_eq!(count(|r| matches!(r, Record::Link(..))), 3);
+        assert_eq!(count(|r| matches!(r, Record::Replaced(_))), 1);
+        assert_eq!(
+            recs[4],
+            Record::Link(
+                b"usr/lib/firmware/acme/fw v2.bin".to_vec(),
+                b"/run/sik/extensions/acme/mnt/lib/firmware/acme/fw v2.bin".to_vec()
+            )
+        );
+        // Every record is written back exactly as in the spec.
+        let mut again = format!("{}\n", MAGIC);
+        for r in &recs {
+            again.push_str(&r.line_in(b"/run/sik/extensions/acme/mnt"));
+        }
+        assert!(text.starts_with(&again), "{again}");
+        assert_eq!(
+            crate::walk::aside_name(b"etc/hostname"),
+            b"etc%2Fhostname".to_vec()
+        );
     }
 }

@@ -1,0 +1,291 @@
+//! Unlinking (`spec/link-state.md`, Unlinking): removes what the journal says
+//! was made, puts moved files back, unmounts and removes the state.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::journal::{self, Record};
+use crate::link::*;
+use crate::report::*;
+use crate::resolve::Root;
+use crate::run::*;
+use crate::state::*;
+use crate::sys;
+use crate::walk::*;
+use crate::*;
+
+/// The outcome of unlinking one name.
+pub type UnlinkResult = (String, Result<UnlinkReport, Error>);
+
+/// Unlink the named extensions from ROOT. One result per name, in order.
+pub fn unlink(
+    names: &[String],
+    root: &Path,
+    state: Option<&Path>,
+) -> Result<Vec<UnlinkResult>, Error> {
+    let env = match open_env(root, state, false) {
+        Ok(e) => e,
+        Err(Error::NoState(_)) => {
+            return Ok(names
+                .iter()
+                .map(|n| (n.clone(), Err(Error::NotLinked(n.clone()))))
+                .collect());
+        }
+        Err(e) => return Err(e),
+    };
+    let lock = lock(&env)?;
+    let out = names
+        .iter()
+        .map(|n| (n.clone(), unlink_state(&env, n, false)))
+        .collect();
+    remove_orphans(&env);
+    cleanup_base(&env);
+    drop(lock);
+    Ok(out)
+}
+
+/// Unlink one name, acting on its journal backwards. `undoing`: the
+/// rollback of a refused link (the test hook [`TEST_ABORT_UNDO_ENV`] may
+/// kill it after N removals).
+pub(crate) fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<UnlinkReport, Error> {
+    let counter = Counter::from_env(if undoing { TEST_ABORT_UNDO_ENV } else { "" });
+    if !valid_name(name) {
+        return Err(Error::Invalid {
+            path: PathBuf::from(name),
+            why: "not a valid extension name".into(),
+        });
+    }
+    let sdir = env.state.join(name);
+    if !sdir.is_dir() {
+        return Err(Error::NotLinked(name.to_string()));
+    }
+    let mut rep = UnlinkReport {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    let state_file = sdir.join("state.json");
+    match std::fs::remove_file(&state_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ioe(state_file)(e)),
+    }
+    let jpath = sdir.join("journal");
+    let recs = match journal::read(&jpath, &env.content(name)) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(ioe(&jpath)(e)),
+    };
+    let replaced_dir = sdir.join("replaced");
+    let rfd = sys::open(
+        &replaced_dir,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+    )
+    .ok();
+    // 1. The symlinks, newest first (a symlink's directory is removed
+    // only in step 2, a file moved aside is put back only then).
+    let links: Vec<(&[u8], &[u8])> = recs
+        .iter()
+        .rev()
+        .filter_map(|r| match r {
+            Record::Link(p, t) => Some((p.as_slice(), t.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let (removed, kept) = remove_links(&env.root, &links, &counter);
+    rep.links_removed += removed;
+    rep.kept.extend(kept);
+    // 2. Files moved aside and directories, newest first.
+    let mut cache = ParentCache::default();
+    let mut unrestored = false;
+    let mut orphans: Vec<Vec<u8>> = Vec::new();
+    for r in recs.iter().rev() {
+        match r {
+            Record::Link(..) => {}
+            Record::Replaced(p) => {
+                let (parent, leaf) = split_parent(p);
+                let Some(d) = cache.get(&env.root, parent) else {
+                    continue;
+                };
+                let (Ok(c), Ok(aside), Ok(sib)) = (
+                    sys::cstr(leaf),
+                    sys::cstr(&aside_name(p)),
+                    sys::cstr(&sibling_aside_name(leaf, name)),
+                ) else {
+                    continue;
+                };
+                let dfd = d.fd.as_raw_fd();
+                let from = if let Some(rfd) = rfd
+                    .as_ref()
+                    .filter(|f| sys::fstatat(f.as_raw_fd(), &aside).is_ok())
+                {
+                    Some((rfd.as_raw_fd(), &aside))
+                } else if sys::fstatat(dfd, &sib).is_ok() {
+                    Some((dfd, &sib))
+                } else {
+                    None
+                };
+                if let Some((fd, n)) = from {
+                    match sys::renameat_noreplace(fd, n, dfd, &c) {
+                        Ok(()) => {
+                            rep.restored += 1;
+                            counter.tick();
+                        }
+                        Err(_) => {
+                            unrestored = true;
+                            rep.kept.push(slash(p));
+                        }
+                    }
+                }
+            }
+            Record::Dir(p) => {
+                let (parent, leaf) = split_parent(p);
+                let Some(d) = cache.get(&env.root, parent) else {
+                    continue;
+                };
+                let Ok(c) = sys::cstr(leaf) else { continue };
+                // Only an empty, real directory goes (O_NOFOLLOW semantics:
+                // unlinkat(AT_REMOVEDIR) never follows a symlink).
+                match sys::unlinkat(d.fd.as_raw_fd(), &c, true) {
+                    Ok(()) => {
+                        rep.dirs_removed += 1;
+                        cache.forget(p);
+                        counter.tick();
+                    }
+                    // Still used (by another extension): removed later, once empty.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => orphans.push(p.clone()),
+                    Err(_) => {}
+                }
+            }
+            Record::Source { .. } | Record::Mode(_) | Record::Undo(_) => {}
+        }
+    }
+    drop(cache);
+    drop(rfd);
+    if !orphans.is_empty() {
+        let mut text = String::new();
+        for o in &orphans {
+            text.push_str(&journal::escape(o));
+            text.push('\n');
+        }
+        use std::io::Write;
+        let op = env.state.join(ORPHANS_FILE);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&op)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(ioe(&op))?;
+    }
+    let mnt = sdir.join("mnt");
+    if sys::is_mountpoint(&mnt) {
+        rep.lazy_unmount = sys::umount(&mnt).map_err(ioe(&mnt))?;
+    }
+    if mnt.exists() {
+        if sys::is_mountpoint(&mnt) {
+            return Err(Error::Invalid {
+                path: mnt,
+                why: "still mounted".into(),
+            });
+        }
+        let staged = recs.iter().rev().find_map(|r| match r {
+            Record::Mode(m) => Some(m == "extract"),
+            _ => None,
+        });
+        if staged == Some(true) {
+            make_writable(&mnt);
+            std::fs::remove_dir_all(&mnt).map_err(ioe(&mnt))?;
+        } else {
+            // A mount point: only ever an empty directory once unmounted
+            // (or a staging killed before it was recorded).
+            if std::fs::remove_dir(&mnt).is_err() {
+                clear_dir(&mnt).map_err(ioe(&mnt))?;
+                std::fs::remove_dir(&mnt).map_err(ioe(&mnt))?;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(sdir.join("run.log"));
+    if unrestored {
+        // Keep the journal and the files that could not be put back.
+        return Ok(rep);
+    }
+    let _ = std::fs::remove_dir(&replaced_dir);
+    std::fs::remove_file(&jpath)
+        .or_else(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(ioe(&jpath))?;
+    std::fs::remove_dir(&sdir).map_err(ioe(&sdir))?;
+    Ok(rep)
+}
+
+/// Remove the symlinks `links` (path, target) that are still ours: the
+/// number removed, and the paths kept because they are no longer ours.
+/// Large sets are split into contiguous shares (a directory's entries stay
+/// together) removed on up to four threads.
+pub(crate) fn remove_links(
+    root: &Root,
+    links: &[(&[u8], &[u8])],
+    counter: &Counter,
+) -> (u64, Vec<String>) {
+    let one = |share: &[(&[u8], &[u8])]| {
+        let mut cache = ParentCache::default();
+        let mut removed = 0u64;
+        let mut kept = Vec::new();
+        for &(p, t) in share {
+            let (parent, leaf) = split_parent(p);
+            let Some(d) = cache.get(root, parent) else {
+                continue;
+            };
+            let Ok(c) = sys::cstr(leaf) else { continue };
+            match sys::readlink_is(d.fd.as_raw_fd(), &c, t) {
+                Ok(true) => {
+                    if sys::unlinkat(d.fd.as_raw_fd(), &c, false).is_ok() {
+                        removed += 1;
+                        counter.tick();
+                    }
+                }
+                Ok(false) => kept.push(slash(p)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(_) => {
+                    // Present but not a symlink: not ours.
+                    if sys::fstatat(d.fd.as_raw_fd(), &c).is_ok() {
+                        kept.push(slash(p));
+                    }
+                }
+            }
+        }
+        (removed, kept)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads < 2
+        || links.len() < 2
+        || (links.len() < PARALLEL_MIN_INODES as usize && !force_parallel())
+    {
+        return one(links);
+    }
+    let share = links.len().div_ceil(threads);
+    let parts: Vec<(u64, Vec<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = links
+            .chunks(share)
+            .map(|c| s.spawn(move || one(c)))
+            .collect();
+        handles
+            .into_iter()
+            // A share whose thread panicked: its links stay (unlink again removes them).
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut out = (0, Vec::new());
+    for (removed, kept) in parts {
+        out.0 += removed;
+        out.1.extend(kept);
+    }
+    out
+}
