@@ -703,8 +703,9 @@ fn killed_linker_is_completed_by_the_next_link_or_unlink() {
     for n in 1..=12 {
         for then_link in [true, false] {
             let out = run(sik()
-                .env("SIK_LINK_TEST_ABORT_AFTER", n.to_string())
                 .arg("link")
+                .arg("--test-abort-after")
+                .arg(n.to_string())
                 .arg("--root")
                 .arg(&root)
                 .args(["--allow-unsigned", "--replace"])
@@ -800,8 +801,8 @@ fn extract_when_mounting_is_impossible_and_directory_sources() {
     let before = listing(&root);
 
     let out = run(sik()
-        .env("SIK_LINK_TEST_NO_MOUNT", "1")
         .arg("link")
+        .arg("--test-no-mount")
         .arg("--root")
         .arg(&root)
         .arg("--allow-unsigned")
@@ -810,8 +811,8 @@ fn extract_when_mounting_is_impossible_and_directory_sources() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot mount"));
 
     let out = run(sik()
-        .env("SIK_LINK_TEST_NO_MOUNT", "1")
         .arg("link")
+        .arg("--test-no-mount")
         .arg("--root")
         .arg(&root)
         .args(["--allow-unsigned", "--extract"])
@@ -830,8 +831,8 @@ fn extract_when_mounting_is_impossible_and_directory_sources() {
     // Linking again reuses the staged content.
     let after1 = listing(&root);
     ok(&run(sik()
-        .env("SIK_LINK_TEST_NO_MOUNT", "1")
         .arg("link")
+        .arg("--test-no-mount")
         .arg("--root")
         .arg(&root)
         .args(["--allow-unsigned", "--extract"])
@@ -852,8 +853,8 @@ fn extract_when_mounting_is_impossible_and_directory_sources() {
 
     // A directory that cannot be bind-mounted is copied with --extract.
     ok(&run(sik()
-        .env("SIK_LINK_TEST_NO_MOUNT", "1")
         .arg("link")
+        .arg("--test-no-mount")
         .arg("--root")
         .arg(&root)
         .arg("--extract")
@@ -1286,8 +1287,8 @@ fn hostile_entry_names_refuse_and_undo_the_partial_link() {
             // another image) completes it.
             for n in 1..=3 {
                 let mut c = sik();
-                c.env("SIK_LINK_TEST_ABORT_UNDO_AFTER", n.to_string());
                 args(&mut c);
+                c.arg("--test-abort-undo-after").arg(n.to_string());
                 let out = run(&mut c);
                 assert!(
                     !out.status.success() && out.status.code().is_none(),
@@ -1342,7 +1343,7 @@ fn status_in(root: &Path, state: &Path) -> serde_json::Value {
 }
 
 /// Large images are linked and unlinked on several threads (forced here by
-/// the test hook): the outcome is the same as linking on one thread —
+/// the hidden option `--test-parallel`): the outcome is the same as linking on one thread —
 /// same ROOT, same counts and conflicts, in the same order — including
 /// subtrees that meet in one directory of ROOT (`lib` and `usr/lib` of a
 /// merged-/usr root), and an unusable entry met by one thread undoes the
@@ -1372,11 +1373,11 @@ fn threaded_link_and_unlink_match_the_single_threaded_ones() {
     let img = raw_image(&t, "wide", &refs);
     let linked = |root: &Path, threads: bool| {
         let mut c = sik();
+        c.arg("link");
         if threads {
-            c.env("SIK_LINK_TEST_PARALLEL", "1");
+            c.arg("--test-parallel");
         }
-        c.arg("link")
-            .arg("--root")
+        c.arg("--root")
             .arg(root)
             .args(["--allow-unsigned", "--ignore-compat"])
             .arg(&img);
@@ -1401,8 +1402,7 @@ fn threaded_link_and_unlink_match_the_single_threaded_ones() {
     let (again, _) = linked(&many, true);
     assert!(again.contains("(0 new)"), "{again}");
     let out = ok(&run(sik()
-        .env("SIK_LINK_TEST_PARALLEL", "1")
-        .args(["unlink", "wide", "--root"])
+        .args(["unlink", "--test-parallel", "wide", "--root"])
         .arg(&many)));
     assert!(out.contains(&format!("{} links", files.len() - 1)), "{out}");
     assert_same(&before, &listing(&many), "after a threaded unlink");
@@ -1414,8 +1414,8 @@ fn threaded_link_and_unlink_match_the_single_threaded_ones() {
     patch_name(&bad, b"f5", b"/x");
     let before = find_listing(&many);
     let out = run(sik()
-        .env("SIK_LINK_TEST_PARALLEL", "1")
         .arg("link")
+        .arg("--test-parallel")
         .arg("--root")
         .arg(&many)
         .args(["--allow-unsigned", "--ignore-compat"])

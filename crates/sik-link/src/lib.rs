@@ -45,11 +45,11 @@ use std::path::{Path, PathBuf};
 pub use link::link;
 pub use report::{
     Conflict, ConflictKind, ExtensionState, LinkOptions, LinkReport, Linked, Mode, Refusal,
-    RunStatus, Status, UnlinkReport,
+    RunStatus, Status, TestSwitches, UnlinkReport,
 };
 pub use state::show_bytes;
 pub use status::status;
-pub use unlink::{UnlinkResult, unlink};
+pub use unlink::{UnlinkResult, unlink, unlink_with};
 
 /// Name of the state directory below ROOT when none is given.
 pub const DEFAULT_STATE: &str = "run/sik/extensions";
@@ -65,15 +65,6 @@ pub const REFUSED_FILE: &str = ".refused.json";
 pub const LOCK_FILE: &str = ".lock";
 /// File of directories still to remove once empty, in the state directory.
 pub const ORPHANS_FILE: &str = ".orphan-dirs";
-/// Environment variable (tests only): abort the process after this many changes in ROOT.
-pub const TEST_ABORT_ENV: &str = "SIK_LINK_TEST_ABORT_AFTER";
-/// Environment variable (tests only): abort the undoing of a refused link after this many removals.
-pub const TEST_ABORT_UNDO_ENV: &str = "SIK_LINK_TEST_ABORT_UNDO_AFTER";
-/// Environment variable (tests only): `1` links and unlinks every image on
-/// several threads, as large ones are.
-pub const TEST_PARALLEL_ENV: &str = "SIK_LINK_TEST_PARALLEL";
-/// Environment variable (tests only): behave as if mounting were impossible.
-pub const TEST_NO_MOUNT_ENV: &str = "SIK_LINK_TEST_NO_MOUNT";
 
 /// Errors of the linker that stop a whole command (a single source's
 /// problems become a [`Refusal`] instead).

@@ -31,7 +31,10 @@ use crate::{compat, stage, sys};
 /// same path the first name wins. `Err` only when ROOT, the state
 /// directory or the trust store cannot be used at all.
 pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error> {
-    let env = open_env(&opts.root, opts.state.as_deref(), true)?;
+    let env = Env {
+        test: opts.test.clone(),
+        ..open_env(&opts.root, opts.state.as_deref(), true)?
+    };
     if opts.replace && !env.durable && !env.root_volatile {
         return Err(Error::Invalid {
             path: env.state.clone(),
@@ -91,7 +94,7 @@ pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error
         ..LinkReport::default()
     };
     let mut seen = std::collections::HashSet::new();
-    let mut counter = Counter::from_env(TEST_ABORT_ENV);
+    let mut counter = Counter::new(opts.test.abort_after);
     report.undone = complete_undos(&env);
     for (name, src) in items {
         let refuse = |reason: String| Refusal {
@@ -273,20 +276,15 @@ pub(crate) fn complete_undos(env: &Env) -> Vec<Refusal> {
     out
 }
 
-/// Counts changes made in ROOT; the test hook aborts after N of them.
+/// Counts changes made in ROOT; a test switch aborts after N of them.
 pub(crate) struct Counter {
     pub(crate) changes: std::sync::atomic::AtomicU64,
     pub(crate) abort_after: Option<u64>,
 }
 
 impl Counter {
-    /// A counter aborting after the number in the environment variable `var`, if set.
-    pub(crate) fn from_env(var: &str) -> Counter {
-        let abort_after = if var.is_empty() {
-            None
-        } else {
-            std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok())
-        };
+    /// A counter killing the process after `abort_after` changes, if set.
+    pub(crate) fn new(abort_after: Option<u64>) -> Counter {
         Counter {
             changes: std::sync::atomic::AtomicU64::new(0),
             abort_after,
@@ -312,12 +310,14 @@ impl Counter {
 
 /// Provide the content at `mnt`: the image open as `file` on a loop
 /// device, or (`file` is `None`) the directory `src` bind-mounted.
+/// `no_mount`: the test switch failing it as without privilege.
 pub(crate) fn mount_content(
     src: &Path,
     file: Option<&std::fs::File>,
     mnt: &Path,
+    no_mount: bool,
 ) -> io::Result<Mode> {
-    if std::env::var_os(TEST_NO_MOUNT_ENV).is_some_and(|v| v == "1") {
+    if no_mount {
         return Err(io::Error::from_raw_os_error(libc::EPERM));
     }
     let Some(file) = file else {
@@ -541,7 +541,7 @@ pub(crate) fn link_one(
         provided = true;
         // Nothing usable there (fresh, or a killed staging): provide it anew.
         clear_dir(&mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
-        match mount_content(src, opened.file.as_ref(), &mnt) {
+        match mount_content(src, opened.file.as_ref(), &mnt, opts.test.no_mount) {
             Ok(m) => m,
             Err(e) if opts.extract => {
                 staged_because = Some(format!("cannot mount: {e}"));
@@ -622,7 +622,7 @@ pub(crate) fn link_one(
         let content_fd =
             sys::open(&mnt, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|e| e.to_string())?;
         // Large images: the top directory's subtrees on a few threads.
-        let parallel = force_parallel() || statfs_files(&content_fd) >= PARALLEL_MIN_INODES;
+        let parallel = env.test.parallel || statfs_files(&content_fd) >= PARALLEL_MIN_INODES;
         w.walk_dir(&content_fd, b"", &top, false, parallel, false)
             .map_err(|e| format!("{e}"))?;
         let (created, dirs_created, already, mut conflicts) =

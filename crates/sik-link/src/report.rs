@@ -35,6 +35,26 @@ pub struct LinkOptions {
     pub replace: bool,
     /// Time allowed to an image's `ExtensionRun`.
     pub run_timeout: Duration,
+    /// Switches for the integration tests (hidden options of `sik link`).
+    #[doc(hidden)]
+    pub test: TestSwitches,
+}
+
+/// Switches for the integration tests, set from hidden options of `sik
+/// link` and `sik unlink`; all off by default.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct TestSwitches {
+    /// Kill the process (SIGKILL, as a crash would end it) after this many
+    /// changes in ROOT while linking.
+    pub abort_after: Option<u64>,
+    /// Kill the process after this many removals while undoing a refused
+    /// link.
+    pub abort_undo_after: Option<u64>,
+    /// Link and unlink on several threads whatever the image's size.
+    pub parallel: bool,
+    /// Fail every mount with EPERM, as without the privilege to mount.
+    pub no_mount: bool,
 }
 
 impl LinkOptions {
@@ -51,6 +71,7 @@ impl LinkOptions {
             extract: false,
             replace: false,
             run_timeout: Duration::from_secs(120),
+            test: TestSwitches::default(),
         }
     }
 }

@@ -15,18 +15,12 @@ use crate::resolve::{Dir, Root};
 use crate::state::*;
 use crate::sys;
 use crate::walk::*;
-use crate::*;
 
 /// How the `error` of a [`RunStatus`] starts when the policy skipped the run.
 pub(crate) const RUN_SKIPPED: &str = "skipped";
 
 /// Images with at least this many inodes are linked on several threads.
 pub(crate) const PARALLEL_MIN_INODES: u64 = 4096;
-
-/// Whether the test hook [`TEST_PARALLEL_ENV`] asks for threads whatever the size.
-pub(crate) fn force_parallel() -> bool {
-    std::env::var_os(TEST_PARALLEL_ENV).is_some_and(|v| v == "1")
-}
 
 /// The number of inodes of the file system of `fd` (for SquashFS: the
 /// image's entries); 0 when unknown.

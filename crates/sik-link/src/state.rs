@@ -35,6 +35,8 @@ pub(crate) struct Env {
     /// Whether the state directory outlives a reboot (not tmpfs or ramfs):
     /// then journal records are synced before the changes they announce.
     pub(crate) durable: bool,
+    /// The test switches of this run.
+    pub(crate) test: TestSwitches,
 }
 
 impl Env {
@@ -153,6 +155,7 @@ pub(crate) fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Resul
         default_state: default,
         root_volatile,
         durable,
+        test: TestSwitches::default(),
     })
 }
 

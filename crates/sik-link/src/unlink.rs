@@ -24,8 +24,23 @@ pub fn unlink(
     root: &Path,
     state: Option<&Path>,
 ) -> Result<Vec<UnlinkResult>, Error> {
+    unlink_with(names, root, state, &TestSwitches::default())
+}
+
+/// [`unlink`] with the integration tests' switches (hidden options of `sik
+/// unlink`).
+#[doc(hidden)]
+pub fn unlink_with(
+    names: &[String],
+    root: &Path,
+    state: Option<&Path>,
+    test: &TestSwitches,
+) -> Result<Vec<UnlinkResult>, Error> {
     let env = match open_env(root, state, false) {
-        Ok(e) => e,
+        Ok(e) => Env {
+            test: test.clone(),
+            ..e
+        },
         Err(Error::NoState(_)) => {
             return Ok(names
                 .iter()
@@ -46,10 +61,14 @@ pub fn unlink(
 }
 
 /// Unlink one name, acting on its journal backwards. `undoing`: the
-/// rollback of a refused link (the test hook [`TEST_ABORT_UNDO_ENV`] may
-/// kill it after N removals).
+/// rollback of a refused link (the test switch
+/// [`TestSwitches::abort_undo_after`] may kill it after N removals).
 pub(crate) fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<UnlinkReport, Error> {
-    let counter = Counter::from_env(if undoing { TEST_ABORT_UNDO_ENV } else { "" });
+    let counter = Counter::new(if undoing {
+        env.test.abort_undo_after
+    } else {
+        None
+    });
     if !valid_name(name) {
         return Err(Error::Invalid {
             path: PathBuf::from(name),
@@ -92,7 +111,7 @@ pub(crate) fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<Unlin
             _ => None,
         })
         .collect();
-    let (removed, kept) = remove_links(&env.root, &links, &counter);
+    let (removed, kept) = remove_links(&env.root, &links, &counter, env.test.parallel);
     rep.links_removed += removed;
     rep.kept.extend(kept);
     // 2. Files moved aside and directories, newest first.
@@ -226,11 +245,13 @@ pub(crate) fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<Unlin
 /// Remove the symlinks `links` (path, target) that are still ours: the
 /// number removed, and the paths kept because they are no longer ours.
 /// Large sets are split into contiguous shares (a directory's entries stay
-/// together) removed on up to four threads.
+/// together) removed on up to four threads; `parallel` (a test switch)
+/// splits any set of two or more.
 pub(crate) fn remove_links(
     root: &Root,
     links: &[(&[u8], &[u8])],
     counter: &Counter,
+    parallel: bool,
 ) -> (u64, Vec<String>) {
     let one = |share: &[(&[u8], &[u8])]| {
         let mut cache = ParentCache::default();
@@ -264,10 +285,7 @@ pub(crate) fn remove_links(
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);
-    if threads < 2
-        || links.len() < 2
-        || (links.len() < PARALLEL_MIN_INODES as usize && !force_parallel())
-    {
+    if threads < 2 || links.len() < 2 || (links.len() < PARALLEL_MIN_INODES as usize && !parallel) {
         return one(links);
     }
     let share = links.len().div_ceil(threads);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sik_link::{ConflictKind, LinkOptions};
+use sik_link::{ConflictKind, LinkOptions, TestSwitches};
 
 use crate::fail::{CmdResult, Failure, warn};
 
@@ -58,6 +58,19 @@ pub struct Args {
     /// Print nothing but refusals, conflicts, warnings and errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Tests only: kill the process after this many changes in ROOT.
+    #[arg(long, hide = true, value_name = "N")]
+    pub test_abort_after: Option<u64>,
+    /// Tests only: kill the process after this many removals while undoing
+    /// a refused link.
+    #[arg(long, hide = true, value_name = "N")]
+    pub test_abort_undo_after: Option<u64>,
+    /// Tests only: link on several threads whatever the image's size.
+    #[arg(long, hide = true)]
+    pub test_parallel: bool,
+    /// Tests only: behave as if mounting were impossible.
+    #[arg(long, hide = true)]
+    pub test_no_mount: bool,
 }
 
 fn conflict_text(kind: ConflictKind, detail: &str) -> String {
@@ -86,6 +99,12 @@ pub fn run(a: Args) -> CmdResult {
         extract: a.extract,
         replace: a.replace,
         run_timeout: Duration::from_secs(a.run_timeout),
+        test: TestSwitches {
+            abort_after: a.test_abort_after,
+            abort_undo_after: a.test_abort_undo_after,
+            parallel: a.test_parallel,
+            no_mount: a.test_no_mount,
+        },
     };
     let report = sik_link::link(&a.sources, &opts)
         .map_err(|e| Failure::input("cannot link", Some(&a.root), e))?;

@@ -25,6 +25,9 @@ pub struct Args {
     /// Print nothing but warnings and errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Tests only: unlink on several threads whatever the number of links.
+    #[arg(long, hide = true)]
+    pub test_parallel: bool,
 }
 
 pub fn run(a: Args) -> CmdResult {
@@ -35,7 +38,11 @@ pub fn run(a: Args) -> CmdResult {
     } else {
         a.names.clone()
     };
-    let results = sik_link::unlink(&names, &a.root, a.state.as_deref())
+    let test = sik_link::TestSwitches {
+        parallel: a.test_parallel,
+        ..Default::default()
+    };
+    let results = sik_link::unlink_with(&names, &a.root, a.state.as_deref(), &test)
         .map_err(|e| Failure::input("cannot unlink", Some(&a.root), e))?;
     let mut failed = 0;
     for (name, r) in results {
