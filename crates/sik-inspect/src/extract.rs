@@ -21,13 +21,17 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 use sik_image::squashfs;
 
 use crate::tree::decode_dev;
-use crate::{Error, open_squashfs, squashfs_offset};
+use crate::{Error, open_squashfs, open_squashfs_file, squashfs_offset, squashfs_offset_of};
 
 /// How to extract.
 #[derive(Debug, Clone, Default)]
 pub struct ExtractOptions {
     /// Write into a non-empty directory, replacing entries.
     pub force: bool,
+    /// Create no device nodes, FIFOs or sockets (they are listed in
+    /// [`ExtractReport::skipped_specials`]): for a tree that stands in for
+    /// a `nodev` mount.
+    pub no_specials: bool,
 }
 
 /// What was extracted.
@@ -51,6 +55,25 @@ pub fn extract(image: &Path, dir: &Path, opts: &ExtractOptions) -> Result<Extrac
     let offset = squashfs_offset(image)?;
     let fs = open_squashfs(image, offset)?;
     extract_filtered(&fs, dir, opts, &|_| true)
+}
+
+/// Extract the tree of the image open as `image` (read through a duplicate
+/// of that descriptor, from its start; the path is never opened again, so
+/// what was checked through the descriptor is what is extracted) into the
+/// existing empty directory `dir`, in place: no staging sibling is made
+/// next to `dir`, and a failure leaves a partial tree the caller removes.
+pub fn extract_open_in_place(
+    image: &std::fs::File,
+    dir: &Path,
+    opts: &ExtractOptions,
+) -> Result<ExtractReport, Error> {
+    let mut f = image.try_clone()?;
+    let offset = squashfs_offset_of(&mut f)?;
+    let fs = open_squashfs_file(f, offset)?;
+    if fs::read_dir(dir)?.next().is_some() {
+        return Err(Error::Unsafe(format!("{} is not empty", dir.display())));
+    }
+    extract_into(&fs, dir, opts, &|_| true)
 }
 
 /// Extract the entries of an already opened image for which `want` (given
@@ -228,6 +251,10 @@ fn extract_into(
                     std::os::unix::fs::lchown(&target, Some(h.uid), Some(h.gid))?;
                 }
                 set_times(&target, h.mtime)?;
+            }
+            _ if opts.no_specials => {
+                report.skipped_specials.push(rel_str);
+                continue;
             }
             other => {
                 let (ft, dev) = match other {

@@ -27,7 +27,7 @@ use sik_image::kind::{self, ImageKind};
 use sik_image::release::{RELEASE_DIR, ReleaseFields};
 use sik_image::squashfs::{self, SuperblockFacts};
 
-pub use extract::{ExtractOptions, ExtractReport, extract};
+pub use extract::{ExtractOptions, ExtractReport, extract, extract_open_in_place};
 pub use tree::{Entry, EntryType, list};
 
 /// Why a file could not be inspected.
@@ -233,7 +233,11 @@ pub struct IsoFacts {
 
 /// Open a SquashFS image (at `offset`) with backhand's reader.
 pub fn open_squashfs(path: &Path, offset: u64) -> Result<FilesystemReader<'static>, Error> {
-    let mut f = File::open(path)?;
+    open_squashfs_file(File::open(path)?, offset)
+}
+
+/// [`open_squashfs`] of the file open as `f`.
+fn open_squashfs_file(mut f: File, offset: u64) -> Result<FilesystemReader<'static>, Error> {
     // The superblock checks first: their errors name the broken field.
     squashfs::read_superblock(&mut f, offset)?;
     std::io::Seek::rewind(&mut f)?;
@@ -244,10 +248,14 @@ pub fn open_squashfs(path: &Path, offset: u64) -> Result<FilesystemReader<'stati
 /// Where the SquashFS of an image starts: 0 for an ExtensionImage, the end
 /// of the ELF runtime for a type 2 AppImage.
 pub fn squashfs_offset(path: &Path) -> Result<u64, Error> {
-    let mut f = File::open(path)?;
-    match kind::detect(&mut f)? {
+    squashfs_offset_of(&mut File::open(path)?)
+}
+
+/// [`squashfs_offset`] of the file open as `f`.
+fn squashfs_offset_of(f: &mut File) -> Result<u64, Error> {
+    match kind::detect(f)? {
         ImageKind::SquashFs => Ok(0),
-        ImageKind::AppImage { image_type: 2 } => Ok(elf::read_layout(&mut f)?.end),
+        ImageKind::AppImage { image_type: 2 } => Ok(elf::read_layout(f)?.end),
         ImageKind::AppImage { .. } => Err(Error::Unsupported(
             "type 1 AppImages carry an ISO 9660 payload, not SquashFS".into(),
         )),

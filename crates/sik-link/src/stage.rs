@@ -2,84 +2,27 @@
 //! cannot be mounted (no loop device, no squashfs driver, no privilege).
 
 use std::fs::File;
-use std::io::{self, BufReader};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
-
-use backhand::{FilesystemReader, InnerNode};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
 
 fn lchown(p: &Path, uid: u32, gid: u32) {
     // Ownership is best effort: staging also works without privilege.
     let _ = std::os::unix::fs::lchown(p, Some(uid), Some(gid));
 }
 
-/// A relative path made only of normal components, or `None`.
-fn safe_rel(p: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(n) => out.push(n),
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
 /// Extract the SquashFS tree of the image open as `image` (the checked
-/// descriptor, not its path again) into the existing empty directory `dest`.
+/// descriptor, not its path again) into the existing empty directory
+/// `dest`, with the host's extractor. Device nodes, FIFOs and sockets are
+/// not staged (the mount it stands in for is `nodev`).
 pub fn extract_image(image: &File, dest: &Path) -> Result<(), String> {
-    let mut f = image.try_clone().map_err(|e| e.to_string())?;
-    io::Seek::seek(&mut f, io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-    let fs = FilesystemReader::from_reader(BufReader::new(f))
-        .map_err(|e| sik_image::squashfs::describe_error(&e))?;
-    let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
-    for node in fs.files() {
-        let Some(rel) = safe_rel(&node.fullpath) else {
-            return Err(format!("unsafe path in image: {}", node.fullpath.display()));
-        };
-        let p = dest.join(&rel);
-        let h = node.header;
-        let mode = u32::from(h.permissions) & 0o7777;
-        match &node.inner {
-            InnerNode::Dir(_) => {
-                if !rel.as_os_str().is_empty() {
-                    std::fs::DirBuilder::new()
-                        .mode(0o700)
-                        .create(&p)
-                        .map_err(|e| format!("{}: {e}", p.display()))?;
-                }
-                lchown(&p, h.uid, h.gid);
-                dirs.push((p, mode));
-            }
-            InnerNode::File(file) => {
-                let mut out = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&p)
-                    .map_err(|e| format!("{}: {e}", p.display()))?;
-                let mut r = fs.file(file).reader();
-                io::copy(&mut r, &mut out).map_err(|e| format!("{}: {e}", p.display()))?;
-                lchown(&p, h.uid, h.gid);
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-                    .map_err(|e| e.to_string())?;
-            }
-            InnerNode::Symlink(l) => {
-                std::os::unix::fs::symlink(&l.link, &p)
-                    .map_err(|e| format!("{}: {e}", p.display()))?;
-                lchown(&p, h.uid, h.gid);
-            }
-            // Device nodes, FIFOs and sockets are not staged.
-            _ => {}
-        }
-    }
-    for (p, mode) in dirs.into_iter().rev() {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    let opts = sik_inspect::ExtractOptions {
+        no_specials: true,
+        ..Default::default()
+    };
+    sik_inspect::extract_open_in_place(image, dest, &opts)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Copy the tree `src` into the existing empty directory `dest`.

@@ -27,8 +27,15 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CmdResult {
-    let report = sik_inspect::extract(&a.image, &a.output, &ExtractOptions { force: a.force })
-        .map_err(|e| input_error("cannot extract", &a.image, e))?;
+    let report = sik_inspect::extract(
+        &a.image,
+        &a.output,
+        &ExtractOptions {
+            force: a.force,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| input_error("cannot extract", &a.image, e))?;
     if !report.skipped_specials.is_empty() {
         warn(format!(
             "{} device nodes, fifos or sockets not created (needs root): {}",
