@@ -875,6 +875,58 @@ fn extract_when_mounting_is_impossible_and_directory_sources() {
     );
 }
 
+/// `--extract` stages an image's regular files (read through the verified
+/// descriptor) but none of its device nodes or FIFOs: the loop mount the
+/// copy stands in for is `nodev`, and a staged copy must not make them
+/// usable.
+#[test]
+fn extract_stages_no_device_nodes_or_fifos() {
+    if !ready() {
+        return;
+    }
+    let t = TestDir::new();
+    let root = merged_root(&t, "root");
+    let tree = t.mkdir("tree-spec");
+    let rel = tree.join("usr/lib/extension-release.d/extension-release.spec");
+    std::fs::create_dir_all(rel.parent().unwrap()).unwrap();
+    std::fs::write(&rel, "ID=_any\n").unwrap();
+    std::fs::create_dir_all(tree.join("usr/share/spec")).unwrap();
+    std::fs::write(tree.join("usr/share/spec/a.txt"), "a").unwrap();
+    let img = t.join("spec.ExtensionImage");
+    run_ok(
+        cmd("mksquashfs")
+            .arg(&tree)
+            .arg(&img)
+            .args(["-quiet", "-noappend", "-no-progress"])
+            .args(["-p", "usr/share/spec/null c 666 0 0 1 3"])
+            .args(["-p", "usr/share/spec/fifo i 644 0 0 f"]),
+    );
+    let before = listing(&root);
+    ok(&run(sik()
+        .arg("link")
+        .arg("--test-no-mount")
+        .arg("--root")
+        .arg(&root)
+        .args(["--allow-unsigned", "--extract"])
+        .arg(&img)));
+    assert_eq!(ext(&status(&root), "spec")["mode"], "extract");
+    assert_eq!(read_in_root(&root, "usr/share/spec/a.txt"), "a");
+    let staged = root.join("run/sik/extensions/spec/mnt/usr/share/spec");
+    assert!(staged.join("a.txt").is_file());
+    for n in ["null", "fifo"] {
+        assert!(
+            std::fs::symlink_metadata(staged.join(n)).is_err(),
+            "{n} was staged"
+        );
+        assert!(
+            std::fs::symlink_metadata(root.join("usr/share/spec").join(n)).is_err(),
+            "{n} was linked"
+        );
+    }
+    unlink(&root, &["spec"]);
+    assert_same(&before, &listing(&root), "after unlink");
+}
+
 fn key(t: &TestDir, name: &str) -> PathBuf {
     sik_key(t, name).0
 }
