@@ -14,13 +14,18 @@ use sik_image::release::{ReleaseFields, release_path};
 
 use crate::journal::{self, Journal, Record};
 use crate::policy::{SigCheck, Trust};
-use crate::report::*;
+use crate::report::{
+    Conflict, ConflictKind, ExtensionState, LinkOptions, LinkReport, Linked, Mode, Refusal,
+};
 use crate::resolve;
-use crate::run::*;
-use crate::state::*;
-use crate::unlink::*;
-use crate::walk::*;
-use crate::*;
+use crate::run::{PARALLEL_MIN_INODES, RUN_SKIPPED, clear_dir, run_extension, statfs_files};
+use crate::state::{
+    Env, atomic_write, content_release, identity, lock, lossy, open_env, root_os_release,
+    show_bytes, slash,
+};
+use crate::unlink::unlink_state;
+use crate::walk::Walker;
+use crate::{Error, ORPHANS_FILE, REFUSED_FILE, extension_name, ioe, valid_name};
 use crate::{compat, stage, sys};
 
 /// Link `sources` (ExtensionImages or directories) into `opts.root`.

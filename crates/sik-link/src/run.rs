@@ -10,11 +10,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::journal::Record;
-use crate::report::*;
+use crate::report::{Conflict, RunStatus};
 use crate::resolve::{Dir, Root};
-use crate::state::*;
+use crate::state::Env;
 use crate::sys;
-use crate::walk::*;
+use crate::walk::{ParentCache, WalkError, split_parent};
 
 /// How the `error` of a [`RunStatus`] starts when the policy skipped the run.
 pub(crate) const RUN_SKIPPED: &str = "skipped";

@@ -13,10 +13,14 @@ use std::path::{Path, PathBuf};
 use sik_image::release::{RELEASE_DIR, ReleaseFields, release_path};
 
 use crate::journal;
+use crate::report::TestSwitches;
 use crate::resolve::{self, DirMeta, ResolveError, Root};
 use crate::sys;
-use crate::walk::*;
-use crate::*;
+use crate::walk::split_parent;
+use crate::{
+    DEFAULT_STATE, Error, LOCK_FILE, MADE_DIRS_FILE, ORPHANS_FILE, PERSISTENT_STATE, REFUSED_FILE,
+    ioe,
+};
 
 /// ROOT and the state directory, opened.
 pub(crate) struct Env {

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use crate::journal::{self, Record};
-use crate::report::*;
-use crate::run::*;
-use crate::state::*;
-use crate::*;
+use crate::report::{ExtensionState, Mode, Status};
+use crate::run::count_present;
+use crate::state::{identity, lossy, open_env};
+use crate::{Error, REFUSED_FILE, ioe, valid_name};
 
 /// What is linked into ROOT.
 pub fn status(root: &Path, state: Option<&Path>) -> Result<Status, Error> {

@@ -6,14 +6,14 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::journal::{self, Record};
-use crate::link::*;
-use crate::report::*;
+use crate::link::Counter;
+use crate::report::{TestSwitches, UnlinkReport};
 use crate::resolve::Root;
-use crate::run::*;
-use crate::state::*;
+use crate::run::{PARALLEL_MIN_INODES, clear_dir, make_writable};
+use crate::state::{Env, cleanup_base, lock, open_env, remove_orphans, slash};
 use crate::sys;
-use crate::walk::*;
-use crate::*;
+use crate::walk::{ParentCache, aside_name, sibling_aside_name, split_parent};
+use crate::{Error, ORPHANS_FILE, ioe, valid_name};
 
 /// The outcome of unlinking one name.
 pub type UnlinkResult = (String, Result<UnlinkReport, Error>);

@@ -7,11 +7,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use crate::journal::{self, Journal, Record};
-use crate::link::*;
-use crate::report::*;
+use crate::link::Counter;
+use crate::report::{Conflict, ConflictKind};
 use crate::resolve::{self, Dir, DirMeta, ResolveError, Root};
-use crate::run::*;
-use crate::state::*;
+use crate::run::{Opened, Walked};
+use crate::state::{lossy, show_bytes, slash};
 use crate::sys;
 
 /// Why walking an image's tree stopped (the link is then undone).
