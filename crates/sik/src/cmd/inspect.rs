@@ -164,7 +164,7 @@ fn signature_text(x: &sik_inspect::ExtensionFacts) -> String {
     let sig = &x.signature;
     match sig.state.as_str() {
         "signed" => format!(
-            "present, {} signature(s) by {} (check with `sik verify`)",
+            "present, not checked: {} signature(s) naming {} (`sik verify` checks them)",
             sig.signers.len(),
             sig.signers.join(", ")
         ),
