@@ -26,6 +26,7 @@
 
 mod compat;
 mod journal;
+mod kernel;
 mod link;
 mod policy;
 mod report;

@@ -5,10 +5,14 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use rustix::mount::MountFlags;
 
 use sik_image::release::{ReleaseFields, release_path};
 
@@ -148,15 +152,15 @@ pub(crate) fn root_trust_files(
             .display()
             .to_string()
     };
-    let mut fd = sys::dup_dir(env.root.fd.as_raw_fd()).map_err(|e| format!("{}: {e}", shown()))?;
+    let mut fd = sys::dup_dir(env.root.fd.as_fd()).map_err(|e| format!("{}: {e}", shown()))?;
     let mut here: Vec<u8> = Vec::new();
     for c in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
         here = resolve::join(&here, c);
         let cc = sys::cstr(c).map_err(|e| format!("{}: {e}", shown()))?;
-        fd = match sys::openat(fd.as_raw_fd(), &cc, sys::DIR_FLAGS) {
+        fd = match sys::openat(fd.as_fd(), &cc, sys::DIR_FLAGS) {
             Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Vec::new()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => return Ok(Vec::new()),
+            Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::LOOP | Errno::NOTDIR)) => {
                 return Err(format!(
                     "{}: not used as a trust store: /{} is not a real directory (trust files are never read through a symlink)",
                     shown(),
@@ -175,12 +179,12 @@ pub(crate) fn root_trust_files(
         }
     }
     let dir = sys::openat(
-        fd.as_raw_fd(),
+        fd.as_fd(),
         c".",
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
     )
     .map_err(|e| format!("{}: {e}", shown()))?;
-    let entries = sys::read_dir_fd(dir.as_raw_fd()).map_err(|e| match e {
+    let entries = sys::read_dir_fd(dir.as_fd()).map_err(|e| match e {
         sys::ReadDirError::Io(e) => format!("{}: {e}", shown()),
         sys::ReadDirError::BadName(n, why) => format!("{}/{}: {why}", shown(), show_bytes(&n)),
     })?;
@@ -191,9 +195,7 @@ pub(crate) fn root_trust_files(
         }
         let Ok(c) = sys::cstr(&n) else { continue };
         // Symlinks (what the linker makes) and anything not a regular file are skipped.
-        if sys::fstatat(dir.as_raw_fd(), &c)
-            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
-        {
+        if sys::fstatat(dir.as_fd(), &c).is_ok_and(|st| sys::is_reg(&st)) {
             files.push(
                 env.root_path
                     .join(OsStr::from_bytes(rel))
@@ -305,10 +307,10 @@ impl Counter {
             && done >= n
         {
             // A kill, as a crash or power loss would end the process.
-            // SAFETY: kill(2) on our own pid.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
         }
     }
 }
@@ -323,29 +325,20 @@ pub(crate) fn mount_content(
     no_mount: bool,
 ) -> io::Result<Mode> {
     if no_mount {
-        return Err(io::Error::from_raw_os_error(libc::EPERM));
+        return Err(io::Error::from(Errno::PERM));
     }
     let Some(file) = file else {
-        sys::mount(Some(src), mnt, None, libc::MS_BIND | libc::MS_REC)?;
-        if let Err(e) = sys::mount(
-            None,
-            mnt,
-            None,
-            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-        ) {
-            let _ = sys::umount(mnt);
-            return Err(e);
-        }
+        sys::bind_readonly(src, mnt)?;
         return Ok(Mode::Bind);
     };
     let (dev, _devfd) = sys::loop_attach(file, src, 0)?;
     // The loop device auto-clears when the mount goes away (or, if the
     // mount fails, when _devfd is closed).
     sys::mount(
-        Some(&dev),
+        &dev,
         mnt,
-        Some("squashfs"),
-        libc::MS_RDONLY | libc::MS_NODEV,
+        "squashfs",
+        MountFlags::RDONLY | MountFlags::NODEV,
     )?;
     Ok(Mode::Mount)
 }
@@ -365,10 +358,10 @@ pub(crate) fn open_source(src: &Path) -> Result<Source, String> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC).bits() as i32)
         .open(src)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => "a symlink; sources are never followed through one".to_string(),
+        .map_err(|e| match Errno::from_io_error(&e) {
+            Some(Errno::LOOP) => "a symlink; sources are never followed through one".to_string(),
             _ => format!("cannot read: {e}"),
         })?;
     let meta = f.metadata().map_err(|e| format!("cannot read: {e}"))?;
@@ -388,8 +381,7 @@ pub(crate) fn open_source(src: &Path) -> Result<Source, String> {
 /// (or, when not running as root, the running user) could change its
 /// bytes after they were checked: its owner, or its group/world write bit.
 pub(crate) fn writable_by_others(meta: &std::fs::Metadata) -> Option<String> {
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if meta.uid() != 0 && meta.uid() != euid {
         return Some(format!(
             "owned by uid {}, who could rewrite it after it was checked (a source must be owned by root)",
@@ -625,7 +617,7 @@ pub(crate) fn link_one(
             stop: None,
         };
         let content_fd =
-            sys::open(&mnt, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|e| e.to_string())?;
+            sys::open(&mnt, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| e.to_string())?;
         // Large images: the top directory's subtrees on a few threads.
         let parallel = env.test.parallel || statfs_files(&content_fd) >= PARALLEL_MIN_INODES;
         w.walk_dir(&content_fd, b"", &top, false, parallel, false)

@@ -11,7 +11,10 @@
 use std::collections::VecDeque;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::OFlags;
+use rustix::io::Errno;
 
 use crate::sys;
 
@@ -87,16 +90,16 @@ impl Root {
     /// ROOT itself as a [`Dir`].
     pub fn top(&self) -> io::Result<Dir> {
         Ok(Dir {
-            fd: sys::dup_dir(self.fd.as_raw_fd())?,
+            fd: sys::dup_dir(self.fd.as_fd())?,
             rel: Vec::new(),
         })
     }
 
     /// Open the canonical path `rel` (symlink-free) without following anything.
     pub fn open_canonical(&self, rel: &[u8]) -> io::Result<Dir> {
-        let mut fd = sys::dup_dir(self.fd.as_raw_fd())?;
+        let mut fd = sys::dup_dir(self.fd.as_fd())?;
         for c in split(rel) {
-            fd = sys::openat(fd.as_raw_fd(), &sys::cstr(c)?, sys::DIR_FLAGS)?;
+            fd = sys::openat(fd.as_fd(), &sys::cstr(c)?, sys::DIR_FLAGS)?;
         }
         Ok(Dir {
             fd,
@@ -131,9 +134,7 @@ impl Root {
         };
         if !path.starts_with(b"/") {
             for c in split(base) {
-                let cur = stack
-                    .last()
-                    .map_or(self.fd.as_raw_fd(), |s| s.1.as_raw_fd());
+                let cur = stack.last().map_or(self.fd.as_fd(), |s| s.1.as_fd());
                 let fd = sys::cstr(c)
                     .and_then(|cc| sys::openat(cur, &cc, sys::DIR_FLAGS))
                     .map_err(|e| ResolveError::Io(base.to_vec(), e))?;
@@ -148,14 +149,12 @@ impl Root {
                 }
                 continue;
             }
-            let cur: RawFd = stack
-                .last()
-                .map_or(self.fd.as_raw_fd(), |s| s.1.as_raw_fd());
+            let cur: BorrowedFd<'_> = stack.last().map_or(self.fd.as_fd(), |s| s.1.as_fd());
             let rel = join(&here(&stack), &c);
             let cc = sys::cstr(&c).map_err(|e| ResolveError::Io(rel.clone(), e))?;
             match sys::openat(cur, &cc, sys::DIR_FLAGS) {
                 Ok(fd) => stack.push((c, fd)),
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => {
                     let Some(meta) = create else {
                         return Err(ResolveError::Missing(rel));
                     };
@@ -163,7 +162,7 @@ impl Root {
                         .map_err(|e| ResolveError::Io(rel.clone(), e))?;
                     stack.push((c, fd));
                 }
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::NOTDIR | Errno::LOOP)) => {
                     let st =
                         sys::fstatat(cur, &cc).map_err(|e| ResolveError::Io(rel.clone(), e))?;
                     if !sys::is_lnk(&st) {
@@ -195,9 +194,7 @@ impl Root {
         let rel = here(&stack);
         let fd = match stack.pop() {
             Some((_, fd)) => fd,
-            None => {
-                sys::dup_dir(self.fd.as_raw_fd()).map_err(|e| ResolveError::Io(Vec::new(), e))?
-            }
+            None => sys::dup_dir(self.fd.as_fd()).map_err(|e| ResolveError::Io(Vec::new(), e))?,
         };
         Ok(Dir { fd, rel })
     }
@@ -218,24 +215,21 @@ impl Root {
         let rel = dir.child_rel(name);
         // One component only: a name from an image is never a path.
         if !sys::is_component(name) {
-            return Err(ResolveError::Io(
-                rel,
-                io::Error::from_raw_os_error(libc::EINVAL),
-            ));
+            return Err(ResolveError::Io(rel, io::Error::from(Errno::INVAL)));
         }
         let cc = sys::cstr(name).map_err(|e| ResolveError::Io(rel.clone(), e))?;
         let looked = if fresh && create.is_some() {
-            Err(io::Error::from_raw_os_error(libc::ENOENT))
+            Err(io::Error::from(Errno::NOENT))
         } else {
-            sys::openat(dir.fd.as_raw_fd(), &cc, sys::DIR_FLAGS)
+            sys::openat(dir.fd.as_fd(), &cc, sys::DIR_FLAGS)
         };
         match looked {
             Ok(fd) => Ok(Dir { fd, rel }),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => {
                 let Some(meta) = create else {
                     return Err(ResolveError::Missing(rel));
                 };
-                let fd = mkdir_open(dir.fd.as_raw_fd(), &cc, &rel, meta, before_mkdir)
+                let fd = mkdir_open(dir.fd.as_fd(), &cc, &rel, meta, before_mkdir)
                     .map_err(|e| ResolveError::Io(rel.clone(), e))?;
                 Ok(Dir { fd, rel })
             }
@@ -256,14 +250,14 @@ impl Root {
             let rel = dir.child_rel(&name);
             let cc = sys::cstr(&name).map_err(|e| ResolveError::Io(rel.clone(), e))?;
             match sys::openat(
-                dir.fd.as_raw_fd(),
+                dir.fd.as_fd(),
                 &cc,
-                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
             ) {
                 Ok(fd) => {
                     let st =
-                        sys::fstat(fd.as_raw_fd()).map_err(|e| ResolveError::Io(rel.clone(), e))?;
-                    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                        sys::fstat(fd.as_fd()).map_err(|e| ResolveError::Io(rel.clone(), e))?;
+                    if !sys::is_reg(&st) {
                         return Err(ResolveError::NotDir(rel));
                     }
                     let mut buf = Vec::new();
@@ -273,13 +267,13 @@ impl Root {
                         .map_err(|e| ResolveError::Io(rel.clone(), e))?;
                     return Ok(buf);
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    let st = sys::fstatat(dir.fd.as_raw_fd(), &cc)
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::LOOP) => {
+                    let st = sys::fstatat(dir.fd.as_fd(), &cc)
                         .map_err(|e| ResolveError::Io(rel.clone(), e))?;
                     if !trusted_owner(st.st_uid) {
                         return Err(ResolveError::NotRootOwned(rel, st.st_uid));
                     }
-                    let t = sys::readlinkat(dir.fd.as_raw_fd(), &cc)
+                    let t = sys::readlinkat(dir.fd.as_fd(), &cc)
                         .map_err(|e| ResolveError::Io(rel.clone(), e))?;
                     path = if t.starts_with(b"/") {
                         t
@@ -287,7 +281,7 @@ impl Root {
                         join(&dir.rel, &t)
                     };
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => {
                     return Err(ResolveError::Missing(rel));
                 }
                 Err(e) => return Err(ResolveError::Io(rel, e)),
@@ -308,7 +302,7 @@ pub fn trusted_owner(uid: u32) -> bool {
 /// so a swap of the new name for something else between the calls cannot
 /// redirect them.
 fn mkdir_open(
-    dir: RawFd,
+    dir: BorrowedFd<'_>,
     name: &CString,
     rel: &[u8],
     meta: DirMeta,
@@ -327,23 +321,27 @@ fn mkdir_open(
     let fd = sys::openat(
         dir,
         name,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
     )?;
-    let st = sys::fstat(fd.as_raw_fd())?;
+    let st = sys::fstat(fd.as_fd())?;
     if st.st_uid != euid {
         // Not the directory just made.
-        return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        return Err(io::Error::from(Errno::EXIST));
     }
-    sys::fchown(fd.as_raw_fd(), meta.uid, meta.gid)?;
-    sys::fchmod(fd.as_raw_fd(), mode)?;
+    sys::fchown(fd.as_fd(), meta.uid, meta.gid)?;
+    sys::fchmod(fd.as_fd(), mode)?;
     Ok(fd)
 }
 
 /// Effective uid and gid, read once.
 fn ids() -> (u32, u32) {
     static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
-    // SAFETY: geteuid/getegid cannot fail.
-    *IDS.get_or_init(|| unsafe { (libc::geteuid(), libc::getegid()) })
+    *IDS.get_or_init(|| {
+        (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+    })
 }
 
 /// The process's umask, read once from /proc (without changing it); 0o777
@@ -428,10 +426,8 @@ mod tests {
         let mut made = Vec::new();
         let meta = DirMeta {
             mode: 0o750,
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            uid: unsafe { libc::geteuid() },
-            // SAFETY: getegid has no preconditions and cannot fail.
-            gid: unsafe { libc::getegid() },
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
         };
         let d = root
             .resolve_dir(b"", b"lib/firmware/acme", Some(meta), &mut |p| {

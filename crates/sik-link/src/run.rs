@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,13 +25,7 @@ pub(crate) const PARALLEL_MIN_INODES: u64 = 4096;
 /// The number of inodes of the file system of `fd` (for SquashFS: the
 /// image's entries); 0 when unknown.
 pub(crate) fn statfs_files(fd: &OwnedFd) -> u64 {
-    // SAFETY: zeroed statfs is a valid out-buffer for fstatfs.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid fd and pointer.
-    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
-        return 0;
-    }
-    st.f_files
+    rustix::fs::fstatfs(fd).map_or(0, |st| st.f_files)
 }
 
 /// Remove everything inside `dir` (not crossing into mounts).
@@ -94,7 +88,7 @@ pub(crate) fn count_present(root: &Root, recs: &[Record]) -> (u64, u64) {
         let (parent, leaf) = split_parent(p);
         if let Some(d) = cache.get(root, parent)
             && let Ok(c) = sys::cstr(leaf)
-            && sys::readlinkat(d.fd.as_raw_fd(), &c).is_ok_and(|got| got == t)
+            && sys::readlinkat(d.fd.as_fd(), &c).is_ok_and(|got| got == t)
         {
             files += 1;
         }
@@ -104,7 +98,7 @@ pub(crate) fn count_present(root: &Root, recs: &[Record]) -> (u64, u64) {
         let (parent, leaf) = split_parent(p);
         if let Some(d) = cache.get(root, parent)
             && let Ok(c) = sys::cstr(leaf)
-            && sys::fstatat(d.fd.as_raw_fd(), &c).is_ok_and(|st| sys::is_dir(&st))
+            && sys::fstatat(d.fd.as_fd(), &c).is_ok_and(|st| sys::is_dir(&st))
         {
             ndirs += 1;
         }
@@ -212,32 +206,24 @@ pub(crate) fn run_extension(
             st.error = Some("ROOT path contains NUL".into());
             return Some(st);
         };
-        // SAFETY: only async-signal-safe system calls (unshare, mount,
-        // chroot, chdir) on data prepared before the fork.
+        // SAFETY: the closure runs between fork and exec, so it makes only
+        // direct system calls (unshare, mount, chroot, chdir) on C strings
+        // prepared before the fork: no allocation, no lock.
         unsafe {
             cmd.pre_exec(move || {
-                if let Some((src, dst)) = &bind
-                    && (libc::unshare(libc::CLONE_NEWNS) != 0
-                        || libc::mount(
-                            std::ptr::null(),
-                            c"/".as_ptr(),
-                            std::ptr::null(),
-                            libc::MS_REC | libc::MS_PRIVATE,
-                            std::ptr::null(),
-                        ) != 0
-                        || libc::mount(
-                            src.as_ptr(),
-                            dst.as_ptr(),
-                            std::ptr::null(),
-                            libc::MS_BIND | libc::MS_REC,
-                            std::ptr::null(),
-                        ) != 0)
-                {
-                    return Err(io::Error::last_os_error());
+                use rustix::mount::{MountPropagationFlags, mount_bind_recursive, mount_change};
+                if let Some((src, dst)) = &bind {
+                    // SAFETY: the child is single-threaded here, so a new
+                    // mount namespace cannot surprise another thread.
+                    rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
+                    mount_change(
+                        c"/",
+                        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+                    )?;
+                    mount_bind_recursive(src.as_c_str(), dst.as_c_str())?;
                 }
-                if libc::chroot(root_c.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                rustix::process::chroot(root_c.as_c_str())?;
+                rustix::process::chdir(c"/")?;
                 Ok(())
             });
         }
@@ -255,10 +241,10 @@ pub(crate) fn run_extension(
             Ok(Some(s)) => break Some(s),
             Ok(None) if start.elapsed() >= timeout => {
                 // The whole process group: what it started goes too.
-                // SAFETY: kill(2) on the child's own process group.
-                unsafe {
-                    libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
-                }
+                let _ = rustix::process::kill_process_group(
+                    rustix::process::Pid::from_child(&child),
+                    rustix::process::Signal::KILL,
+                );
                 let _ = child.kill();
                 st.timed_out = true;
                 break child.wait().ok();

@@ -5,10 +5,12 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
 
 use sik_image::release::{RELEASE_DIR, ReleaseFields, release_path};
 
@@ -66,7 +68,7 @@ pub(crate) fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Resul
         fd: root_fd,
         ours_prefix: Vec::new(),
     };
-    let root_volatile = sys::is_volatile(r.fd.as_raw_fd());
+    let root_volatile = sys::is_volatile(r.fd.as_fd());
     let (state, seen, in_root, default) = match state {
         None => {
             let meta = DirMeta {
@@ -80,7 +82,7 @@ pub(crate) fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Resul
             // the other place, where an older run may have put it.
             let run_volatile = r
                 .resolve_dir(b"", b"run", None, &mut |_| Ok(()))
-                .is_ok_and(|d| sys::is_volatile(d.fd.as_raw_fd()));
+                .is_ok_and(|d| sys::is_volatile(d.fd.as_fd()));
             let mut places = if run_volatile && !root_volatile {
                 [PERSISTENT_STATE, DEFAULT_STATE]
             } else {
@@ -148,7 +150,7 @@ pub(crate) fn open_env(root: &Path, state: Option<&Path>, create: bool) -> Resul
     }
     r.ours_prefix = prefix;
     let durable = sys::open(&state, sys::DIR_FLAGS)
-        .map(|fd| !sys::is_volatile(fd.as_raw_fd()))
+        .map(|fd| !sys::is_volatile(fd.as_fd()))
         .unwrap_or(true);
     Ok(Env {
         root_path,
@@ -307,10 +309,8 @@ pub(crate) fn lock(env: &Env) -> Result<std::fs::File, Error> {
         .write(true)
         .open(&p)
         .map_err(ioe(&p))?;
-    // SAFETY: flock on an open fd.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(ioe(&p)(io::Error::last_os_error()));
-    }
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| ioe(&p)(e.into()))?;
     Ok(f)
 }
 
@@ -335,9 +335,9 @@ pub(crate) fn remove_orphans(env: &Env) {
         let Ok(c) = sys::cstr(leaf) else {
             continue;
         };
-        match sys::unlinkat(d.fd.as_raw_fd(), &c, true) {
+        match sys::unlinkat(d.fd.as_fd(), &c, true) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => {}
             Err(_) => left.push(p),
         }
     }
@@ -384,7 +384,7 @@ pub(crate) fn cleanup_base(env: &Env) {
         for p in dirs.iter().rev() {
             let (parent, leaf) = split_parent(p);
             if let (Ok(d), Ok(c)) = (env.root.open_canonical(parent), sys::cstr(leaf)) {
-                let _ = sys::unlinkat(d.fd.as_raw_fd(), &c, true);
+                let _ = sys::unlinkat(d.fd.as_fd(), &c, true);
             }
         }
     }

@@ -2,8 +2,11 @@
 //! was made, puts moved files back, unmounts and removes the state.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::OFlags;
+use rustix::io::Errno;
 
 use crate::journal::{self, Record};
 use crate::link::Counter;
@@ -98,7 +101,7 @@ pub(crate) fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<Unlin
     let replaced_dir = sdir.join("replaced");
     let rfd = sys::open(
         &replaced_dir,
-        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW,
     )
     .ok();
     // 1. The symlinks, newest first (a symlink's directory is removed
@@ -133,12 +136,12 @@ pub(crate) fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<Unlin
                 ) else {
                     continue;
                 };
-                let dfd = d.fd.as_raw_fd();
+                let dfd = d.fd.as_fd();
                 let from = if let Some(rfd) = rfd
                     .as_ref()
-                    .filter(|f| sys::fstatat(f.as_raw_fd(), &aside).is_ok())
+                    .filter(|f| sys::fstatat(f.as_fd(), &aside).is_ok())
                 {
-                    Some((rfd.as_raw_fd(), &aside))
+                    Some((rfd.as_fd(), &aside))
                 } else if sys::fstatat(dfd, &sib).is_ok() {
                     Some((dfd, &sib))
                 } else {
@@ -165,14 +168,16 @@ pub(crate) fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<Unlin
                 let Ok(c) = sys::cstr(leaf) else { continue };
                 // Only an empty, real directory goes (O_NOFOLLOW semantics:
                 // unlinkat(AT_REMOVEDIR) never follows a symlink).
-                match sys::unlinkat(d.fd.as_raw_fd(), &c, true) {
+                match sys::unlinkat(d.fd.as_fd(), &c, true) {
                     Ok(()) => {
                         rep.dirs_removed += 1;
                         cache.forget(p);
                         counter.tick();
                     }
                     // Still used (by another extension): removed later, once empty.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => orphans.push(p.clone()),
+                    Err(e) if Errno::from_io_error(&e) == Some(Errno::NOTEMPTY) => {
+                        orphans.push(p.clone())
+                    }
                     Err(_) => {}
                 }
             }
@@ -263,18 +268,18 @@ pub(crate) fn remove_links(
                 continue;
             };
             let Ok(c) = sys::cstr(leaf) else { continue };
-            match sys::readlink_is(d.fd.as_raw_fd(), &c, t) {
+            match sys::readlink_is(d.fd.as_fd(), &c, t) {
                 Ok(true) => {
-                    if sys::unlinkat(d.fd.as_raw_fd(), &c, false).is_ok() {
+                    if sys::unlinkat(d.fd.as_fd(), &c, false).is_ok() {
                         removed += 1;
                         counter.tick();
                     }
                 }
                 Ok(false) => kept.push(slash(p)),
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => {}
                 Err(_) => {
                     // Present but not a symlink: not ours.
-                    if sys::fstatat(d.fd.as_raw_fd(), &c).is_ok() {
+                    if sys::fstatat(d.fd.as_fd(), &c).is_ok() {
                         kept.push(slash(p));
                     }
                 }

@@ -3,8 +3,11 @@
 //! each change before it is made.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+
+use rustix::fs::OFlags;
+use rustix::io::Errno;
 
 use crate::journal::{self, Journal, Record};
 use crate::link::Counter;
@@ -63,7 +66,7 @@ impl ParentCache {
                 let (parent, leaf) = split_parent(rel);
                 let leaf = sys::cstr(leaf).ok();
                 match (self.get(root, parent), leaf) {
-                    (Some(p), Some(leaf)) => sys::openat(p.fd.as_raw_fd(), &leaf, sys::DIR_FLAGS)
+                    (Some(p), Some(leaf)) => sys::openat(p.fd.as_fd(), &leaf, sys::DIR_FLAGS)
                         .ok()
                         .map(|fd| Dir {
                             fd,
@@ -164,13 +167,13 @@ impl Walker<'_> {
         let fd = sys::cstr(n)
             .and_then(|c| {
                 sys::openat(
-                    src.as_raw_fd(),
+                    src.as_fd(),
                     &c,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 )
             })
             .map_err(|e| WalkError::Entry(img_rel.clone(), format!("cannot open it: {e}")))?;
-        let mut entries = sys::read_dir_fd(fd.as_raw_fd()).map_err(|e| match e {
+        let mut entries = sys::read_dir_fd(fd.as_fd()).map_err(|e| match e {
             sys::ReadDirError::Io(e) => {
                 WalkError::Entry(img_rel.clone(), format!("cannot read the directory: {e}"))
             }
@@ -224,7 +227,7 @@ impl Walker<'_> {
         lossy(rest.split(|&c| c == b'/').next().unwrap_or_default())
     }
 
-    pub(crate) fn replaced_dir(&mut self) -> io::Result<i32> {
+    pub(crate) fn replaced_dir(&mut self) -> io::Result<&OwnedFd> {
         if self.replaced_fd.is_none() {
             let p = self.state_dir.join("replaced");
             match std::fs::create_dir(&p) {
@@ -234,20 +237,24 @@ impl Walker<'_> {
             }
             self.replaced_fd = Some(sys::open(
                 &p,
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW,
             )?);
         }
-        Ok(self.replaced_fd.as_ref().map_or(-1, |f| f.as_raw_fd()))
+        match &self.replaced_fd {
+            Some(fd) => Ok(fd),
+            None => Err(Errno::BADF.into()),
+        }
     }
 
     pub(crate) fn move_aside(&mut self, dst: &Dir, leaf: &[u8], rel: &[u8]) -> io::Result<()> {
         let c = sys::cstr(leaf)?;
+        let ext = self.ext;
         let rd = self.replaced_dir()?;
         let aside = sys::cstr(&aside_name(rel))?;
-        match sys::renameat_noreplace(dst.fd.as_raw_fd(), &c, rd, &aside) {
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                let sib = sys::cstr(&sibling_aside_name(leaf, self.ext))?;
-                sys::renameat_noreplace(dst.fd.as_raw_fd(), &c, dst.fd.as_raw_fd(), &sib)
+        match sys::renameat_noreplace(dst.fd.as_fd(), &c, rd, &aside) {
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::XDEV) => {
+                let sib = sys::cstr(&sibling_aside_name(leaf, ext))?;
+                sys::renameat_noreplace(dst.fd.as_fd(), &c, dst.fd.as_fd(), &sib)
             }
             r => r,
         }
@@ -292,7 +299,7 @@ impl Walker<'_> {
         }
         let mut files: Vec<Vec<u8>> = Vec::new();
         let mut dirs: Vec<Vec<u8>> = Vec::new();
-        let entries = sys::read_dir_fd(src.as_raw_fd()).map_err(|e| match e {
+        let entries = sys::read_dir_fd(src.as_fd()).map_err(|e| match e {
             sys::ReadDirError::Io(e) => {
                 WalkError::Entry(img.to_vec(), format!("cannot read the directory: {e}"))
             }
@@ -339,19 +346,19 @@ impl Walker<'_> {
                 )
             })?;
             let st = if fresh {
-                Err(io::Error::from_raw_os_error(libc::ENOENT))
+                Err(io::Error::from(Errno::NOENT))
             } else {
-                sys::fstatat(dst.fd.as_raw_fd(), &c)
+                sys::fstatat(dst.fd.as_fd(), &c)
             };
             let rel = || dst.child_rel(c.as_bytes());
             let create = match st {
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Some(false),
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => Some(false),
                 Err(e) => {
                     self.conflict(&rel(), ConflictKind::Error, e.to_string());
                     None
                 }
                 Ok(st) if sys::is_lnk(&st) => {
-                    let t = sys::readlinkat(dst.fd.as_raw_fd(), &c).unwrap_or_default();
+                    let t = sys::readlinkat(dst.fd.as_fd(), &c).unwrap_or_default();
                     if t == target {
                         self.already += 1;
                         if self.record_adopted {
@@ -406,8 +413,8 @@ impl Walker<'_> {
             for n in &dirs {
                 let missing = fresh
                     || sys::cstr(n).is_ok_and(|c| {
-                        sys::fstatat(dst.fd.as_raw_fd(), &c)
-                            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+                        sys::fstatat(dst.fd.as_fd(), &c)
+                            .is_err_and(|e| Errno::from_io_error(&e) == Some(Errno::NOENT))
                     });
                 if missing {
                     self.record_subtree(&mut batch, src, img, &dst.rel, n)?;
@@ -434,12 +441,12 @@ impl Walker<'_> {
                 });
                 self.counter.tick();
             }
-            match sys::symlinkat(&t, dst.fd.as_raw_fd(), &c) {
+            match sys::symlinkat(&t, dst.fd.as_fd(), &c) {
                 Ok(()) => {
                     self.created += 1;
                     self.counter.tick();
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::EXIST) => {
                     self.conflict(&dst.child_rel(c.as_bytes()), ConflictKind::Kept, "")
                 }
                 Err(e) => self.conflict(
@@ -488,13 +495,13 @@ impl Walker<'_> {
         let sp = sys::cstr(n)
             .and_then(|c| {
                 sys::openat(
-                    src.as_raw_fd(),
+                    src.as_fd(),
                     &c,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
                 )
             })
             .map_err(|e| unusable("open it", e))?;
-        let m = sys::fstat(sp.as_raw_fd()).map_err(|e| unusable("read its inode", e))?;
+        let m = sys::fstat(sp.as_fd()).map_err(|e| unusable("read its inode", e))?;
         // A directory made in ROOT is the running user's (root's) with at
         // most 0755, so no owner from an image can later swap it for a
         // symlink or add entries; only a trusted signer's image keeps the
@@ -506,8 +513,10 @@ impl Walker<'_> {
                 gid: m.st_gid,
             }
         } else {
-            // SAFETY: geteuid/getegid cannot fail.
-            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            let (uid, gid) = (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            );
             DirMeta {
                 mode: m.st_mode & 0o755,
                 uid,
@@ -557,7 +566,7 @@ impl Walker<'_> {
             }
             Err(ResolveError::Ours(p)) => {
                 let t = sys::cstr(n)
-                    .and_then(|c| sys::readlinkat(dst.fd.as_raw_fd(), &c))
+                    .and_then(|c| sys::readlinkat(dst.fd.as_fd(), &c))
                     .unwrap_or_default();
                 let other = if self.root.is_ours(&t) {
                     self.other_name(&t)
