@@ -58,22 +58,20 @@ pub fn kernel_arg_ok(a: &str) -> bool {
 /// is written as `'\''` (close, escaped quote, reopen). Control characters
 /// (a newline would end the command) become `?`.
 pub fn grub_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\'' => out.push_str("'\\''"),
-            c if c.is_control() => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
+    single_quoted(s)
 }
 
 /// A POSIX shell word in single quotes, which the shell expands nothing
 /// inside; a `'` is written as `'\''`. Control characters become `?`.
 pub fn sh_quote(s: &str) -> String {
+    single_quoted(s)
+}
+
+/// The single-quoting rule GRUB's script language took from POSIX sh, the
+/// same for both: nothing inside `'…'` is expanded, `'` itself is written
+/// as `'\''`, and control characters become `?`. Kept behind one function
+/// per language so each caller names the language it writes.
+fn single_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');
     for c in s.chars() {
