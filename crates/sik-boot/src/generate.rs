@@ -311,7 +311,9 @@ pub fn detect_medium(m: &Medium) -> Result<(Vec<Family>, Vec<IsoResult>)> {
                     };
                     match grub::entry_check(&menu) {
                         Ok(()) => Outcome::Detected(menu.detected),
-                        Err(reason) => Outcome::Skipped { reason },
+                        Err(why) => Outcome::Skipped {
+                            reason: why.to_string(),
+                        },
                     }
                 }
                 skipped => skipped,

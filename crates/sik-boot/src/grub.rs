@@ -67,30 +67,56 @@ pub fn uuid_ok(u: &str) -> bool {
     (4..=64).contains(&u.len()) && u.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
 
-/// Why an ISO's detection cannot go into the menu (a value outside its
-/// character class), or `Ok` when every value is safe. [`crate::detect`]
-/// checks the same; this is the last guard before text is written.
-pub fn entry_check(m: &MenuIso) -> Result<(), String> {
+/// A value of an ISO's detection that cannot go into the menu: it is
+/// outside its character class.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafeEntry {
+    /// The ISO's file name.
+    #[error(
+        "file name has characters GRUB paths cannot carry unquoted (use letters, digits and ._,+:=@%~-)"
+    )]
+    FileName,
+    /// The menu class.
+    #[error("class {0:?} is not a plain name")]
+    Class(String),
+    /// The `loopback.cfg` path.
+    #[error("config path {0:?} is not a plain path")]
+    Config(String),
+    /// A kernel or initrd path.
+    #[error("path {0:?} is not a plain path")]
+    Path(String),
+    /// A kernel argument.
+    #[error("kernel argument {0:?} is not a plain word")]
+    Arg(String),
+}
+
+/// Which value of an ISO's detection cannot go into the menu, or `Ok` when
+/// every value is safe. [`crate::detect`] checks the same; this is the last
+/// guard before text is written.
+pub fn entry_check(m: &MenuIso) -> Result<(), UnsafeEntry> {
     let d = &m.detected;
     if !path_safe(&m.file_name) {
-        return Err("file name has characters GRUB paths cannot carry unquoted (use letters, digits and ._,+:=@%~-)".into());
+        return Err(UnsafeEntry::FileName);
     }
     if let Some(c) = d.class.as_deref().filter(|c| !quote::name_ok(c)) {
-        return Err(format!("class {c:?} is not a plain name"));
+        return Err(UnsafeEntry::Class(c.to_string()));
     }
     if d.use_loopback_cfg {
         if let Some(c) = d.config.as_deref().filter(|c| !quote::grub_path_ok(c)) {
-            return Err(format!("config path {c:?} is not a plain path"));
+            return Err(UnsafeEntry::Config(c.to_string()));
         }
         return Ok(());
     }
-    for p in d.kernel.iter().chain(&d.initrds) {
-        if !quote::grub_path_ok(p) {
-            return Err(format!("path {p:?} is not a plain path"));
-        }
+    if let Some(p) = d
+        .kernel
+        .iter()
+        .chain(&d.initrds)
+        .find(|p| !quote::grub_path_ok(p))
+    {
+        return Err(UnsafeEntry::Path(p.clone()));
     }
     if let Some(a) = d.args.iter().find(|a| !quote::kernel_arg_ok(a)) {
-        return Err(format!("kernel argument {a:?} is not a plain word"));
+        return Err(UnsafeEntry::Arg(a.clone()));
     }
     Ok(())
 }

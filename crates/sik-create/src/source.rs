@@ -379,7 +379,7 @@ impl<'a> Ingest<'a> {
             let raw = entry.path_bytes().into_owned();
             let Some(rel) = normalize_archive_path(&raw).map_err(|why| Error::BadSource {
                 path: origin.to_path_buf(),
-                why,
+                why: why.to_string(),
             })?
             else {
                 // The archive's root entry ("./"): its metadata becomes the image root's.
@@ -562,28 +562,36 @@ pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, Error> {
     }
 }
 
+/// Why an archive path cannot be an image path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchivePathError {
+    /// The path starts with `/`.
+    #[error("absolute path {0:?} in archive")]
+    Absolute(String),
+    /// The path holds a NUL byte.
+    #[error("path with a NUL byte in archive")]
+    Nul,
+    /// A `..` component would leave the tree.
+    #[error("path {0:?} in archive leaves the tree (`..`)")]
+    LeavesTree(String),
+}
+
 /// Turn an archive path into an image path: strip `./` and trailing `/`;
-/// `None` for the root itself; an error for absolute paths and `..`.
-pub fn normalize_archive_path(raw: &[u8]) -> Result<Option<Vec<u8>>, String> {
+/// `None` for the root itself; an error for absolute paths, NUL bytes and
+/// `..`.
+pub fn normalize_archive_path(raw: &[u8]) -> Result<Option<Vec<u8>>, ArchivePathError> {
+    let shown = || String::from_utf8_lossy(raw).into_owned();
     if raw.first() == Some(&b'/') {
-        return Err(format!(
-            "absolute path {:?} in archive",
-            String::from_utf8_lossy(raw)
-        ));
+        return Err(ArchivePathError::Absolute(shown()));
     }
     if raw.contains(&0) {
-        return Err("path with a NUL byte in archive".into());
+        return Err(ArchivePathError::Nul);
     }
     let mut out: Vec<&[u8]> = Vec::new();
     for c in raw.split(|&b| b == b'/') {
         match c {
             b"" | b"." => {}
-            b".." => {
-                return Err(format!(
-                    "path {:?} in archive leaves the tree (`..`)",
-                    String::from_utf8_lossy(raw)
-                ));
-            }
+            b".." => return Err(ArchivePathError::LeavesTree(shown())),
             c => out.push(c),
         }
     }
