@@ -180,7 +180,7 @@ pub struct ExtensionState {
     /// The source's identity when it was checked (see `spec/link-state.md`).
     #[serde(default)]
     pub identity: String,
-    /// Set by [`status`]: the source is no longer the file that was checked
+    /// Set by [`status`](crate::status()): the source is no longer the file that was checked
     /// (rewritten, replaced or gone), so no signer is reported.
     #[serde(default)]
     pub changed_since_link: bool,
@@ -212,7 +212,7 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// Result of [`link`].
+/// Result of [`link`](crate::link()).
 #[derive(Debug, Clone, Default)]
 pub struct LinkReport {
     /// Linked sources, in link order (sorted by name).
@@ -247,7 +247,7 @@ pub struct UnlinkReport {
     pub lazy_unmount: bool,
 }
 
-/// Result of [`status`].
+/// Result of [`status`](crate::status()).
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     /// ROOT.
