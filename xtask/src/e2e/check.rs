@@ -1,0 +1,125 @@
+//! What a boot of the main medium must show: the guest's `SIK-E2E:` report
+//! lines (written by `tests/e2e/root`'s report unit) checked against the
+//! family booted.
+
+/// One live ISO family under test.
+pub(super) struct Family {
+    /// Short name (table row).
+    pub(super) name: &'static str,
+    /// File name on the medium.
+    pub(super) iso: &'static str,
+    /// What the generated kernel arguments must hold.
+    pub(super) arg: &'static str,
+    /// Where that initramfs mounts the partition holding the ISO.
+    pub(super) medium_mount: &'static str,
+}
+
+pub(super) const FAMILIES: &[Family] = &[
+    Family {
+        name: "debian live-boot (initramfs-tools)",
+        iso: "debian-live.iso",
+        arg: "findiso=/boot/iso/debian-live.iso",
+        medium_mount: "/run/live/findiso",
+    },
+    Family {
+        name: "fedora dmsquash-live (dracut)",
+        iso: "fedora-live.iso",
+        arg: "iso-scan/filename=/boot/iso/fedora-live.iso",
+        medium_mount: "/run/initramfs/isoscan",
+    },
+];
+
+/// The value after `key` on the guest's first `SIK-E2E: key...` line.
+pub(super) fn find_value(text: &str, key: &str) -> Option<String> {
+    guest_lines(text).find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+}
+
+/// The guest's report lines, without the `SIK-E2E: ` prefix.
+pub(super) fn guest_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter_map(|l| {
+        l.find("SIK-E2E: ")
+            .map(|i| l[i + 9..].trim_end_matches('\r'))
+    })
+}
+
+/// Every check of one boot; returns what failed.
+pub(super) fn check(fam: &Family, text: &str, earlier_homes: &[String]) -> Vec<String> {
+    let mut bad = Vec::new();
+    let lines: Vec<&str> = guest_lines(text).collect();
+    let has = |p: &str| lines.iter().any(|l| l.starts_with(p));
+    let has_with = |p: &str, s: &str| lines.iter().any(|l| l.starts_with(p) && l.contains(s));
+    if !text.contains(&format!("from /boot/iso/{}", fam.iso)) {
+        bad.push(format!(
+            "GRUB did not say it loads the kernel from /boot/iso/{}",
+            fam.iso
+        ));
+    }
+    if !has("end") {
+        bad.push("the guest's report did not complete (no `SIK-E2E: end`)".into());
+        return bad;
+    }
+    if !has_with("cmdline ", fam.arg) {
+        bad.push(format!("kernel command line lacks {}", fam.arg));
+    }
+    if !has_with("mount ", fam.medium_mount) {
+        bad.push(format!(
+            "the initramfs did not mount the medium at {}",
+            fam.medium_mount
+        ));
+    }
+    if !has_with("loop ", fam.iso) {
+        bad.push(format!("no loop device backed by {}", fam.iso));
+    }
+    if !has_with(
+        "symlink /usr/bin/sik-e2e-hello -> ",
+        "/sik/extensions/e2e-signed/mnt/",
+    ) || !has("exists /usr/bin/sik-e2e-hello")
+    {
+        bad.push("the signed extension's command is not a working symlink into its mount".into());
+    }
+    if !has_with(
+        "symlink /usr/lib/firmware/sik-e2e/e2e-fw.bin -> ",
+        "/sik/extensions/e2e-signed/mnt/",
+    ) || !has("firmware sik-e2e-firmware-blob-v1")
+    {
+        bad.push(
+            "the signed extension's firmware file is not a working symlink into its mount".into(),
+        );
+    }
+    if !has("command-ok hello from the signed extension") {
+        bad.push("the signed extension's command did not run".into());
+    }
+    if !has_with("extension-run ran for ", "e2e-signed") {
+        bad.push("the signed extension's ExtensionRun left no mark".into());
+    }
+    if !has("unsigned-absent") {
+        bad.push("the unsigned extension was linked".into());
+    }
+    let refusal = text.lines().any(|l| {
+        l.contains("e2e-unsigned")
+            && (l.contains("refus") || l.contains("unsigned") && l.contains("sign"))
+    });
+    if !refusal {
+        bad.push("no refusal of e2e-unsigned.ExtensionImage with its reason in the log".into());
+    }
+    if !has("overlay overlay file from boot/customize/overlay") {
+        bad.push("the overlay file is missing".into());
+    }
+    if !has("customized by boot/customize/init") {
+        bad.push("boot/customize/init did not run".into());
+    }
+    if !has("home-written ") {
+        bad.push("could not write to $HOME".into());
+    }
+    if !has_with("home ", "loop") {
+        bad.push("/home is not the home.img loop mount".into());
+    }
+    if let Some(first) = earlier_homes.first()
+        && !has_with("home-before ", first)
+    {
+        bad.push(format!(
+            "the file written to $HOME in the first boot ({first}) is not there"
+        ));
+    }
+    bad
+}
