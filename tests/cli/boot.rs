@@ -379,6 +379,101 @@ fn fake_sik(t: &TestDir) -> PathBuf {
     p
 }
 
+/// (start byte, length in bytes, type) of MBR partition `i` of an image.
+fn mbr_partition(img: &Path, i: usize) -> (u64, u64, u8) {
+    let mut mbr = [0u8; 512];
+    std::io::Read::read_exact(&mut std::fs::File::open(img).unwrap(), &mut mbr).unwrap();
+    let e = &mbr[446 + 16 * i..462 + 16 * i];
+    let lba = u32::from_le_bytes(e[8..12].try_into().unwrap());
+    let n = u32::from_le_bytes(e[12..16].try_into().unwrap());
+    (u64::from(lba) * 512, u64::from(n) * 512, e[4])
+}
+
+/// Every file and directory of the exFAT DATA partition of an image as
+/// another implementation reads it: fsck.exfat (exfatprogs) must find the
+/// filesystem clean, then exfat-fuse reads it through a read-only loop
+/// device. Path -> contents; directories end with `/` and map to nothing.
+/// Needs root (loop device); the medium itself is written without.
+fn exfat_files(img: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let (start, len, ty) = mbr_partition(img, 0);
+    assert_eq!(ty, 0x07, "DATA is not an exFAT partition");
+    let dev = run_ok(
+        cmd("losetup")
+            .args(["-r", "-f", "--show", "-o", &start.to_string()])
+            .args(["--sizelimit", &len.to_string()])
+            .arg(img),
+    )
+    .trim()
+    .to_string();
+    let fsck = run(cmd("fsck.exfat").arg("-n").arg(&dev));
+    let mnt = tempfile::tempdir().unwrap();
+    let mounted = run(cmd("mount.exfat-fuse")
+        .args(["-o", "ro"])
+        .arg(&dev)
+        .arg(mnt.path()));
+    let mut files = std::collections::BTreeMap::new();
+    if mounted.status.success() {
+        for e in walkdir::WalkDir::new(mnt.path())
+            .min_depth(1)
+            .sort_by_file_name()
+        {
+            let e = e.unwrap();
+            let rel = e
+                .path()
+                .strip_prefix(mnt.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if e.file_type().is_dir() {
+                files.insert(format!("{rel}/"), Vec::new());
+            } else {
+                files.insert(rel, std::fs::read(e.path()).unwrap());
+            }
+        }
+        let _ = cmd("umount").arg(mnt.path()).status();
+    }
+    let _ = cmd("losetup").arg("-d").arg(&dev).status();
+    assert!(
+        fsck.status.success(),
+        "fsck.exfat: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    assert!(
+        mounted.status.success(),
+        "exfat-fuse: {}",
+        String::from_utf8_lossy(&mounted.stderr)
+    );
+    files
+}
+
+/// The file list of a FAT partition at `offset` of an image (mtools).
+fn fat_listing(img: &Path, offset: u64, dir: &str) -> String {
+    run_ok(
+        cmd("mdir")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-/", "-b", "-i"])
+            .arg(format!("{}@@{offset}", img.display()))
+            .arg(dir),
+    )
+}
+
+/// The exFAT volume serial as GRUB and blkid print it, from the boot sector.
+fn exfat_serial(img: &Path) -> String {
+    let (start, _, _) = mbr_partition(img, 0);
+    let data = std::fs::read(img).unwrap();
+    let b = &data[start as usize..start as usize + 512];
+    assert_eq!(&b[3..11], b"EXFAT   ");
+    let s = u32::from_le_bytes(b[100..104].try_into().unwrap());
+    format!("{:04X}-{:04X}", s >> 16, s & 0xFFFF)
+}
+
+fn require_exfat_tools() -> bool {
+    ["mkfs.exfat", "fsck.exfat", "mount.exfat-fuse", "losetup"]
+        .iter()
+        .all(|t| require_tool(t))
+}
+
 #[test]
 fn generate_writes_checked_grub_cfg_and_initrd_once() {
     if !require_tool("xorriso") || !require_tool("grub-script-check") || !require_tool("cpio") {
@@ -649,7 +744,7 @@ fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
             return;
         }
     }
-    if !require_root() {
+    if !require_root() || !require_exfat_tools() {
         return;
     }
     if !Path::new("/usr/share/ovmf/OVMF.fd").is_file()
@@ -686,13 +781,14 @@ fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
         "--image".as_ref(),
         disk.as_os_str(),
         "--size".as_ref(),
-        "96M".as_ref(),
+        "192M".as_ref(),
         "--sik-binary".as_ref(),
         sikbin.as_os_str(),
     ]));
     let doc: Value = serde_json::from_str(&out).unwrap();
     check_schema("install.json", &doc);
-    assert_eq!(doc["size"], 96 << 20);
+    assert_eq!(doc["size"], 192 << 20);
+    assert_eq!(doc["data_fs"], "exfat");
     let md = std::fs::metadata(&disk).unwrap();
     assert_eq!(
         std::os::unix::fs::MetadataExt::uid(&md),
@@ -745,69 +841,54 @@ fn install_image_as_user_boots_grub_menu_with_seabios_and_ovmf() {
         "../x".as_ref(),
     ]));
     assert_fails(&out, 2, &["not allowed"]);
-    let listing = run_ok(
-        cmd("mdir")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-/", "-b", "-i"])
-            .arg(format!("{}@@1M", disk.display()))
-            .arg("::/boot"),
-    );
+    // DATA (exFAT) as exfat-fuse reads it, after fsck.exfat found it clean.
+    let files = exfat_files(&disk);
     for p in [
-        "::/boot/customize/overlay/etc/motd",
-        "::/boot/customize/overlay/usr/share/sik/note",
-        "::/boot/keys/signer.pub",
+        "boot/customize/overlay/etc/motd",
+        "boot/customize/overlay/usr/share/sik/note",
+        "boot/keys/signer.pub",
+        "boot/sik/initrd.img",
+        "boot/grub/grub.cfg",
+        "boot/extensions/x86_64/",
+        "boot/keys/",
+        "Applications/",
     ] {
-        assert!(listing.contains(p), "{p} missing:\n{listing}");
+        assert!(files.contains_key(p), "{p} missing: {:?}", files.keys());
     }
-    let cfg = run_ok(
-        cmd("mtype")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .arg("-i")
-            .arg(format!("{}@@1M", disk.display()))
-            .arg("::/boot/grub/grub.cfg"),
-    );
+    assert_eq!(files["boot/customize/overlay/etc/motd"], b"hello\n");
+    assert_eq!(files["boot/keys/signer.pub"], std::fs::read(&key).unwrap());
+    let cfg = String::from_utf8(files["boot/grub/grub.cfg"].clone()).unwrap();
     assert!(
         cfg.contains("/boot/iso/ubuntu-24.04.1-desktop-amd64.iso"),
         "{cfg}"
     );
-    let listing = run_ok(
-        cmd("mdir")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-/", "-b", "-i"])
-            .arg(format!("{}@@1M", disk.display()))
-            .arg("::"),
+    assert!(cfg.contains("insmod exfat\n"), "{cfg}");
+    assert_eq!(
+        files["boot/iso/ubuntu-24.04.1-desktop-amd64.iso"],
+        std::fs::read(&iso).unwrap()
     );
-    for p in [
-        "::/EFI/BOOT/BOOTX64.EFI",
-        "::/boot/sik/initrd.img",
-        "::/boot/extensions/x86_64/",
-        "::/boot/keys/",
-        "::/Applications/",
-    ] {
-        assert!(listing.contains(p), "{p} missing:\n{listing}");
-    }
-    // MBR: GRUB boot code, core.img's LBA, one bootable FAT32 partition at 1 MiB.
+    assert!(
+        !files.keys().any(|k| k.starts_with("EFI")),
+        "EFI/ is on the ESP only"
+    );
+    // MBR: GRUB boot code, core.img's LBA, bootable exFAT DATA at 1 MiB, ESP last.
     let mbr = std::fs::read(&disk).unwrap()[..512].to_vec();
     assert_eq!(&mbr[510..], &[0x55, 0xAA]);
     assert_eq!(u64::from_le_bytes(mbr[0x5C..0x64].try_into().unwrap()), 1);
-    assert_eq!((mbr[446], mbr[450]), (0x80, 0x0C));
+    assert_eq!((mbr[446], mbr[450]), (0x80, 0x07));
     assert_eq!(u32::from_le_bytes(mbr[454..458].try_into().unwrap()), 2048);
+    let (esp, esp_len, esp_type) = mbr_partition(&disk, 1);
+    assert_eq!((esp_type, esp_len), (0xEF, 64 << 20));
+    assert_eq!(esp + esp_len, 192 << 20);
+    assert_eq!(doc["esp_offset"], esp);
+    let listing = fat_listing(&disk, esp, "::");
+    assert!(listing.contains("::/EFI/BOOT/BOOTX64.EFI"), "{listing}");
+    assert!(!listing.contains("::/boot"), "{listing}");
 
-    // The menu pins the medium by its FAT volume serial, not by a file path
-    // another disk could also have.
-    let serial = run_ok(
-        cmd("minfo")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .arg("-i")
-            .arg(format!("{}@@1M", disk.display()))
-            .arg("::"),
-    );
-    let serial = serial
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("serial number: "))
-        .map(|s| s.trim().to_ascii_uppercase())
-        .expect("minfo prints the serial number");
-    let serial = format!("{}-{}", &serial[..4], &serial[4..]);
+    // The menu pins the medium by its exFAT volume serial, not by a file
+    // path another disk could also have; GRUB's images search the same.
+    let serial = exfat_serial(&disk);
+    assert_eq!(doc["data_uuid"], serial.as_str());
     assert!(
         cfg.contains(&format!(
             "search --no-floppy --fs-uuid --set=root {serial}\n"
@@ -1089,6 +1170,7 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
 fn install_device_refuses_mounted_and_installs_on_a_loop_device() {
     if !require_root()
         || !require_tool("losetup")
+        || !require_tool("mkfs.exfat")
         || !require_tool("mformat")
         || !require_tool("grub-mkimage")
         || !require_tool("mkfs.ext4")
@@ -1100,7 +1182,7 @@ fn install_device_refuses_mounted_and_installs_on_a_loop_device() {
     let img = t.join("dev.img");
     std::fs::File::create(&img)
         .unwrap()
-        .set_len(80 << 20)
+        .set_len(160 << 20)
         .unwrap();
     let dev = run_ok(cmd("losetup").args(["-f", "--show"]).arg(&img))
         .trim()
@@ -1145,17 +1227,12 @@ fn install_device_refuses_mounted_and_installs_on_a_loop_device() {
     detach(&dev);
     assert!(ok, "{stderr}");
     assert_fails(&refused, 2, &["in use"]);
-    let listing = run_ok(
-        cmd("mdir")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-/", "-b", "-i"])
-            .arg(format!("{}@@1M", img.display()))
-            .arg("::"),
-    );
-    assert!(
-        listing.contains("::/EFI/BOOT/BOOTX64.EFI") && listing.contains("::/boot/grub/grub.cfg"),
-        "{listing}"
-    );
+    let (esp, _, _) = mbr_partition(&img, 1);
+    let listing = fat_listing(&img, esp, "::");
+    assert!(listing.contains("::/EFI/BOOT/BOOTX64.EFI"), "{listing}");
+    if require_exfat_tools() {
+        assert!(exfat_files(&img).contains_key("boot/grub/grub.cfg"));
+    }
 }
 
 /// Build an ISO with extra xorriso options (name sets) from a tree that may hold symlinks.
@@ -1814,4 +1891,180 @@ fn generate_pins_a_directory_medium_that_is_a_filesystem_root_by_its_uuid() {
         cfg.contains(&format!("search --no-floppy --fs-uuid --set=root {uuid}\n")),
         "{cfg}"
     );
+}
+
+#[test]
+fn install_update_keeps_every_user_file_and_replaces_grub() {
+    for tool in ["xorriso", "mformat", "mcopy", "grub-mkimage"] {
+        if !require_tool(tool) {
+            return;
+        }
+    }
+    if !require_root() || !require_exfat_tools() {
+        return;
+    }
+    let t = TestDir::new();
+    let sikbin = fake_sik(&t);
+    let disk = t.join("disk.img");
+    let install = |extra: &[&str]| {
+        let mut c = sik();
+        c.args(["boot", "install", "--json", "--image"])
+            .arg(&disk)
+            .args(["--size", "160M", "--sik-binary"])
+            .arg(&sikbin)
+            .args(extra);
+        c
+    };
+    run_ok(&mut install(&[]));
+    let iso = make_iso(
+        &t,
+        "debian-live",
+        "d-live",
+        &[("/live/vmlinuz", KERNEL), ("/live/initrd.img", INITRD)],
+    );
+    run_ok(sik().args(["boot", "add"]).arg(&iso).arg(&disk));
+    t.write("overlay/etc/motd", "hello\n");
+    t.write(
+        "overlay/a/b/c/a-name-longer-than-fifteen-characters.txt",
+        "x\n",
+    );
+    let key = t.write("signer.pub", "ssh-ed25519 AAAA test\n");
+    let home: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let home_img = t.write("home.img", &home);
+    run_ok(
+        sik()
+            .args(["boot", "add"])
+            .arg(t.join("overlay"))
+            .arg(&disk)
+            .args(["--to", "boot/customize/overlay"]),
+    );
+    run_ok(
+        sik()
+            .args(["boot", "add"])
+            .arg(&key)
+            .arg(&disk)
+            .args(["--to", "boot/keys/"]),
+    );
+    run_ok(
+        sik()
+            .args(["boot", "add"])
+            .arg(&home_img)
+            .arg(&disk)
+            .args(["--to", "home.img"]),
+    );
+    // A name exFAT refuses is refused before anything is copied.
+    let out = run(sik()
+        .args(["boot", "add"])
+        .arg(&key)
+        .arg(&disk)
+        .args(["--to", "boot/keys/a:b"]));
+    assert_fails(&out, 2, &["refuses the name", "nothing was copied"]);
+    run_ok(
+        sik()
+            .args(["boot", "generate", "--sik-binary"])
+            .arg(&sikbin)
+            .arg(&disk),
+    );
+    let user = |files: &std::collections::BTreeMap<String, Vec<u8>>| {
+        files
+            .iter()
+            .filter(|(k, _)| !k.starts_with("boot/sik/") && !k.starts_with("boot/grub/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let before = user(&exfat_files(&disk));
+    assert!(before.contains_key("home.img") && before.contains_key("boot/iso/debian-live.iso"));
+    assert_eq!(before["home.img"], home);
+
+    // Without --force an existing medium is refused, naming what would be lost.
+    let out = run(&mut install(&[]));
+    assert_fails(
+        &out,
+        2,
+        &["already holds", "home.img", "--update", "--force"],
+    );
+    assert_eq!(user(&exfat_files(&disk)), before);
+
+    // The boot chain damaged: core.img zeroed, BOOTX64.EFI replaced by junk.
+    let (esp, _, _) = mbr_partition(&disk, 1);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+        f.write_all_at(&vec![0u8; 64 << 10], 512).unwrap();
+    }
+    let junk = t.write("junk.efi", "not an EFI program");
+    run_ok(
+        cmd("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-o", "-i"])
+            .arg(format!("{}@@{esp}", disk.display()))
+            .arg(&junk)
+            .arg("::/EFI/BOOT/BOOTX64.EFI"),
+    );
+    let out = run_ok(
+        sik()
+            .args(["boot", "install", "--json", "--sik-binary"])
+            .arg(&sikbin)
+            .arg("--update")
+            .arg(&disk),
+    );
+    let doc = assert_schema("install", &out);
+    assert_eq!(doc["action"], "update");
+    // Every user file byte-identical; GRUB's files replaced.
+    let after = exfat_files(&disk);
+    assert_eq!(user(&after), before);
+    assert!(after.contains_key("boot/sik/initrd.img") && after.contains_key("boot/grub/grub.cfg"));
+    let data = std::fs::read(&disk).unwrap();
+    let core_len = doc["bios_core_bytes"].as_u64().unwrap() as usize;
+    assert!(core_len > 0 && data[512..512 + core_len].iter().any(|b| *b != 0));
+    let efi = t.join("BOOTX64.EFI");
+    run_ok(
+        cmd("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-n", "-i"])
+            .arg(format!("{}@@{esp}", disk.display()))
+            .arg("::/EFI/BOOT/BOOTX64.EFI")
+            .arg(&efi),
+    );
+    let efi = std::fs::read(&efi).unwrap();
+    assert_eq!(&efi[..2], b"MZ");
+    assert_eq!(efi.len() as u64, doc["efi_bytes"].as_u64().unwrap());
+
+    // --force erases.
+    run_ok(&mut install(&["--force"]));
+    assert!(!exfat_files(&disk).contains_key("home.img"));
+
+    // FAT32 DATA on request: mtools reads it at 1 MiB, partition type 0x0C.
+    let fat = t.join("fat.img");
+    let out = run_ok(
+        sik()
+            .args(["boot", "install", "--json", "--data-fs", "fat32", "--image"])
+            .arg(&fat)
+            .args(["--size", "160M", "--sik-binary"])
+            .arg(&sikbin),
+    );
+    let doc = assert_schema("install", &out);
+    assert_eq!(doc["data_fs"], "fat32");
+    assert_eq!(mbr_partition(&fat, 0).2, 0x0C);
+    assert!(fat_listing(&fat, 1 << 20, "::").contains("::/boot/grub/grub.cfg"));
+
+    // A directory medium: --update writes EFI/BOOT/BOOTX64.EFI into it and
+    // keeps its files.
+    let dir = t.mkdir("stick");
+    std::fs::create_dir_all(dir.join("boot/grub")).unwrap();
+    std::fs::write(dir.join("boot/grub/grub.cfg"), "# old\n").unwrap();
+    std::fs::write(dir.join("home.img"), &home).unwrap();
+    run_ok(
+        sik()
+            .args(["boot", "install", "--sik-binary"])
+            .arg(&sikbin)
+            .arg("--update")
+            .arg(&dir),
+    );
+    assert_eq!(std::fs::read(dir.join("home.img")).unwrap(), home);
+    assert_eq!(
+        &std::fs::read(dir.join("EFI/BOOT/BOOTX64.EFI")).unwrap()[..2],
+        b"MZ"
+    );
+    assert!(dir.join("boot/sik/initrd.img").is_file());
 }

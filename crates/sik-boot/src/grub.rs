@@ -16,6 +16,7 @@ pub const MODULES: &[&str] = &[
     "part_msdos",
     "part_gpt",
     "fat",
+    "exfat",
     "iso9660",
     "loopback",
     "linux",

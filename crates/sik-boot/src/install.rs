@@ -1,9 +1,11 @@
 //! `install`: make a disk image or a whole device into a boot medium without
-//! mounting anything: an MBR with one bootable FAT32 partition at 1 MiB,
-//! the FAT32 filesystem written in user space (mtools), GRUB for BIOS
-//! (`boot.img` in the MBR, `core.img` from sector 1) and for UEFI (the
-//! removable path `EFI/BOOT/BOOTX64.EFI`), the medium's directories and a
-//! first grub.cfg and initrd.
+//! mounting anything (layout v2, spec/medium.md): an MBR with DATA (exFAT by
+//! default, or FAT32) from 1 MiB and a small FAT ESP (type 0xEF) at the
+//! end, both filesystems written in user space, GRUB for BIOS and UEFI
+//! ([`crate::bootchain`]), the medium's directories and a first grub.cfg
+//! and initrd. `install --update` ([`update`]) rewrites only the boot chain
+//! and `boot/sik/` of an existing medium; `install` refuses to erase an
+//! existing medium unless forced ([`Options::force`]).
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -12,14 +14,24 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::bootchain::{self, ChainOptions};
 use crate::error::{Error, Result};
-use crate::medium::Medium;
+use crate::medium::{DataFs, ESP_TYPE, Medium};
 use sik_image::kind::ImageKind;
 
-/// Start of the FAT32 partition in 512-byte sectors (1 MiB).
+pub use crate::bootchain::{GRUB_MODULES, GRUB_MODULES_BIOS, GRUB_MODULES_EFI};
+
+/// Start of the DATA partition in 512-byte sectors (1 MiB).
 pub const PART_START_LBA: u64 = 2048;
-/// Smallest medium accepted (FAT32 wants about 65525 clusters).
-pub const MIN_SIZE: u64 = 64 << 20;
+/// Size of the ESP: room for GRUB or a Secure Boot chain (shim, MokManager,
+/// GRUB), and enough clusters for FAT32.
+pub const ESP_SIZE: u64 = 64 << 20;
+/// Smallest DATA partition (FAT32 wants about 65525 clusters).
+pub const MIN_DATA: u64 = 64 << 20;
+/// Smallest medium accepted: 1 MiB gap, DATA, ESP.
+pub const MIN_SIZE: u64 = (1 << 20) + MIN_DATA + ESP_SIZE;
+/// Volume label of the ESP.
+pub const ESP_LABEL: &str = "SIK-ESP";
 /// Directories every medium has (see spec/medium.md).
 pub const LAYOUT: &[&str] = &[
     "boot/grub",
@@ -32,35 +44,6 @@ pub const LAYOUT: &[&str] = &[
     "boot/sik",
     "Applications",
 ];
-/// GRUB modules built into both images.
-pub const GRUB_MODULES: &[&str] = &[
-    "part_msdos",
-    "part_gpt",
-    "fat",
-    "iso9660",
-    "loopback",
-    "linux",
-    "normal",
-    "configfile",
-    "search",
-    "search_fs_file",
-    "search_fs_uuid",
-    "search_label",
-    "echo",
-    "serial",
-    "terminal",
-    "test",
-    "probe",
-    "regexp",
-    "ls",
-    "cat",
-    "halt",
-    "reboot",
-];
-/// Extra modules of the BIOS image.
-pub const GRUB_MODULES_BIOS: &[&str] = &["biosdisk"];
-/// Extra modules of the UEFI image.
-pub const GRUB_MODULES_EFI: &[&str] = &["all_video", "efi_gop"];
 /// Where Debian's grub-pc-bin and grub-efi-amd64-bin keep their files.
 pub const GRUB_LIB: &str = "/usr/lib/grub";
 
@@ -69,39 +52,60 @@ pub const GRUB_LIB: &str = "/usr/lib/grub";
 pub struct Options {
     /// Size of a new image (`None` for an existing image or device: keep its size).
     pub size: Option<u64>,
-    /// Volume label of the FAT32 filesystem.
+    /// Volume label of DATA.
     pub label: String,
     /// The sik binary for the first initrd.
     pub sik_binary: PathBuf,
     /// Directory holding `i386-pc/` and `x86_64-efi/` (default [`GRUB_LIB`]).
     pub grub_lib: PathBuf,
+    /// DATA's filesystem.
+    pub data_fs: DataFs,
+    /// Erase a target that already holds a medium.
+    pub force: bool,
 }
 
 impl Options {
-    /// Defaults: label `SIKBOOT`, GRUB from [`GRUB_LIB`]; `size` for a new image.
+    /// Defaults: label `SIKBOOT`, exFAT DATA, GRUB from [`GRUB_LIB`], not
+    /// forced; `size` for a new image.
     pub fn new(sik_binary: impl Into<PathBuf>, size: Option<u64>) -> Self {
         Options {
             size,
             label: "SIKBOOT".into(),
             sik_binary: sik_binary.into(),
             grub_lib: PathBuf::from(GRUB_LIB),
+            data_fs: DataFs::Exfat,
+            force: false,
+        }
+    }
+
+    fn chain(&self) -> ChainOptions {
+        ChainOptions {
+            grub_lib: self.grub_lib.clone(),
         }
     }
 }
 
-/// Result of [`install`].
+/// Result of [`install`] and [`update`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// The image or device.
     pub target: PathBuf,
     /// Its size in bytes.
     pub size: u64,
-    /// Partition offset in bytes.
+    /// DATA's byte offset.
     pub partition_offset: u64,
+    /// DATA's filesystem.
+    pub data_fs: DataFs,
+    /// DATA's filesystem UUID (what GRUB searches).
+    pub data_uuid: Option<String>,
+    /// The ESP's byte offset (`null`: EFI/ is on DATA, one-partition layout).
+    pub esp_offset: Option<u64>,
     /// Size of GRUB's core.img in bytes.
     pub bios_core_bytes: u64,
     /// Size of BOOTX64.EFI in bytes.
     pub efi_bytes: u64,
+    /// `install` or `update`.
+    pub action: String,
 }
 
 /// Parse sizes such as `2G`, `512M`, `1048576`, `1.5GiB`.
@@ -169,11 +173,12 @@ fn run(cmd: &mut Command, tool: &str) -> Result<()> {
     crate::medium::run_tool(cmd, tool).map(drop)
 }
 
-/// Build a GRUB image with grub-mkimage.
+/// Build a GRUB image with grub-mkimage (`config`: an embedded configuration).
 pub fn grub_mkimage(
     format: &str,
     prefix: &str,
     modules: &[&str],
+    config: Option<&Path>,
     grub_lib: &Path,
     out: &Path,
 ) -> Result<Vec<u8>> {
@@ -192,28 +197,84 @@ pub fn grub_mkimage(
             ),
         });
     }
-    run(
-        Command::new("grub-mkimage")
-            .arg("-O")
-            .arg(format)
-            .arg("-d")
-            .arg(&dir)
-            .arg("-p")
-            .arg(prefix)
-            .arg("-o")
-            .arg(out)
-            .args(modules),
-        "grub-mkimage",
-    )?;
+    let mut cmd = Command::new("grub-mkimage");
+    cmd.arg("-O")
+        .arg(format)
+        .arg("-d")
+        .arg(&dir)
+        .arg("-p")
+        .arg(prefix)
+        .arg("-o")
+        .arg(out);
+    if let Some(c) = config {
+        cmd.arg("-c").arg(c);
+    }
+    run(cmd.args(modules), "grub-mkimage")?;
     std::fs::read(out).map_err(|e| io(out, e))
 }
 
+/// What an existing medium on `target` holds, for the refusal message:
+/// `None` when there is no medium of ours (no `boot/grub/grub.cfg` and no
+/// `boot/sik/` on a readable DATA).
+pub fn existing_medium(target: &Path) -> Option<String> {
+    let m = Medium::open(target).ok()?;
+    let ours =
+        m.exists("boot/grub/grub.cfg").unwrap_or(false) || m.exists("boot/sik").unwrap_or(false);
+    if !ours {
+        return None;
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![String::new()];
+    while let Some(dir) = stack.pop() {
+        for e in m.list(&dir).unwrap_or_default() {
+            let rel = if dir.is_empty() {
+                e.name.clone()
+            } else {
+                format!("{dir}/{}", e.name)
+            };
+            if e.is_dir {
+                if stack.len() < 256 {
+                    stack.push(rel);
+                }
+            } else if !rel.starts_with("boot/sik/")
+                && !rel.starts_with("boot/grub/")
+                && !rel.starts_with("EFI/")
+            {
+                files.push(rel);
+            }
+        }
+    }
+    files.sort();
+    let shown: Vec<&str> = files.iter().take(8).map(String::as_str).collect();
+    Some(if files.is_empty() {
+        "a sik boot medium (no user files)".to_string()
+    } else {
+        format!(
+            "a sik boot medium with {} user file(s): {}{}",
+            files.len(),
+            shown.join(", "),
+            if files.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        )
+    })
+}
+
 /// Install onto an image file (created or resized to `opts.size`) or a device.
-/// An image file this call created is removed again when it fails.
+/// An image file this call created is removed again when it fails. A target
+/// that already holds a medium is refused unless `opts.force`.
 pub fn install(target: &Path, opts: &Options) -> Result<Report> {
     if let Some(size) = opts.size.filter(|s| *s < MIN_SIZE) {
         return Err(Error::Refused(format!(
-            "{size} bytes is too small for a FAT32 medium (at least {MIN_SIZE})"
+            "{size} bytes is too small for a medium (at least {MIN_SIZE}: DATA and a {ESP_SIZE}-byte ESP)"
+        )));
+    }
+    if let Some(what) = existing_medium(target).filter(|_| !opts.force) {
+        return Err(Error::Refused(format!(
+            "{} already holds {what}; installing would erase them: use --update to refresh GRUB and boot/sik/ keeping every file, or --force to erase",
+            target.display()
         )));
     }
     let existed = target.exists();
@@ -224,44 +285,66 @@ pub fn install(target: &Path, opts: &Options) -> Result<Report> {
     r
 }
 
-fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
-    let tmp = tempfile::tempdir().map_err(|e| io(Path::new("/tmp"), e))?;
-    // GRUB images first: nothing is touched when GRUB is missing.
-    let mut bios_mods: Vec<&str> = GRUB_MODULES.to_vec();
-    bios_mods.extend_from_slice(GRUB_MODULES_BIOS);
-    let core = grub_mkimage(
-        "i386-pc",
-        "(hd0,msdos1)/boot/grub",
-        &bios_mods,
-        &opts.grub_lib,
-        &tmp.path().join("core.img"),
-    )?;
-    let mut efi_mods: Vec<&str> = GRUB_MODULES.to_vec();
-    efi_mods.extend_from_slice(GRUB_MODULES_EFI);
-    let efi_path = tmp.path().join("BOOTX64.EFI");
-    let efi = grub_mkimage(
-        "x86_64-efi",
-        "/boot/grub",
-        &efi_mods,
-        &opts.grub_lib,
-        &efi_path,
-    )?;
-    let boot_img_path = opts.grub_lib.join("i386-pc/boot.img");
-    let boot_img = std::fs::read(&boot_img_path).map_err(|e| io(&boot_img_path, e))?;
-    if boot_img.len() != 512 {
-        return Err(Error::Tool {
-            tool: "boot.img".into(),
-            why: format!("{} is not 512 bytes", boot_img_path.display()),
+/// Rewrite the boot chain (BIOS core.img, the ESP's files) and `boot/sik/`
+/// plus grub.cfg of an existing medium; no user file is touched.
+pub fn update(target: &Path, opts: &Options) -> Result<Report> {
+    let m = Medium::open(target)?;
+    if !m.exists("boot/grub/grub.cfg")? && !m.exists("boot/sik")? {
+        return Err(Error::Medium {
+            path: target.to_path_buf(),
+            why: "not a sik boot medium (no boot/grub/grub.cfg, no boot/sik/); use install".into(),
         });
     }
-    let gap = (PART_START_LBA - 1) * 512;
-    if core.len() as u64 > gap {
-        return Err(Error::Refused(format!(
-            "GRUB core.img is {} bytes, more than the {gap} bytes before the partition",
-            core.len()
-        )));
-    }
+    let chain = bootchain::write_boot_chain(&m, &opts.chain())?;
+    crate::generate::generate(target, &crate::generate::Options::new(&opts.sik_binary))?;
+    let size = match &m {
+        Medium::Image { path, .. } => std::fs::File::open(path)
+            .and_then(|mut f| f.seek(SeekFrom::End(0)))
+            .map_err(|e| io(path, e))?,
+        Medium::Dir(_) => 0,
+    };
+    let (partition_offset, esp_offset) = match &m {
+        Medium::Image { offset, esp, .. } => (*offset, *esp),
+        Medium::Dir(_) => (0, None),
+    };
+    Ok(Report {
+        target: target.to_path_buf(),
+        size,
+        partition_offset,
+        data_fs: m.data_fs().unwrap_or(DataFs::Fat32),
+        data_uuid: chain.data_uuid,
+        esp_offset,
+        bios_core_bytes: chain.bios_core_bytes.unwrap_or(0),
+        efi_bytes: chain.efi_bytes,
+        action: "update".into(),
+    })
+}
 
+fn label_of(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(11)
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
+    // GRUB must be there before anything is touched.
+    for (format, pkg) in [
+        ("i386-pc", "grub-pc-bin"),
+        ("x86_64-efi", "grub-efi-amd64-bin"),
+    ] {
+        let dir = opts.grub_lib.join(format);
+        if !dir.join("moddep.lst").is_file() {
+            return Err(Error::Tool {
+                tool: "grub-mkimage".into(),
+                why: format!(
+                    "no GRUB modules for {format} in {} (install {pkg})",
+                    dir.display()
+                ),
+            });
+        }
+    }
     let is_device = std::fs::metadata(target).is_ok_and(|m| {
         use std::os::unix::fs::FileTypeExt;
         m.file_type().is_block_device()
@@ -282,86 +365,73 @@ fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
     let size = f.seek(SeekFrom::End(0)).map_err(|e| io(target, e))?;
     if size < MIN_SIZE {
         return Err(Error::Refused(format!(
-            "{size} bytes is too small for a FAT32 medium (at least {MIN_SIZE})"
+            "{size} bytes is too small for a medium (at least {MIN_SIZE})"
         )));
     }
     let sectors = size / 512;
-    let part_sectors = u32::try_from(sectors - PART_START_LBA)
-        .map_err(|_| Error::Refused("larger than 2 TiB: MBR cannot describe it".into()))?;
+    if sectors > u64::from(u32::MAX) {
+        return Err(Error::Refused(
+            "larger than 2 TiB: MBR cannot describe it".into(),
+        ));
+    }
+    // ESP at the end, aligned to 1 MiB; DATA from 1 MiB up to it.
+    let esp_lba = (sectors - ESP_SIZE / 512) / PART_START_LBA * PART_START_LBA;
+    let esp_sectors = sectors - esp_lba;
+    let data_sectors = esp_lba - PART_START_LBA;
 
-    // MBR: GRUB's boot code, one bootable FAT32 (LBA) partition.
     let mut mbr = [0u8; 512];
     f.seek(SeekFrom::Start(0)).map_err(|e| io(target, e))?;
     let _ = f.read(&mut mbr).map_err(|e| io(target, e))?;
-    mbr[..440].copy_from_slice(&boot_img[..440]);
-    // Kernel sector (LBA of core.img) at 0x5C, little-endian u64.
-    mbr[0x5C..0x64].copy_from_slice(&1u64.to_le_bytes());
-    // Skip the floppy drive check.
-    mbr[0x66] = 0x90;
-    mbr[0x67] = 0x90;
+    // Boot code stays zero until the boot chain is written.
+    mbr[..440].fill(0);
     // Disk signature (fixed: reproducible) and the partition table.
     mbr[440..444].copy_from_slice(&0x5349_4B31u32.to_le_bytes());
     mbr[444] = 0;
     mbr[445] = 0;
-    for b in &mut mbr[446..510] {
-        *b = 0;
-    }
-    let e = &mut mbr[446..462];
-    e[0] = 0x80;
-    e[1..4].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
-    e[4] = 0x0C;
-    e[5..8].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
-    e[8..12].copy_from_slice(&(PART_START_LBA as u32).to_le_bytes());
-    e[12..16].copy_from_slice(&part_sectors.to_le_bytes());
+    mbr[446..510].fill(0);
+    let data_type = match opts.data_fs {
+        DataFs::Exfat => 0x07,
+        DataFs::Fat32 => 0x0C,
+    };
+    let entry = |e: &mut [u8], boot: u8, ty: u8, lba: u64, n: u64| {
+        e[0] = boot;
+        e[1..4].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
+        e[4] = ty;
+        e[5..8].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
+        e[8..12].copy_from_slice(&(lba as u32).to_le_bytes());
+        e[12..16].copy_from_slice(&(n as u32).to_le_bytes());
+    };
+    entry(
+        &mut mbr[446..462],
+        0x80,
+        data_type,
+        PART_START_LBA,
+        data_sectors,
+    );
+    entry(&mut mbr[462..478], 0x00, ESP_TYPE, esp_lba, esp_sectors);
     mbr[510] = 0x55;
     mbr[511] = 0xAA;
     f.seek(SeekFrom::Start(0)).map_err(|e| io(target, e))?;
     f.write_all(&mbr).map_err(|e| io(target, e))?;
-    // core.img from sector 1; the rest of the gap zeroed.
-    let mut gap_bytes = vec![0u8; gap as usize];
-    gap_bytes[..core.len()].copy_from_slice(&core);
-    f.write_all(&gap_bytes).map_err(|e| io(target, e))?;
+    // The gap zeroed (a previous medium's core.img is not left behind).
+    f.write_all(&vec![0u8; ((PART_START_LBA - 1) * 512) as usize])
+        .map_err(|e| io(target, e))?;
     f.sync_all().map_err(|e| io(target, e))?;
+
+    let label = label_of(&opts.label);
+    let offset = PART_START_LBA * 512;
+    match opts.data_fs {
+        DataFs::Exfat => crate::mkfs::exfat(&f, target, offset, data_sectors * 512, &label)?,
+        DataFs::Fat32 => crate::mkfs::fat(&f, target, offset, data_sectors, true, &label)?,
+    }
+    crate::mkfs::fat(&f, target, esp_lba * 512, esp_sectors, true, ESP_LABEL)?;
     drop(f);
 
-    // FAT32 in user space.
-    let offset = PART_START_LBA * 512;
-    let img = format!("{}@@{offset}", target.display());
-    let label: String = opts
-        .label
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .take(11)
-        .collect::<String>()
-        .to_ascii_uppercase();
-    run(
-        Command::new("mformat").args([
-            "-i",
-            &img,
-            "-F",
-            "-T",
-            &part_sectors.to_string(),
-            "-h",
-            "255",
-            "-s",
-            "63",
-            "-H",
-            &PART_START_LBA.to_string(),
-            "-v",
-            &label,
-            "::",
-        ]),
-        "mformat",
-    )?;
-    let m = Medium::Image {
-        path: target.to_path_buf(),
-        offset,
-    };
-    m.mkdir_all("EFI/BOOT")?;
-    m.copy_in(&efi_path, "EFI/BOOT/BOOTX64.EFI")?;
+    let m = Medium::open(target)?;
     for d in LAYOUT {
         m.mkdir_all(d)?;
     }
+    let chain = bootchain::write_boot_chain(&m, &opts.chain())?;
     let gen_opts = crate::generate::Options {
         sik_binary: opts.sik_binary.clone(),
         dry_run: false,
@@ -372,8 +442,12 @@ fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
         target: target.to_path_buf(),
         size,
         partition_offset: offset,
-        bios_core_bytes: core.len() as u64,
-        efi_bytes: efi.len() as u64,
+        data_fs: opts.data_fs,
+        data_uuid: chain.data_uuid,
+        esp_offset: Some(esp_lba * 512),
+        bios_core_bytes: chain.bios_core_bytes.unwrap_or(0),
+        efi_bytes: chain.efi_bytes,
+        action: "install".into(),
     })
 }
 

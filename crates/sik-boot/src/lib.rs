@@ -1,4 +1,4 @@
-//! Boot media for SystemImageKit: one FAT medium with GRUB that boots many
+//! Boot media for SystemImageKit: one medium with GRUB that boots many
 //! unchanged live ISOs from their `.iso` files, plus a secondary initrd that
 //! links ExtensionImages, applies the customization and mounts the
 //! persistent home inside each distribution's own initramfs.
@@ -9,7 +9,12 @@
 //! * [`detect`]: which family an ISO belongs to, kernel, initrds, arguments.
 //! * [`grub`]: the medium's grub.cfg; [`cpio`]: the initrd archive format.
 //! * [`generate`]: grub.cfg plus the secondary initrd of a medium.
-//! * [`medium`]: a medium as a directory or as a FAT disk image (mtools).
+//! * [`medium`]: a medium as a directory or as a disk image or device
+//!   (exFAT or FAT DATA, FAT ESP): the one place that writes to a medium.
+//! * [`exfat`]: sik's user-space exFAT reader and writer; [`mkfs`]:
+//!   making the partitions' filesystems without mounting.
+//! * [`bootchain`]: every bootloader file (BIOS core.img, the ESP's UEFI
+//!   files), for `install` and `install --update`.
 //! * [`policy`]: the medium's link policy (`boot/customize/policy.toml`).
 //! * [`quote`]: the one place values are validated or quoted for GRUB and sh.
 //!
@@ -37,14 +42,17 @@
 #![warn(missing_docs)]
 
 pub mod bootcfg;
+pub mod bootchain;
 pub mod cpio;
 pub mod detect;
 pub mod dirfs;
 pub mod error;
+pub mod exfat;
 pub mod family;
 pub mod generate;
 pub mod grub;
 pub mod install;
+pub mod mkfs;
 /// The ISO 9660 reader lives with the other format knowledge in sik-image.
 pub use sik_image::iso9660;
 pub mod medium;

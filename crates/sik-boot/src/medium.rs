@@ -1,6 +1,10 @@
 //! Access to a boot medium: a directory (a mounted stick, or a tree being
-//! prepared) or a disk image file whose first MBR partition holds a FAT
-//! filesystem (read and written in user space with mtools, no mounting).
+//! prepared) or a disk image file (or device) whose first MBR partition,
+//! DATA, holds an exFAT filesystem (read and written in user space by
+//! [`crate::exfat`]) or a FAT filesystem (mtools and the fatfs reader), and
+//! whose partition of type 0xEF, when there is one, is the ESP. No mounting.
+//! This is the one place that knows where each partition is and how to
+//! write to it: install, add, generate and `install --update` go through it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,23 +12,50 @@ use std::process::{Command, Stdio};
 
 use crate::dirfs;
 use crate::error::{Error, Result};
+use crate::exfat::{self, ExFat};
 
 /// The largest file a FAT filesystem can hold: 4 GiB - 1 bytes.
 pub const FAT_MAX_FILE: u64 = 0xFFFF_FFFF;
 /// `statfs` type of the kernel's FAT filesystems (msdos, vfat).
 const MSDOS_SUPER_MAGIC: u64 = 0x4d44;
 
+/// The filesystem of an image's DATA partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFs {
+    /// exFAT (the default of `sik boot install`): no file size limit that matters.
+    Exfat,
+    /// FAT32 (or FAT16/12 on a small image): files up to 4 GiB - 1 bytes.
+    Fat32,
+}
+
+impl DataFs {
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataFs::Exfat => "exfat",
+            DataFs::Fat32 => "fat32",
+        }
+    }
+}
+
 /// A boot medium.
 #[derive(Debug, Clone)]
 pub enum Medium {
-    /// A directory: the medium's root.
+    /// A directory: the medium's root (holding both `EFI/` and `boot/`).
     Dir(PathBuf),
-    /// A disk image; the FAT filesystem starts at byte `offset`.
+    /// A disk image or device.
     Image {
-        /// The image file.
+        /// The image file or device.
         path: PathBuf,
-        /// Byte offset of the first partition.
+        /// Byte offset of the DATA partition (the first one).
         offset: u64,
+        /// DATA's filesystem.
+        fs: DataFs,
+        /// Byte offset of the ESP (partition type 0xEF), `None` when the
+        /// medium has none (a medium of the one-partition layout keeps
+        /// `EFI/` on DATA).
+        esp: Option<u64>,
     },
 }
 
@@ -76,15 +107,28 @@ fn cannot_run(tool: &str, e: &std::io::Error) -> Error {
     }
 }
 
-/// Byte offset of the first partition of an MBR disk image (0 for a FAT
-/// filesystem without a partition table).
+/// MBR partition type of the ESP.
+pub const ESP_TYPE: u8 = 0xEF;
+
+/// Byte offset of the first partition of an MBR disk image (0 for a FAT or
+/// exFAT filesystem without a partition table).
 pub fn first_partition_offset(image: &Path) -> Result<u64> {
+    Ok(partitions(image)?.0)
+}
+
+/// Byte offsets of DATA (the first partition, or 0 without a partition
+/// table) and of the ESP (the first partition of type 0xEF after it).
+pub fn partitions(image: &Path) -> Result<(u64, Option<u64>)> {
     let mut mbr = [0u8; 512];
     let mut f = std::fs::File::open(image).map_err(|e| io_err(image, e))?;
     std::io::Read::read_exact(&mut f, &mut mbr).map_err(|e| io_err(image, e))?;
-    // A FAT filesystem without a partition table ("superfloppy").
-    if &mbr[82..87] == b"FAT32" || &mbr[54..59] == b"FAT16" || &mbr[54..59] == b"FAT12" {
-        return Ok(0);
+    // A filesystem without a partition table ("superfloppy").
+    if &mbr[82..87] == b"FAT32"
+        || &mbr[54..59] == b"FAT16"
+        || &mbr[54..59] == b"FAT12"
+        || exfat::is_exfat(&mbr)
+    {
+        return Ok((0, None));
     }
     if mbr[510] != 0x55 || mbr[511] != 0xAA {
         return Err(Error::Medium {
@@ -100,7 +144,26 @@ pub fn first_partition_offset(image: &Path) -> Result<u64> {
             why: "the first partition entry is empty".into(),
         });
     }
-    Ok(u64::from(lba) * 512)
+    let esp = (1..4).find_map(|i| {
+        let e = &mbr[446 + 16 * i..462 + 16 * i];
+        let lba = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
+        (e[4] == ESP_TYPE && lba != 0).then_some(u64::from(lba) * 512)
+    });
+    Ok((u64::from(lba) * 512, esp))
+}
+
+/// DATA's filesystem, from its boot sector.
+fn data_fs(image: &Path, offset: u64) -> Result<DataFs> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(image).map_err(|e| io_err(image, e))?;
+    let mut boot = [0u8; 512];
+    f.read_exact_at(&mut boot, offset)
+        .map_err(|e| io_err(image, e))?;
+    Ok(if exfat::is_exfat(&boot) {
+        DataFs::Exfat
+    } else {
+        DataFs::Fat32
+    })
 }
 
 impl Medium {
@@ -110,10 +173,75 @@ impl Medium {
         if md.is_dir() {
             Ok(Medium::Dir(path.to_path_buf()))
         } else {
+            let (offset, esp) = partitions(path)?;
             Ok(Medium::Image {
                 path: path.to_path_buf(),
-                offset: first_partition_offset(path)?,
+                offset,
+                fs: data_fs(path, offset)?,
+                esp,
             })
+        }
+    }
+
+    /// DATA's filesystem (`None` for a directory).
+    pub fn data_fs(&self) -> Option<DataFs> {
+        match self {
+            Medium::Image { fs, .. } => Some(*fs),
+            Medium::Dir(_) => None,
+        }
+    }
+
+    fn is_exfat(&self) -> bool {
+        self.data_fs() == Some(DataFs::Exfat)
+    }
+
+    /// DATA's exFAT volume, opened for reading or for writing.
+    fn exfat(&self, write: bool) -> Result<ExFat> {
+        let (path, offset) = match self {
+            Medium::Image { path, offset, .. } => (path, *offset),
+            Medium::Dir(p) => {
+                return Err(Error::Medium {
+                    path: p.clone(),
+                    why: "a directory medium has no exFAT volume of ours".into(),
+                });
+            }
+        };
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(path)
+            .map_err(|e| io_err(path, e))?;
+        ExFat::open(f, offset).map_err(|e| self.exfat_err("", e))
+    }
+
+    fn exfat_err(&self, rel: &str, e: std::io::Error) -> Error {
+        let why = if rel.is_empty() {
+            format!("exFAT: {e}")
+        } else {
+            format!("{rel}: {e}")
+        };
+        Error::Medium {
+            path: self.path().to_path_buf(),
+            why,
+        }
+    }
+
+    /// The ESP as a medium of its own (FAT, written with mtools); the
+    /// medium itself when it has no separate ESP (a directory, or an image
+    /// of the one-partition layout whose DATA holds `EFI/`).
+    pub fn esp(&self) -> Medium {
+        match self {
+            Medium::Image {
+                path,
+                esp: Some(off),
+                ..
+            } => Medium::Image {
+                path: path.clone(),
+                offset: *off,
+                fs: DataFs::Fat32,
+                esp: None,
+            },
+            m => m.clone(),
         }
     }
 
@@ -127,7 +255,7 @@ impl Medium {
 
     fn mtools_image(&self) -> Option<String> {
         match self {
-            Medium::Image { path, offset } => Some(format!("{}@@{offset}", path.display())),
+            Medium::Image { path, offset, .. } => Some(format!("{}@@{offset}", path.display())),
             Medium::Dir(_) => None,
         }
     }
@@ -145,6 +273,21 @@ impl Medium {
                 .into_iter()
                 .map(|(name, is_dir)| MEntry { name, is_dir })
                 .collect()),
+            Medium::Image { .. } if self.is_exfat() => {
+                let fs = self.exfat(false)?;
+                let mut v: Vec<MEntry> = fs
+                    .list(rel)
+                    .map_err(|e| self.exfat_err(rel, e))?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| MEntry {
+                        name: e.name,
+                        is_dir: e.is_dir,
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(v)
+            }
             Medium::Image { .. } => {
                 if !self.exists(rel)? {
                     return Ok(Vec::new());
@@ -171,6 +314,10 @@ impl Medium {
     pub fn exists(&self, rel: &str) -> Result<bool> {
         match self {
             Medium::Dir(root) => dirfs::exists(root, rel).map_err(|e| io_err(&root.join(rel), e)),
+            Medium::Image { .. } if self.is_exfat() => self
+                .exfat(false)?
+                .exists(rel)
+                .map_err(|e| self.exfat_err(rel, e)),
             Medium::Image { .. } => {
                 let target = format!("::/{}", rel.trim_matches('/'));
                 let img = self.mtools_image().unwrap_or_default();
@@ -191,6 +338,19 @@ impl Medium {
     pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         match self {
             Medium::Dir(root) => dirfs::read(root, rel).map_err(|e| io_err(&root.join(rel), e)),
+            Medium::Image { .. } if self.is_exfat() => {
+                let fs = self.exfat(false)?;
+                match fs.stat(rel).map_err(|e| self.exfat_err(rel, e))? {
+                    Some(e) if !e.is_dir => {
+                        let mut v = Vec::new();
+                        fs.open_file(rel)
+                            .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut v))
+                            .map_err(|e| self.exfat_err(rel, e))?;
+                        Ok(Some(v))
+                    }
+                    _ => Ok(None),
+                }
+            }
             Medium::Image { .. } => {
                 if !self.exists(rel)? {
                     return Ok(None);
@@ -213,6 +373,13 @@ impl Medium {
                 dirfs::copy_tree(root, rel, &local).map_err(|e| io_err(&root.join(rel), e))?;
                 Ok((local, Some(tmp)))
             }
+            Medium::Image { .. } if self.is_exfat() => {
+                let fs = self.exfat(false)?;
+                if fs.exists(rel).map_err(|e| self.exfat_err(rel, e))? {
+                    self.exfat_copy_out(&fs, rel, &local, 0)?;
+                }
+                Ok((local, Some(tmp)))
+            }
             Medium::Image { .. } => {
                 if self.exists(rel)? {
                     let target = format!("::/{}", rel.trim_matches('/'));
@@ -230,6 +397,10 @@ impl Medium {
             Medium::Dir(root) => dirfs::mkdir_all(root, rel)
                 .map(drop)
                 .map_err(|e| io_err(&root.join(rel), e)),
+            Medium::Image { .. } if self.is_exfat() => self
+                .exfat(true)?
+                .mkdir_all(rel)
+                .map_err(|e| self.exfat_err(rel, e)),
             Medium::Image { .. } => {
                 let mut acc = String::new();
                 for c in rel.split('/').filter(|c| !c.is_empty()) {
@@ -252,6 +423,12 @@ impl Medium {
         match self {
             Medium::Dir(root) => dirfs::write_with(root, rel, mode, |f| f.write_all(data))
                 .map_err(|e| io_err(&root.join(rel), e)),
+            Medium::Image { .. } if self.is_exfat() => {
+                let mut fs = self.exfat(true)?;
+                fs.write_file(rel, &mut &data[..], data.len() as u64)
+                    .and_then(|()| fs.sync())
+                    .map_err(|e| self.exfat_err(rel, e))
+            }
             Medium::Image { .. } => {
                 let mut tmp =
                     tempfile::NamedTempFile::new().map_err(|e| io_err(Path::new("/tmp"), e))?;
@@ -279,7 +456,11 @@ impl Medium {
         self.copy_in_unchecked(src, rel)?;
         let stored = self.file_size(rel)?.unwrap_or(0);
         if stored != size {
-            if let Medium::Image { .. } = self {
+            if self.is_exfat() {
+                let _ = self
+                    .exfat(true)
+                    .and_then(|mut fs| fs.remove_file(rel).map_err(|e| self.exfat_err(rel, e)));
+            } else if let Medium::Image { .. } = self {
                 let _ = self.mtool("mdel", &[&format!("::/{}", rel.trim_matches('/'))]);
             }
             return Err(Error::Medium {
@@ -297,7 +478,8 @@ impl Medium {
     /// (`Some(FAT_MAX_FILE)` on FAT, `None`: no limit that matters).
     pub fn space(&self) -> Result<(u64, Option<u64>)> {
         match self {
-            Medium::Image { path, offset } => {
+            Medium::Image { .. } if self.is_exfat() => Ok((self.exfat(false)?.free_bytes(), None)),
+            Medium::Image { path, offset, .. } => {
                 let st = fat(path, *offset)?.stats().map_err(|e| io_err(path, e))?;
                 let free = u64::from(st.free_clusters()) * u64::from(st.cluster_size());
                 Ok((free, Some(FAT_MAX_FILE)))
@@ -315,7 +497,13 @@ impl Medium {
             Medium::Dir(root) => {
                 dirfs::file_size(root, rel).map_err(|e| io_err(&root.join(rel), e))
             }
-            Medium::Image { path, offset } => {
+            Medium::Image { .. } if self.is_exfat() => Ok(self
+                .exfat(false)?
+                .stat(rel)
+                .map_err(|e| self.exfat_err(rel, e))?
+                .filter(|e| !e.is_dir)
+                .map(|e| e.size)),
+            Medium::Image { path, offset, .. } => {
                 let fs = fat(path, *offset)?;
                 let Ok(mut f) = fs.root_dir().open_file(rel.trim_matches('/')) else {
                     return Ok(None);
@@ -338,6 +526,14 @@ impl Medium {
                 self.path().display()
             )))
         };
+        if let (Medium::Image { .. }, Some(why)) = (
+            self,
+            rel.split('/')
+                .filter(|c| !c.is_empty())
+                .find_map(exfat::name_refused),
+        ) {
+            return refuse(format!("the medium's filesystem refuses the name: {why}"));
+        }
         if let Some(limit) = limit.filter(|l| size > *l) {
             return refuse(format!(
                 "larger than the FAT file size limit of 4 GiB - 1 ({limit} bytes)"
@@ -358,6 +554,14 @@ impl Medium {
                 let mut f = std::fs::File::open(src).map_err(|e| io_err(src, e))?;
                 dirfs::write_with(root, rel, 0o644, |out| std::io::copy(&mut f, out).map(drop))
                     .map_err(|e| io_err(&root.join(rel), e))
+            }
+            Medium::Image { .. } if self.is_exfat() => {
+                let mut f = std::fs::File::open(src).map_err(|e| io_err(src, e))?;
+                let size = f.metadata().map_err(|e| io_err(src, e))?.len();
+                let mut fs = self.exfat(true)?;
+                fs.write_file(rel, &mut f, size)
+                    .and_then(|()| fs.sync())
+                    .map_err(|e| self.exfat_err(rel, e))
             }
             Medium::Image { .. } => {
                 let ls = src.to_string_lossy().into_owned();
@@ -438,7 +642,12 @@ impl Medium {
                     dirfs::open_file(root, rel).map_err(|e| io_err(&root.join(rel), e))?;
                 Ok(f(&mut file))
             }
-            Medium::Image { path, offset } => {
+            Medium::Image { .. } if self.is_exfat() => {
+                let fs = self.exfat(false)?;
+                let mut r = fs.open_file(rel).map_err(|e| self.exfat_err(rel, e))?;
+                Ok(f(&mut r))
+            }
+            Medium::Image { path, offset, .. } => {
                 let fs = fat(path, *offset)?;
                 let mut inner = fs
                     .root_dir()
@@ -481,12 +690,42 @@ impl Medium {
     /// a mount point, a filesystem without a block device, no blkid).
     pub fn fs_uuid(&self) -> Result<Option<String>> {
         match self {
-            Medium::Image { path, offset } => {
+            Medium::Image { .. } if self.is_exfat() => Ok(Some(self.exfat(false)?.uuid())),
+            Medium::Image { path, offset, .. } => {
                 let id = fat(path, *offset)?.volume_id();
                 Ok(Some(format!("{:04X}-{:04X}", id >> 16, id & 0xFFFF)))
             }
             Medium::Dir(root) => Ok(dir_fs_uuid(root)),
         }
+    }
+}
+
+impl Medium {
+    /// Copy a directory of the exFAT volume to a local directory.
+    fn exfat_copy_out(&self, fs: &ExFat, rel: &str, local: &Path, depth: usize) -> Result<()> {
+        if depth > 64 {
+            return Err(self.exfat_err(rel, std::io::Error::other("directories nested too deep")));
+        }
+        std::fs::create_dir_all(local).map_err(|e| io_err(local, e))?;
+        let entries = fs
+            .list(rel)
+            .map_err(|e| self.exfat_err(rel, e))?
+            .unwrap_or_default();
+        for e in entries {
+            if e.name.contains('/') || e.name == "." || e.name == ".." || e.name.contains('\0') {
+                continue;
+            }
+            let sub = format!("{}/{}", rel.trim_end_matches('/'), e.name);
+            let dest = local.join(&e.name);
+            if e.is_dir {
+                self.exfat_copy_out(fs, &sub, &dest, depth + 1)?;
+            } else {
+                let mut r = fs.open_file(&sub).map_err(|e| self.exfat_err(&sub, e))?;
+                let mut out = std::fs::File::create(&dest).map_err(|e| io_err(&dest, e))?;
+                std::io::copy(&mut r, &mut out).map_err(|e| self.exfat_err(&sub, e))?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,9 @@
 //! The e2e's main medium: `sik boot install --image`, both live ISOs, a
 //! signed and an unsigned ExtensionImage, the signer's key, the overlay and
 //! `boot/customize/init` of `tests/e2e/medium`, a `home.img`, then
-//! `sik boot generate`. Written without mounting (mtools), as users do.
+//! `sik boot generate`. Written without mounting, only through `sik boot
+//! install/add/generate`, as users do. DATA is FAT32 (`--data-fs fat32`):
+//! see E2E.md for which initramfs can read an exFAT DATA partition.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,12 +16,18 @@ pub(super) fn build_medium(sik: &Path, isos: &(PathBuf, bool), out: &Path) -> Re
     let work = out.join("work");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let disk = out.join("disk.img");
-    let img_at = format!("{}@@1M", disk.display());
     run(Command::new(sik)
-        .args(["boot", "install", "--image"])
+        .args(["boot", "install", "--data-fs", "fat32", "--image"])
         .arg(&disk)
         .args(["--size", "2G", "--sik-binary"])
         .arg(sik))?;
+    let add_to = |src: &Path, dest: &str| {
+        run(Command::new(sik)
+            .args(["boot", "add"])
+            .arg(src)
+            .arg(&disk)
+            .args(["--to", dest]))
+    };
     for iso in ["debian-live.iso", "fedora-live.iso"] {
         run(Command::new(sik)
             .args(["boot", "add"])
@@ -54,27 +62,9 @@ pub(super) fn build_medium(sik: &Path, isos: &(PathBuf, bool), out: &Path) -> Re
     for img in [&signed, &unsigned] {
         run(Command::new(sik).args(["boot", "add"]).arg(img).arg(&disk))?;
     }
-    let _ = Command::new("mmd")
-        .arg("-D")
-        .arg("s")
-        .arg("-i")
-        .arg(&img_at)
-        .arg("::/boot/keys")
-        .status();
-    run(Command::new("mcopy")
-        .arg("-o")
-        .arg("-i")
-        .arg(&img_at)
-        .arg(work.join("e2e-key.pub"))
-        .arg("::/boot/keys/e2e-key.pub"))?;
+    add_to(&work.join("e2e-key.pub"), "boot/keys/e2e-key.pub")?;
     // Overlay and customize/init.
-    run(Command::new("mcopy")
-        .arg("-o")
-        .arg("-s")
-        .arg("-i")
-        .arg(&img_at)
-        .arg(recipes.join("medium/boot/customize"))
-        .arg("::/boot/"))?;
+    add_to(&recipes.join("medium/boot/customize"), "boot/customize")?;
     // The persistent home: an ext4 image with the e2e user's directory.
     let home = work.join("home");
     std::fs::create_dir_all(home.join("e2e")).map_err(|e| e.to_string())?;
@@ -85,23 +75,12 @@ pub(super) fn build_medium(sik: &Path, isos: &(PathBuf, bool), out: &Path) -> Re
         .arg(&home)
         .arg(&home_img)
         .arg("64M"))?;
-    run(Command::new("mcopy")
-        .arg("-o")
-        .arg("-i")
-        .arg(&img_at)
-        .arg(&home_img)
-        .arg("::/home.img"))?;
+    add_to(&home_img, "home.img")?;
     run(Command::new(sik)
         .args(["boot", "generate"])
         .arg(&disk)
         .arg("--sik-binary")
         .arg(sik)
         .args(["--timeout", "30"]))?;
-    let _ = Command::new("mdir")
-        .arg("-/")
-        .arg("-i")
-        .arg(&img_at)
-        .arg("::/")
-        .status();
     Ok(disk)
 }

@@ -199,12 +199,12 @@ pub fn main(args: &[String]) -> Result {
 
 /// The menu entry titles of a medium's grub.cfg (saved beside the logs).
 pub(super) fn menu_titles(disk: &Path, out: &Path) -> Result<Vec<String>> {
-    let cfg = capture(
-        Command::new("mtype")
-            .arg("-i")
-            .arg(format!("{}@@1M", disk.display()))
-            .arg("::/boot/grub/grub.cfg"),
-    )?;
+    // Read through sik-boot's medium access: DATA may be exFAT or FAT.
+    let cfg = sik_boot::medium::Medium::open(disk)
+        .and_then(|m| m.read(sik_boot::grub::GRUB_CFG))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{}: no boot/grub/grub.cfg", disk.display()))?;
+    let cfg = String::from_utf8_lossy(&cfg).into_owned();
     std::fs::write(out.join("grub.cfg"), &cfg).map_err(|e| e.to_string())?;
     let titles: Vec<String> = cfg
         .lines()

@@ -18,7 +18,7 @@ pub enum BootCommand {
     Detect(DetectArgs),
     /// Write boot/grub/grub.cfg and the secondary initrd boot/sik/initrd.img of a medium.
     Generate(GenerateArgs),
-    /// Make a disk image or a device into a boot medium (MBR, FAT32, GRUB for BIOS and UEFI).
+    /// Make a disk image or a device into a boot medium (MBR, exFAT DATA, FAT ESP, GRUB for BIOS and UEFI).
     Install(InstallArgs),
     /// Copy an ISO, ExtensionImage or AppImage into a medium (directory or disk image).
     Add(AddArgs),
@@ -26,9 +26,9 @@ pub enum BootCommand {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "--image needs no root and mounts nothing (FAT32 is written with mtools, GRUB's boot\nimages are placed directly). --device erases the whole device; it is refused while mounted.\n\nExample:\n  sik boot install --image stick.img --size 4G\n  sik boot install --device /dev/sdX --yes"
+    after_help = "--image needs no root and mounts nothing (exFAT and FAT are written in user space, GRUB's\nboot images are placed directly). --device erases the whole device; it is refused while mounted.\nA target that already holds a medium is refused (naming its files) unless --force; --update\nMEDIUM rewrites only GRUB (BIOS core.img, the ESP) and boot/sik/, keeping every other file.\n\nExample:\n  sik boot install --image stick.img --size 8G\n  sik boot install --image stick.img --size 2G --data-fs fat32\n  sik boot install --device /dev/sdX --yes\n  sik boot install --update stick.img"
 )]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["image", "device"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["image", "device", "update"])))]
 pub struct InstallArgs {
     /// Disk image file to create (or overwrite).
     #[arg(long, requires = "size")]
@@ -42,6 +42,15 @@ pub struct InstallArgs {
     /// Do not ask for confirmation before erasing a device.
     #[arg(long)]
     pub yes: bool,
+    /// Rewrite GRUB and boot/sik/ of this existing medium (image, device or directory), keeping every other file.
+    #[arg(long, value_name = "MEDIUM", conflicts_with_all = ["size", "force", "data_fs"])]
+    pub update: Option<PathBuf>,
+    /// Erase a target that already holds a medium.
+    #[arg(long)]
+    pub force: bool,
+    /// Filesystem of the DATA partition: exfat (files over 4 GiB) or fat32.
+    #[arg(long, value_name = "FS", value_parser = ["exfat", "fat32"])]
+    pub data_fs: Option<String>,
     /// FAT volume label.
     #[arg(long, default_value = "SIKBOOT")]
     pub label: String,
@@ -234,6 +243,22 @@ fn sik_binary(given: Option<PathBuf>, what: &str) -> Result<PathBuf, Failure> {
 
 fn install_cmd(a: InstallArgs) -> CmdResult {
     let what = "boot install";
+    if let Some(m) = &a.update {
+        let opts = sik_boot::install::Options::new(sik_binary(a.sik_binary.clone(), what)?, None);
+        let report =
+            sik_boot::install::update(m, &opts).map_err(|e| Failure::input(what, Some(m), e))?;
+        if a.json {
+            crate::output::print_json(&report);
+        } else {
+            println!(
+                "updated {}: GRUB BIOS core {} bytes, UEFI EFI/BOOT/BOOTX64.EFI {} bytes, boot/sik/ and grub.cfg regenerated; no other file touched",
+                report.target.display(),
+                report.bios_core_bytes,
+                report.efi_bytes
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let (target, size) = match (&a.image, &a.device) {
         (Some(img), _) => {
             let raw = a.size.as_deref().unwrap_or_default();
@@ -290,22 +315,25 @@ fn install_cmd(a: InstallArgs) -> CmdResult {
             ));
         }
     };
-    let opts = sik_boot::install::Options {
-        size,
-        label: a.label.clone(),
-        sik_binary: sik_binary(a.sik_binary.clone(), what)?,
-        grub_lib: PathBuf::from(sik_boot::install::GRUB_LIB),
-    };
+    let mut opts = sik_boot::install::Options::new(sik_binary(a.sik_binary.clone(), what)?, size);
+    opts.label = a.label.clone();
+    opts.force = a.force;
+    if a.data_fs.as_deref() == Some("fat32") {
+        opts.data_fs = sik_boot::medium::DataFs::Fat32;
+    }
     let report = sik_boot::install::install(&target, &opts)
         .map_err(|e| Failure::input(what, Some(&target), e))?;
     if a.json {
         crate::output::print_json(&report);
     } else {
         println!(
-            "installed {}: {} bytes, FAT32 at byte {}, GRUB BIOS core {} bytes, UEFI EFI/BOOT/BOOTX64.EFI {} bytes",
+            "installed {}: {} bytes, {} DATA at byte {} (UUID {}), ESP at byte {}, GRUB BIOS core {} bytes, UEFI EFI/BOOT/BOOTX64.EFI {} bytes",
             report.target.display(),
             report.size,
+            report.data_fs.name(),
             report.partition_offset,
+            report.data_uuid.as_deref().unwrap_or("none"),
+            report.esp_offset.unwrap_or(0),
             report.bios_core_bytes,
             report.efi_bytes
         );
