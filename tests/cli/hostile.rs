@@ -280,7 +280,7 @@ fn signature_blocks() {
     let image = t.join("signed.ExtensionImage");
     run_ok(
         sik()
-            .args(["create", "extension", "-q"])
+            .args(["create", "extension", "-q", "--no-verity"])
             .arg(&tree)
             .arg("-o")
             .arg(&image)
@@ -300,6 +300,58 @@ fn signature_blocks() {
             code,
             Some(0),
             "sig/{name}: a broken signature block verified"
+        );
+    }
+}
+
+/// Signed ExtensionImages with a dm-verity block (tree, descriptor,
+/// footer version 2) changed anywhere after the filesystem: never trusted,
+/// never a crash.
+#[test]
+fn verity_blocks() {
+    if !require_tool("prlimit") {
+        return;
+    }
+    let t = TestDir::new();
+    let tree = sample_tree(&t);
+    let (key, _) = sik_key(&t, "key");
+    let image = t.join("signed.ExtensionImage");
+    run_ok(
+        sik()
+            .args(["create", "extension", "-q"])
+            .arg(&tree)
+            .arg("-o")
+            .arg(&image)
+            .arg("--sign")
+            .arg(&key),
+    );
+    let ws = Workspace::with_key(&t, &t.join("key.pub"));
+    let b = std::fs::read(&image).unwrap();
+    assert_eq!(ws.verify("verity/original", &b), Some(0));
+    let len = b.len();
+    assert_eq!(&b[len - 32..len - 24], b"SIK-SIG\0");
+    assert_eq!(&b[len - 160..len - 152], b"SIK-VRTY");
+    let p = u64::from_be_bytes(b[len - 8..].try_into().unwrap()) as usize;
+    let mut mutants: Vec<(String, Vec<u8>)> = Vec::new();
+    for cut in [p + 1, p + 4096, len - 160, len - 33, len - 1] {
+        if cut >= len {
+            continue;
+        }
+        mutants.push((format!("cut-{cut}"), b[..cut].to_vec()));
+    }
+    // Every byte of the descriptor and the footer, and the tree's blocks.
+    for o in (len - 160..len).chain((p..len - 160).step_by(509)) {
+        let mut v = b.clone();
+        v[o] ^= 0x01;
+        mutants.push((format!("flip-{}", o - p), v));
+    }
+    for (name, m) in mutants {
+        ws.squashfs_all(&format!("verity/{name}"), &m, false);
+        let code = ws.verify(&format!("verity/{name}"), &m);
+        assert_ne!(
+            code,
+            Some(0),
+            "verity/{name}: a broken verity block verified"
         );
     }
 }

@@ -13,3 +13,4 @@ mod extension;
 mod hostile;
 mod link;
 mod signing;
+mod verity;

@@ -136,6 +136,9 @@ pub struct ExtensionOptions {
     /// Run between the walk of a directory source and the opening of each
     /// regular file (tests swap files with it).
     pub before_open: Option<source::BeforeOpen>,
+    /// Append the dm-verity hash tree and its descriptor after the
+    /// filesystem (`spec/extension-image.md`); default true.
+    pub verity: bool,
 }
 
 impl ExtensionOptions {
@@ -158,6 +161,7 @@ impl ExtensionOptions {
             source_date_epoch: None,
             threads: 0,
             before_open: None,
+            verity: true,
         }
     }
 
@@ -187,6 +191,8 @@ pub struct ExtensionReport {
     pub release: ReleaseFields,
     /// Whether the extension-release file came from the source (not generated).
     pub release_from_source: bool,
+    /// The dm-verity parameters, when the tree was written.
+    pub verity: Option<VerityFacts>,
 }
 
 /// Add a directory tree to `writer` with the walk `create_extension` uses
@@ -380,7 +386,12 @@ pub fn create_extension(
         writer.add_file(release_rel.as_bytes(), meta, &mut text.as_bytes())?;
     }
 
-    writer.finish()?;
+    let summary = writer.finish()?;
+    let verity = if opts.verity {
+        Some(append_verity(tmp.as_file(), summary.file_len, opts.threads).map_err(out_err)?)
+    } else {
+        None
+    };
     tmp.as_file().sync_all().map_err(out_err)?;
     let image_len = tmp.as_file().metadata().map_err(out_err)?.len();
     let file = tmp.persist(&opts.output).map_err(|e| out_err(e.error))?;
@@ -397,7 +408,45 @@ pub fn create_extension(
         image_len,
         release,
         release_from_source,
+        verity,
     })
+}
+
+/// Append the dm-verity hash tree of the first `data_len` bytes of `file`
+/// (the padded filesystem) and the verity block's end with no signature.
+fn append_verity(
+    file: &std::fs::File,
+    data_len: u64,
+    threads: usize,
+) -> std::io::Result<VerityFacts> {
+    use std::os::unix::fs::FileExt;
+    let (desc, tree) = sik_image::verity::compute_tree(file, data_len, threads)?;
+    file.write_all_at(&tree.bytes, data_len)?;
+    let tail = sik_image::signature::encode_verity_tail(&desc, &[]);
+    file.write_all_at(&tail, data_len + desc.hash_size)?;
+    file.set_len(data_len + desc.hash_size + tail.len() as u64)?;
+    Ok(VerityFacts {
+        root_hash: desc.root_hex(),
+        salt: desc.salt_hex(),
+        data_blocks: desc.data_blocks,
+        hash_offset: desc.hash_offset,
+        hash_size: desc.hash_size,
+    })
+}
+
+/// The verity parameters of a created image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerityFacts {
+    /// Root hash, hex.
+    pub root_hash: String,
+    /// Salt, hex.
+    pub salt: String,
+    /// 4096-byte data blocks.
+    pub data_blocks: u64,
+    /// Byte offset of the hash tree.
+    pub hash_offset: u64,
+    /// Length of the hash tree in bytes.
+    pub hash_size: u64,
 }
 
 fn set_mode(file: &std::fs::File, mode: u32) -> std::io::Result<()> {

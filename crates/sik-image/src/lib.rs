@@ -16,6 +16,8 @@
 //!   detection and the volume label.
 //! * [`signature`]: what a signature covers (the payload), where it lives
 //!   in an image, and the SSHSIG wire format.
+//! * [`verity`]: the dm-verity hash tree of an ExtensionImage and the
+//!   descriptor its signature binds.
 //!
 //! ```no_run
 //! use sik_image::kind::{detect_path, ImageKind};
@@ -35,6 +37,7 @@ pub mod kind;
 pub mod release;
 pub mod signature;
 pub mod squashfs;
+pub mod verity;
 
 pub use error::{Error, Result};
 

@@ -301,7 +301,33 @@ fn image_err(path: &Path, e: sik_image::Error) -> Error {
 /// signatures of other keys and replaces the one of this key; an AppImage
 /// holds exactly one signature, which is replaced. Returns the new signature.
 pub fn sign_file(path: &Path, key: &Key, alg: HashAlg) -> Result<SshSig, Error> {
-    rewrite(path, key.comment(), |tmp, tmp_path, payload| {
+    sign_file_with(path, key, alg, Verity::Write)
+}
+
+/// Whether signing an ExtensionImage writes the dm-verity hash tree
+/// (`spec/signature.md` section 3.1). AppImages carry no tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verity {
+    /// Compute the tree from the data and write it with its descriptor; the
+    /// signature covers the descriptor (the default).
+    Write,
+    /// Leave the tree out (removing one the image had); the signature
+    /// covers the filesystem bytes, as before verity.
+    Leave,
+    /// Keep the image's form: a tree (recomputed) when it has one.
+    Keep,
+}
+
+/// [`sign_file`] choosing whether the image gets a dm-verity tree.
+/// Signatures of other keys are kept only when the signed message stays
+/// the same (they would no longer match otherwise).
+pub fn sign_file_with(
+    path: &Path,
+    key: &Key,
+    alg: HashAlg,
+    verity: Verity,
+) -> Result<SshSig, Error> {
+    rewrite(path, key.comment(), verity, |tmp, tmp_path, payload| {
         let digest = digest_one(tmp, payload, alg).map_err(|e| Error::Io {
             path: tmp_path.to_path_buf(),
             source: e,
@@ -337,7 +363,7 @@ pub fn embed_signature(path: &Path, signature: &SshSig) -> Result<(), Error> {
             signature.key_type()
         )));
     }
-    rewrite(path, "", |tmp, tmp_path, payload| {
+    rewrite(path, "", Verity::Keep, |tmp, tmp_path, payload| {
         let digest = digest_one(tmp, payload, alg).map_err(|e| Error::Io {
             path: tmp_path.to_path_buf(),
             source: e,
@@ -364,6 +390,7 @@ fn digest_one(f: &mut File, payload: &Payload, alg: HashAlg) -> io::Result<Vec<u
 fn rewrite(
     path: &Path,
     comment: &str,
+    verity: Verity,
     make: impl FnOnce(&mut File, &Path, &Payload) -> Result<SshSig, Error>,
 ) -> Result<SshSig, Error> {
     let io = |p: &Path| {
@@ -408,11 +435,12 @@ fn rewrite(
             why: format!("{why}; it cannot carry a signature"),
         });
     }
-    let existing = match sig::read_embedded(&mut src, &payload).map_err(|e| image_err(path, e))? {
-        Embedded::Signatures(s) => s,
-        // A malformed block is replaced by a fresh one.
-        Embedded::Unsigned | Embedded::Malformed(_) => Vec::new(),
-    };
+    let mut existing =
+        match sig::read_embedded(&mut src, &payload).map_err(|e| image_err(path, e))? {
+            Embedded::Signatures(s) => s,
+            // A malformed block is replaced by a fresh one.
+            Embedded::Unsigned | Embedded::Malformed(_) => Vec::new(),
+        };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -443,6 +471,28 @@ fn rewrite(
         // A SquashFS written without padding gets its zero padding.
         f.set_len(payload.len).map_err(io(&tmp_path))?;
     }
+    // The tree is always computed from the data being signed, never
+    // taken from the image.
+    let mut signed = payload.clone();
+    let mut tree = None;
+    if payload.kind == SignedKind::Extension {
+        let want = match verity {
+            Verity::Write => true,
+            Verity::Leave => false,
+            Verity::Keep => payload.verity.is_some(),
+        };
+        signed.verity = None;
+        if want {
+            let (desc, t) =
+                sik_image::verity::compute_tree(f, payload.len, 0).map_err(io(&tmp_path))?;
+            signed.verity = Some(desc);
+            tree = Some(t.bytes);
+        }
+        if signed.message() != payload.message() {
+            existing.clear();
+        }
+    }
+    let payload = signed;
     let new_sig = make(f, &tmp_path, &payload)?;
     match &payload.place {
         SignaturePlace::Block => {
@@ -454,7 +504,13 @@ fn rewrite(
             if sigs.len() > sig::MAX_ENTRIES as usize {
                 sigs.remove(0);
             }
-            let block = sig::encode_block(&sigs, payload.len);
+            let block = match (&payload.verity, tree) {
+                (Some(desc), Some(mut t)) => {
+                    t.extend_from_slice(&sig::encode_verity_tail(desc, &sigs));
+                    t
+                }
+                _ => sig::encode_block(&sigs, payload.len),
+            };
             f.seek(SeekFrom::Start(payload.len))
                 .map_err(io(&tmp_path))?;
             f.write_all(&block).map_err(io(&tmp_path))?;

@@ -26,6 +26,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use sik_image::signature::{
     self as sig, Embedded, HashAlg, NAMESPACE, Payload, SignedKind, SshSig,
 };
+use sik_image::verity as sig_verity;
 
 pub mod allowed_signers;
 
@@ -95,6 +96,12 @@ pub enum Verdict {
         /// What is wrong.
         why: String,
     },
+    /// A valid signature over a verity descriptor, but the data or the
+    /// hash tree on disk is not what the descriptor's root hash names.
+    DataModified {
+        /// Where they differ.
+        why: String,
+    },
 }
 
 impl Verdict {
@@ -109,7 +116,7 @@ impl Verdict {
         match self {
             Verdict::Trusted { .. } => "trusted",
             Verdict::Unsigned => "unsigned",
-            Verdict::Modified => "modified",
+            Verdict::Modified | Verdict::DataModified { .. } => "modified",
             Verdict::Untrusted { .. } => "untrusted",
             Verdict::WrongNamespace { .. } => "wrong-namespace",
             Verdict::Malformed { .. } => "malformed",
@@ -145,6 +152,9 @@ impl Verdict {
                 "wrong namespace: the signature was made for namespace {found:?}, not {NAMESPACE:?}"
             ),
             Verdict::Malformed { why } => format!("malformed signature: {why}"),
+            Verdict::DataModified { why } => {
+                format!("modified after signing: the signature is valid, but {why}")
+            }
         }
     }
 
@@ -153,7 +163,7 @@ impl Verdict {
         match self {
             Verdict::Trusted { .. } => 6,
             Verdict::Untrusted { .. } => 5,
-            Verdict::Modified => 4,
+            Verdict::Modified | Verdict::DataModified { .. } => 4,
             Verdict::WrongNamespace { .. } => 3,
             Verdict::Malformed { .. } => 2,
             Verdict::Unsigned => 1,
@@ -366,6 +376,28 @@ pub struct SignatureReport {
     pub verdict: Verdict,
 }
 
+/// How much of a verity image [`verify_open_with`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataCheck {
+    /// Hash every data block and compare the stored hash tree and the
+    /// root hash (what reading the file without dm-verity needs).
+    Full,
+    /// Check only the signature over the descriptor: the caller reads the
+    /// data through a dm-verity device with the descriptor's parameters,
+    /// so the kernel checks every block read.
+    Kernel,
+}
+
+/// The verity part of a [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerityReport {
+    /// The descriptor (what the signatures cover).
+    pub descriptor: sig_verity::Descriptor,
+    /// The comparison of data, tree and root hash; `None` when not done
+    /// ([`DataCheck::Kernel`]).
+    pub tree: Option<Result<(), sig_verity::TreeMismatch>>,
+}
+
 /// The full result of [`verify_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -377,6 +409,8 @@ pub struct Report {
     pub verdict: Verdict,
     /// Each embedded signature.
     pub signatures: Vec<SignatureReport>,
+    /// A verity image's descriptor and tree check.
+    pub verity: Option<VerityReport>,
 }
 
 /// Verify the image at `path` against `trust` and report each signature.
@@ -394,6 +428,46 @@ pub fn verify_file(path: &Path, trust: &TrustStore) -> Result<Report, Error> {
 /// that goes on using the same descriptor uses the checked bytes). `path`
 /// only names the file in errors. The file's offset is moved.
 pub fn verify_open(file: &File, path: &Path, trust: &TrustStore) -> Result<Report, Error> {
+    verify_open_with(file, path, trust, DataCheck::Full)
+}
+
+/// [`verify_open`] choosing how much of a verity image's data is checked
+/// here. With [`DataCheck::Kernel`] a trusted verdict means only that a
+/// trusted key signed the descriptor in [`Report::verity`]; the data is
+/// safe to use only through dm-verity with exactly those parameters.
+pub fn verify_open_with(
+    file: &File,
+    path: &Path,
+    trust: &TrustStore,
+    check: DataCheck,
+) -> Result<Report, Error> {
+    let mut r = verify_signatures(file, path, trust)?;
+    let io = |e: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    if let Some(v) = r.verity.as_mut()
+        && check == DataCheck::Full
+    {
+        use std::os::unix::fs::FileExt;
+        let d = v.descriptor;
+        let mut stored = vec![0u8; d.hash_size as usize];
+        file.read_exact_at(&mut stored, d.hash_offset).map_err(io)?;
+        let result = sig_verity::verify_tree(file, &d, &stored, 0).map_err(io)?;
+        if let Err(m) = &result
+            && matches!(
+                r.verdict,
+                Verdict::Trusted { .. } | Verdict::Untrusted { .. }
+            )
+        {
+            r.verdict = Verdict::DataModified { why: m.to_string() };
+        }
+        v.tree = Some(result);
+    }
+    Ok(r)
+}
+
+fn verify_signatures(file: &File, path: &Path, trust: &TrustStore) -> Result<Report, Error> {
     let io = |e: std::io::Error| Error::Io {
         path: path.to_path_buf(),
         source: e,
@@ -408,6 +482,7 @@ pub fn verify_open(file: &File, path: &Path, trust: &TrustStore) -> Result<Repor
                 payload_len: payload.len,
                 verdict: Verdict::Unsigned,
                 signatures: Vec::new(),
+                verity: verity_of(&payload),
             });
         }
         Embedded::Malformed(why) => {
@@ -416,6 +491,7 @@ pub fn verify_open(file: &File, path: &Path, trust: &TrustStore) -> Result<Repor
                 payload_len: payload.len,
                 verdict: Verdict::Malformed { why },
                 signatures: Vec::new(),
+                verity: None,
             });
         }
         Embedded::Signatures(s) => s,
@@ -504,6 +580,14 @@ pub fn verify_open(file: &File, path: &Path, trust: &TrustStore) -> Result<Repor
         payload_len: payload.len,
         verdict,
         signatures: reports,
+        verity: verity_of(&payload),
+    })
+}
+
+fn verity_of(p: &Payload) -> Option<VerityReport> {
+    p.verity.map(|descriptor| VerityReport {
+        descriptor,
+        tree: None,
     })
 }
 

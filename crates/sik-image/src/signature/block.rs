@@ -10,12 +10,18 @@ use std::path::Path;
 use super::MAX_ENTRY_LEN;
 use super::payload::{Payload, SignaturePlace, payload_of};
 use super::sshsig::{SshSig, Wire, put_string};
-use crate::{Error, Result, elf, squashfs};
+use crate::{Error, Result, elf, squashfs, verity};
 
 /// Magic of the signature-block footer of an ExtensionImage.
 pub const FOOTER_MAGIC: &[u8; 8] = b"SIK-SIG\0";
-/// Version of the signature block layout.
+/// Version of the signature block layout: signatures over the SquashFS.
 pub const BLOCK_VERSION: u32 = 1;
+/// Version of the block that starts with a dm-verity hash tree and ends
+/// with a [`verity::Descriptor`] in front of the footer; its signatures are
+/// over the descriptor.
+pub const BLOCK_VERSION_VERITY: u32 = 2;
+/// Length of the descriptor and footer at the end of a verity block.
+pub const VERITY_END_LEN: u64 = verity::DESCRIPTOR_LEN as u64 + FOOTER_LEN;
 /// Length of the footer.
 pub const FOOTER_LEN: u64 = 32;
 /// Most signatures one ExtensionImage block may hold.
@@ -72,6 +78,9 @@ pub enum BlockError {
     /// Bytes between the last entry and the footer.
     #[error("bytes between the last signature and the footer")]
     Trailing,
+    /// The verity descriptor cannot be used.
+    #[error("{0}")]
+    Verity(#[from] verity::DescriptorError),
 }
 
 /// The fixed footer at the very end of a signed ExtensionImage.
@@ -81,6 +90,8 @@ pub enum BlockError {
 /// this footer), payload_len u64 (offset where the block starts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Footer {
+    /// Block layout version: [`BLOCK_VERSION`] or [`BLOCK_VERSION_VERITY`].
+    pub version: u32,
     /// Number of entries.
     pub count: u32,
     /// Length of the whole block including the footer.
@@ -94,7 +105,7 @@ impl Footer {
     pub fn encode(&self) -> [u8; FOOTER_LEN as usize] {
         let mut b = [0u8; FOOTER_LEN as usize];
         b[0..8].copy_from_slice(FOOTER_MAGIC);
-        b[8..12].copy_from_slice(&BLOCK_VERSION.to_be_bytes());
+        b[8..12].copy_from_slice(&self.version.to_be_bytes());
         b[12..16].copy_from_slice(&self.count.to_be_bytes());
         b[16..24].copy_from_slice(&self.block_len.to_be_bytes());
         b[24..32].copy_from_slice(&self.payload_len.to_be_bytes());
@@ -113,10 +124,11 @@ impl Footer {
             u64::from_be_bytes(a)
         };
         let version = u32_at(8);
-        if version != BLOCK_VERSION {
+        if version != BLOCK_VERSION && version != BLOCK_VERSION_VERITY {
             return Err(BlockError::Version(version));
         }
         Ok(Some(Footer {
+            version,
             count: u32_at(12),
             block_len: u64_at(16),
             payload_len: u64_at(24),
@@ -132,6 +144,7 @@ pub fn encode_block(sigs: &[SshSig], payload_len: u64) -> Vec<u8> {
         put_string(&mut b, &s.encode());
     }
     let footer = Footer {
+        version: BLOCK_VERSION,
         count: sigs.len() as u32,
         block_len: b.len() as u64 + FOOTER_LEN,
         payload_len,
@@ -154,6 +167,9 @@ pub fn decode_block(
     let foot: &[u8; FOOTER_LEN as usize] =
         foot.try_into().map_err(|_| BlockError::TooShort(total))?;
     let footer = Footer::decode(foot)?.ok_or(BlockError::NoFooter(total))?;
+    if footer.version != BLOCK_VERSION {
+        return Err(BlockError::Version(footer.version));
+    }
     if footer.block_len != total {
         return Err(BlockError::BlockLen {
             footer: footer.block_len,
@@ -169,9 +185,14 @@ pub fn decode_block(
     if footer.count == 0 || footer.count > MAX_ENTRIES {
         return Err(BlockError::Count(footer.count));
     }
+    decode_entries(entries, footer.count)
+}
+
+/// Decode exactly `count` entries (`u32 length || SSHSIG blob`) filling `entries`.
+fn decode_entries(entries: &[u8], count: u32) -> std::result::Result<Vec<SshSig>, BlockError> {
     let mut w = Wire(entries);
     let mut sigs = Vec::new();
-    for i in 1..=footer.count {
+    for i in 1..=count {
         let blob = w.string().ok_or(BlockError::Truncated(i))?;
         sigs.push(SshSig::decode(blob).map_err(|e| BlockError::Entry {
             index: i,
@@ -182,6 +203,87 @@ pub fn decode_block(
         return Err(BlockError::Trailing);
     }
     Ok(sigs)
+}
+
+/// The end of a verity block (entries, descriptor, footer) for a tree of
+/// `desc.hash_size` bytes written at `desc.hash_offset` (the payload
+/// length). The block is the tree followed by these bytes.
+pub fn encode_verity_tail(desc: &verity::Descriptor, sigs: &[SshSig]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for s in sigs {
+        put_string(&mut b, &s.encode());
+    }
+    b.extend_from_slice(&desc.encode());
+    let footer = Footer {
+        version: BLOCK_VERSION_VERITY,
+        count: sigs.len() as u32,
+        block_len: desc.hash_size + b.len() as u64 + FOOTER_LEN,
+        payload_len: desc.hash_offset,
+    };
+    b.extend_from_slice(&footer.encode());
+    b
+}
+
+/// Check the last [`VERITY_END_LEN`] bytes of a verity block (descriptor
+/// and footer) that follows a payload of `payload_len` bytes and is
+/// `block_len` bytes long. Returns the footer, the descriptor and the
+/// length of the entries between the tree and the descriptor.
+pub fn decode_verity_end(
+    end: &[u8; VERITY_END_LEN as usize],
+    payload_len: u64,
+    block_len: u64,
+) -> std::result::Result<(Footer, verity::Descriptor, u64), BlockError> {
+    let (d, f) = end.split_at(verity::DESCRIPTOR_LEN);
+    let foot: &[u8; FOOTER_LEN as usize] = f.try_into().map_err(|_| BlockError::TooShort(0))?;
+    let footer = Footer::decode(foot)?.ok_or(BlockError::NoFooter(block_len))?;
+    if footer.version != BLOCK_VERSION_VERITY {
+        return Err(BlockError::Version(footer.version));
+    }
+    if footer.block_len != block_len {
+        return Err(BlockError::BlockLen {
+            footer: footer.block_len,
+            actual: block_len,
+        });
+    }
+    if footer.payload_len != payload_len {
+        return Err(BlockError::PayloadLen {
+            footer: footer.payload_len,
+            actual: payload_len,
+        });
+    }
+    if footer.count > MAX_ENTRIES {
+        return Err(BlockError::Count(footer.count));
+    }
+    let d: &[u8; verity::DESCRIPTOR_LEN] = d.try_into().map_err(|_| BlockError::TooShort(0))?;
+    let desc = verity::Descriptor::decode(d)?;
+    desc.check_layout(payload_len)?;
+    let entries = block_len
+        .checked_sub(desc.hash_size + VERITY_END_LEN)
+        .ok_or(BlockError::Truncated(0))?;
+    let max = u64::from(footer.count) * (u64::from(MAX_ENTRY_LEN) + 4);
+    if entries > max {
+        return Err(BlockError::Trailing);
+    }
+    Ok((footer, desc, entries))
+}
+
+/// Decode a whole verity block (tree, entries, descriptor, footer: every
+/// byte after a payload of `payload_len` bytes). The tree itself is not
+/// looked at here ([`verity::verify_tree`] checks it).
+pub fn decode_verity_block(
+    block: &[u8],
+    payload_len: u64,
+) -> std::result::Result<(verity::Descriptor, Vec<SshSig>), BlockError> {
+    let total = block.len() as u64;
+    let Some(split) = block.len().checked_sub(VERITY_END_LEN as usize) else {
+        return Err(BlockError::TooShort(total));
+    };
+    let end: &[u8; VERITY_END_LEN as usize] = block[split..]
+        .try_into()
+        .map_err(|_| BlockError::TooShort(total))?;
+    let (footer, desc, entries) = decode_verity_end(end, payload_len, total)?;
+    let sigs = decode_entries(&block[split - entries as usize..split], footer.count)?;
+    Ok((desc, sigs))
 }
 
 /// The footer at the end of `file` when it is a plausible signature-block
@@ -196,7 +298,12 @@ pub fn read_footer(file: &mut File, file_len: u64) -> Result<Option<Footer>> {
     file.read_exact(&mut foot)?;
     Ok(match Footer::decode(&foot) {
         Ok(Some(f))
-            if f.block_len >= FOOTER_LEN
+            if f.block_len
+                >= if f.version == BLOCK_VERSION_VERITY {
+                    VERITY_END_LEN
+                } else {
+                    FOOTER_LEN
+                }
                 && f.block_len <= file_len
                 && f.payload_len == file_len - f.block_len
                 && f.payload_len > 0
@@ -228,6 +335,16 @@ pub fn read_embedded(file: &mut File, payload: &Payload) -> Result<Embedded> {
                 return Ok(Embedded::Unsigned);
             }
             let tail = payload.file_len - payload.len;
+            if tail >= FOOTER_LEN {
+                let mut foot = [0u8; FOOTER_LEN as usize];
+                file.seek(SeekFrom::Start(payload.file_len - FOOTER_LEN))?;
+                file.read_exact(&mut foot)?;
+                if let Ok(Some(f)) = Footer::decode(&foot)
+                    && f.version == BLOCK_VERSION_VERITY
+                {
+                    return read_verity_embedded(file, payload, tail);
+                }
+            }
             let max = u64::from(MAX_ENTRIES) * (u64::from(MAX_ENTRY_LEN) + 4) + FOOTER_LEN;
             if tail > max {
                 // Only the footer is read to tell what it claims.
@@ -277,6 +394,28 @@ pub fn read_embedded(file: &mut File, payload: &Payload) -> Result<Embedded> {
             })
         }
     }
+}
+
+/// [`read_embedded`] for a verity block of `tail` bytes.
+fn read_verity_embedded(file: &mut File, payload: &Payload, tail: u64) -> Result<Embedded> {
+    if tail < VERITY_END_LEN {
+        return Ok(Embedded::Malformed(BlockError::TooShort(tail).to_string()));
+    }
+    let mut end = [0u8; VERITY_END_LEN as usize];
+    file.seek(SeekFrom::Start(payload.file_len - VERITY_END_LEN))?;
+    file.read_exact(&mut end)?;
+    let (footer, _desc, entries) = match decode_verity_end(&end, payload.len, tail) {
+        Ok(x) => x,
+        Err(e) => return Ok(Embedded::Malformed(e.to_string())),
+    };
+    let mut buf = vec![0u8; entries as usize];
+    file.seek(SeekFrom::Start(payload.file_len - VERITY_END_LEN - entries))?;
+    file.read_exact(&mut buf)?;
+    Ok(match decode_entries(&buf, footer.count) {
+        Ok(s) if s.is_empty() => Embedded::Unsigned,
+        Ok(s) => Embedded::Signatures(s),
+        Err(e) => Embedded::Malformed(e.to_string()),
+    })
 }
 
 /// The armored signatures of the image at `path` (for

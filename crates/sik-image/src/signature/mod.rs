@@ -120,6 +120,7 @@ mod tests {
             bytes_used: None,
             place: SignaturePlace::Block,
             disagreement: None,
+            verity: None,
         };
         let mut r = PayloadReader::new(&mut f, &p).unwrap();
         let mut out = Vec::new();
@@ -155,6 +156,7 @@ mod tests {
             bytes_used: None,
             place: SignaturePlace::Block,
             disagreement: None,
+            verity: None,
         };
         let mut want = data.clone();
         want[5..5 + 1024].fill(0);

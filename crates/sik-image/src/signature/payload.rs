@@ -10,10 +10,10 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256, Sha512};
 
-use super::block::read_footer;
+use super::block::{BLOCK_VERSION_VERITY, VERITY_END_LEN, decode_verity_end, read_footer};
 use super::sshsig::HashAlg;
 use crate::kind::{self, ImageKind};
-use crate::{Error, Result, elf, squashfs};
+use crate::{Error, Result, elf, squashfs, verity};
 
 /// Read size of the streaming digest.
 pub const BUF_LEN: usize = 1024 * 1024;
@@ -64,6 +64,18 @@ pub struct Payload {
     /// so signatures can be checked (they cannot be valid unless the signer
     /// made the block so); such an image is never trusted and never signed.
     pub disagreement: Option<String>,
+    /// ExtensionImage with a verity block whose descriptor is valid for
+    /// this payload: the descriptor, which is then the signed message
+    /// (the data is bound to it through the hash tree's root hash).
+    pub verity: Option<verity::Descriptor>,
+}
+
+impl Payload {
+    /// The signed message when it is not the file's bytes: the encoded
+    /// verity descriptor of a verity image.
+    pub fn message(&self) -> Option<[u8; verity::DESCRIPTOR_LEN]> {
+        self.verity.as_ref().map(verity::Descriptor::encode)
+    }
 }
 
 /// Work out the payload of the image in `file`. Fails when the file is not
@@ -94,8 +106,9 @@ pub fn payload_of(file: &mut File) -> Result<Payload> {
                 bytes_used,
                 place: SignaturePlace::Block,
                 disagreement,
+                verity: None,
             };
-            match (sb, footer) {
+            let mut p = match (sb, footer) {
                 (Ok(sb), Some(f)) if f.payload_len != sb.padded_len() => Ok(extension(
                     f.payload_len,
                     Some(sb.bytes_used),
@@ -111,7 +124,20 @@ pub fn payload_of(file: &mut File) -> Result<Payload> {
                 // "modified" instead of giving up.
                 (Err(e), Some(f)) => Ok(extension(f.payload_len, None, Some(e.to_string()))),
                 (Err(e), None) => Err(e),
+            }?;
+            if let Some(f) = footer
+                && f.version == BLOCK_VERSION_VERITY
+                && f.payload_len == p.len
+                && f.block_len >= VERITY_END_LEN
+            {
+                let mut end = [0u8; VERITY_END_LEN as usize];
+                file.seek(SeekFrom::Start(file_len - VERITY_END_LEN))?;
+                file.read_exact(&mut end)?;
+                p.verity = decode_verity_end(&end, p.len, f.block_len)
+                    .ok()
+                    .map(|(_, d, _)| d);
             }
+            Ok(p)
         }
         ImageKind::AppImage { image_type: 2 } => {
             let layout = elf::read_layout(file)?;
@@ -147,6 +173,7 @@ pub fn payload_of(file: &mut File) -> Result<Payload> {
                 bytes_used: None,
                 place,
                 disagreement: None,
+                verity: None,
             })
         }
         other => Err(Error::malformed(
@@ -239,7 +266,13 @@ pub fn payload_reader(path: &Path) -> Result<PayloadReader<File>> {
 
 /// Write the payload bytes of the image at `path` to `out`; returns the length.
 pub fn write_payload(path: &Path, out: &mut dyn io::Write) -> Result<u64> {
-    let mut r = payload_reader(path)?;
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let p = payload_of(&mut f)?;
+    if let Some(m) = p.message() {
+        out.write_all(&m)?;
+        return Ok(m.len() as u64);
+    }
+    let mut r = PayloadReader::new(f, &p).map_err(|e| Error::io(path, e))?;
     let mut buf = vec![0u8; BUF_LEN];
     let mut total = 0u64;
     loop {
@@ -262,6 +295,9 @@ pub fn digest_payload(
     payload: &Payload,
     algs: &[HashAlg],
 ) -> io::Result<Vec<(HashAlg, Vec<u8>)>> {
+    if let Some(m) = payload.message() {
+        return Ok(algs.iter().map(|a| (*a, a.hash(&m))).collect());
+    }
     let mut s256 = algs.contains(&HashAlg::Sha256).then(Sha256::new);
     let mut s512 = algs.contains(&HashAlg::Sha512).then(Sha512::new);
     let mut r = PayloadReader::new(&mut *file, payload)?;

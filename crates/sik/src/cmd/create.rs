@@ -72,6 +72,10 @@ pub struct ExtensionArgs {
     /// Passphrase of an encrypted --sign key, first line of this file.
     #[arg(long, value_name = "FILE", requires = "sign")]
     pub passphrase_file: Option<PathBuf>,
+    /// Leave out the dm-verity hash tree (spec/extension-image.md): the image is
+    /// then only checked by hashing the whole file.
+    #[arg(long)]
+    pub no_verity: bool,
     /// Compression threads (default: all cores). The output is the same for any number.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -143,6 +147,7 @@ fn extension(a: ExtensionArgs) -> CmdResult {
     opts.keep_owner = a.keep_owner;
     opts.source_date_epoch = source_date_epoch;
     opts.threads = a.threads;
+    opts.verity = !a.no_verity;
     if let Some(program) = a.debug_before_open {
         opts.before_open = Some(sik_create::source::BeforeOpen(std::sync::Arc::new(
             move |path: &Path| {
@@ -162,7 +167,9 @@ fn extension(a: ExtensionArgs) -> CmdResult {
     bar.finish_and_clear();
     let mut report = result.map_err(|e| create_error(&a.source, &a.output, e))?;
     if let Some(key) = &key {
-        if let Err(e) = sik_sign::sign_file(&report.output, key, HashAlg::Sha256) {
+        if let Err(e) =
+            sik_sign::sign_file_with(&report.output, key, HashAlg::Sha256, sik_sign::Verity::Keep)
+        {
             let _ = std::fs::remove_file(&report.output);
             return Err(Failure::input("cannot sign", Some(&report.output), e));
         }

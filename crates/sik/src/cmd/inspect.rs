@@ -69,12 +69,42 @@ pub fn run(a: Args) -> CmdResult {
     }
     let report =
         sik_inspect::inspect(&a.file).map_err(|e| input_error("cannot inspect", &a.file, e))?;
+    let verity = report
+        .extension
+        .as_ref()
+        .and_then(|_| sik_image::signature::payload_of_path(&a.file).ok())
+        .and_then(|p| p.verity)
+        .map(|d| sik_image::verity::Facts::from(&d));
     if a.json {
-        print_json(&report);
+        let mut doc = serde_json::to_value(&report).unwrap_or_default();
+        if let Some(x) = doc.get_mut("extension") {
+            x["verity"] = serde_json::to_value(&verity).unwrap_or_default();
+        }
+        print_json(&doc);
     } else {
         print_text(&report);
+        if report.extension.is_some() {
+            print_verity(verity.as_ref());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_verity(v: Option<&sik_image::verity::Facts>) {
+    let Some(v) = v else {
+        println!("  dm-verity:          none (checked by hashing the whole file)");
+        return;
+    };
+    println!(
+        "  dm-verity:          {} hash tree, {} data blocks of {} bytes",
+        v.hash_algorithm, v.data_blocks, v.data_block_size
+    );
+    println!("    root hash:        {}", v.root_hash);
+    println!("    salt:             {}", v.salt);
+    println!(
+        "    hash tree:        {} bytes at offset {}",
+        v.hash_size, v.hash_offset
+    );
 }
 
 fn print_text(r: &Report) {

@@ -33,6 +33,11 @@ pub struct Args {
     /// Passphrase of an encrypted key, first line of this file.
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// ExtensionImage: sign the filesystem bytes and write no dm-verity hash tree
+    /// (removing one the image has). Default: the tree is computed from the data
+    /// and the signature covers its root hash.
+    #[arg(long, conflicts_with = "signature")]
+    pub no_verity: bool,
 }
 
 pub fn run(a: Args) -> CmdResult {
@@ -61,7 +66,13 @@ pub fn run(a: Args) -> CmdResult {
             _ => f,
         }
     })?;
-    let sig = sik_sign::sign_file(&a.image, &key, alg).map_err(|e| sign_failure(&a.image, &e))?;
+    let verity = if a.no_verity {
+        sik_sign::Verity::Leave
+    } else {
+        sik_sign::Verity::Write
+    };
+    let sig = sik_sign::sign_file_with(&a.image, &key, alg, verity)
+        .map_err(|e| sign_failure(&a.image, &e))?;
     println!(
         "signed {} with {} ({}, {})",
         a.image.display(),

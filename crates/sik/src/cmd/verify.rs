@@ -68,6 +68,13 @@ pub fn run(a: Args) -> CmdResult {
         print_json(&document(&a.image, &trust_paths, &trust, &report));
     } else if report.verdict.is_trusted() {
         println!("{}: {}", a.image.display(), report.verdict.reason());
+        if let Some(v) = &report.verity {
+            println!(
+                "{}: dm-verity hash tree matches the data (root hash {})",
+                a.image.display(),
+                v.descriptor.root_hex()
+            );
+        }
     }
     if report.verdict.is_trusted() {
         return Ok(ExitCode::SUCCESS);
@@ -97,7 +104,7 @@ fn verdict_json(v: &Verdict) -> serde_json::Value {
         }
         Verdict::Untrusted { fingerprint } => doc["fingerprint"] = json!(fingerprint),
         Verdict::WrongNamespace { found } => doc["namespace"] = json!(found),
-        Verdict::Malformed { why } => doc["why"] = json!(why),
+        Verdict::Malformed { why } | Verdict::DataModified { why } => doc["why"] = json!(why),
         Verdict::Unsigned | Verdict::Modified => {}
     }
     doc
@@ -126,6 +133,21 @@ fn document(
         .iter()
         .map(|s| json!({ "path": s.path.display().to_string(), "reason": s.why }))
         .collect();
+    doc["verity"] = match &r.verity {
+        None => serde_json::Value::Null,
+        Some(v) => {
+            let mut o = json!(sik_image::verity::Facts::from(&v.descriptor));
+            o["tree"] = match &v.tree {
+                None => json!("not checked"),
+                Some(Ok(())) => json!("ok"),
+                Some(Err(m)) => {
+                    o["tree_why"] = json!(m.to_string());
+                    json!("mismatch")
+                }
+            };
+            o
+        }
+    };
     doc["signatures"] = r
         .signatures
         .iter()
