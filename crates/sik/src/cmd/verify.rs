@@ -11,7 +11,7 @@ use crate::output::print_json;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Checked: the signature over every payload byte, read from one open file, against the trusted keys.\nNot checked: what the content does.\n\nExamples:\n  sik verify firmware.ExtensionImage --trust release-key.pub\n  sik verify App.AppImage --trust ~/.ssh/allowed_signers --json\n\nWithout --trust the keys in /etc/sik/trusted.d and $XDG_CONFIG_HOME/sik/trusted.d\n(~/.config/sik/trusted.d; not for root, which trusts only /etc/sik/trusted.d) are\ntrusted. A file in a trust directory that holds no readable key is skipped with a\nwarning. Exit status: 0 signed by a trusted key, 1 not (unsigned, modified,\nuntrusted key, wrong namespace, malformed), 2 input error."
+    after_help = "Checked: the signature over every payload byte, read from one open file, against the trusted keys;\nfor an image with a dm-verity tree, every data block and the tree against the signed root hash.\nNot checked: what the content does.\n\nExamples:\n  sik verify firmware.ExtensionImage --trust release-key.pub\n  sik verify App.AppImage --trust ~/.ssh/allowed_signers --json\n\nWithout --trust the keys in /etc/sik/trusted.d and $XDG_CONFIG_HOME/sik/trusted.d\n(~/.config/sik/trusted.d; not for root, which trusts only /etc/sik/trusted.d) are\ntrusted. A file in a trust directory that holds no readable key is skipped with a\nwarning. Exit status: 0 signed by a trusted key, 1 not (unsigned, modified,\nuntrusted key, wrong namespace, malformed), 2 input error."
 )]
 pub struct Args {
     /// ExtensionImage or AppImage.
