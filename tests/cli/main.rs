@@ -12,5 +12,6 @@ mod boot;
 mod extension;
 mod hostile;
 mod link;
+mod secure_boot;
 mod signing;
 mod verity;

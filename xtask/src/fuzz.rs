@@ -22,6 +22,7 @@ pub const TARGETS: &[&str] = &[
     "iso9660",
     "boot_config",
     "tar_source",
+    "pe",
 ];
 
 const USAGE: &str = "usage: cargo xtask fuzz [--time SECONDS] [TARGET...]";
@@ -163,6 +164,19 @@ fn seed_corpora(corpus: &Path) -> Result {
             let _ = std::fs::copy(from, corpus.join(target).join(name));
         }
     };
+
+    // Signed PE files of the host's Secure Boot packages (shim, MokManager,
+    // GRUB), when installed.
+    for (name, from) in [
+        ("shim.efi", "/usr/lib/shim/shimx64.efi.signed"),
+        ("mm.efi", "/usr/lib/shim/mmx64.efi.signed"),
+        (
+            "grub.efi",
+            "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+        ),
+    ] {
+        seed("pe", name, Path::new(from));
+    }
 
     // A small tree with the things extraction must handle.
     let tree = work.join("tree");

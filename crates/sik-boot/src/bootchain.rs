@@ -5,8 +5,9 @@
 //! `EFI/BOOT/BOOTX64.EFI` (UEFI). Both GRUB images carry a small embedded
 //! configuration that finds DATA by its filesystem UUID and reads
 //! `boot/grub/grub.cfg` there, so GRUB reads exFAT or FAT DATA whichever
-//! partition the firmware started it from. A further chain (Secure Boot:
-//! shim, MokManager) is a field of [`ChainOptions`] and a step here.
+//! partition the firmware started it from. The Secure Boot chain (shim,
+//! MokManager, a signed GRUB; [`crate::secure_boot`]) is a field of
+//! [`ChainOptions`] and replaces the unsigned UEFI image here.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -57,12 +58,16 @@ const CORE_LBA: u64 = 1;
 pub struct ChainOptions {
     /// Directory holding `i386-pc/` and `x86_64-efi/` (default [`GRUB_LIB`]).
     pub grub_lib: PathBuf,
+    /// The Secure Boot chain (shim, MokManager, a signed GRUB) on the ESP
+    /// instead of the unsigned GRUB image (`crate::secure_boot`).
+    pub secure_boot: Option<crate::secure_boot::Options>,
 }
 
 impl Default for ChainOptions {
     fn default() -> Self {
         ChainOptions {
             grub_lib: PathBuf::from(GRUB_LIB),
+            secure_boot: None,
         }
     }
 }
@@ -78,6 +83,10 @@ pub struct ChainReport {
     pub data_uuid: Option<String>,
     /// Files written on the ESP (paths relative to it).
     pub esp_files: Vec<String>,
+    /// Secure Boot GRUB choice, `None` for the unsigned GRUB image.
+    pub secure_boot: Option<crate::secure_boot::Mode>,
+    /// Every UEFI file placed on the ESP with its checked size and source.
+    pub uefi: Vec<crate::secure_boot::Placed>,
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -117,6 +126,20 @@ pub fn write_boot_chain(m: &Medium, opts: &ChainOptions) -> Result<ChainReport> 
         &opts.grub_lib,
         &tmp.path().join("BOOTX64.EFI"),
     )?;
+    // The Secure Boot chain is checked (and the own-key GRUB built) before
+    // anything is written.
+    let efi_path = tmp.path().join("BOOTX64.EFI");
+    let uefi_chain = match &opts.secure_boot {
+        Some(sb) => {
+            if sb.mode == crate::secure_boot::Mode::Distro
+                && m.data_fs() == Some(crate::medium::DataFs::Exfat)
+            {
+                return Err(Error::Refused(crate::secure_boot::DISTRO_EXFAT.into()));
+            }
+            crate::secure_boot::prepare(sb, &opts.grub_lib, tmp.path(), &cfg_path)?
+        }
+        None => crate::secure_boot::plain(&efi_path),
+    };
     let bios = match m {
         Medium::Image { path, .. } => {
             let mut bios_mods: Vec<&str> = GRUB_MODULES.to_vec();
@@ -141,12 +164,17 @@ pub fn write_boot_chain(m: &Medium, opts: &ChainOptions) -> Result<ChainReport> 
         None => None,
     };
     let esp = m.esp();
-    esp.write(EFI_PATH, &efi, 0o644)?;
+    let uefi = crate::secure_boot::write_uefi_chain(&esp, &uefi_chain, uuid.as_deref())?;
     Ok(ChainReport {
         bios_core_bytes,
-        efi_bytes: efi.len() as u64,
+        efi_bytes: uefi
+            .iter()
+            .find(|p| p.path == EFI_PATH)
+            .map_or(efi.len() as u64, |p| p.bytes),
         data_uuid: uuid,
-        esp_files: vec![EFI_PATH.to_string()],
+        esp_files: uefi.iter().map(|p| p.path.clone()).collect(),
+        secure_boot: uefi_chain.mode,
+        uefi,
     })
 }
 

@@ -375,7 +375,20 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
             grub::Pin::File
         }
     };
-    let cfg = grub::render(&menu, opts.timeout, &pin);
+    // A directory medium's filesystem is not known here: exfat stays loaded.
+    let data_exfat = m.data_fs() != Some(crate::medium::DataFs::Fat32);
+    let mut cfg = grub::render(&menu, opts.timeout, &pin, data_exfat);
+    let esp = m.esp();
+    if esp.exists(crate::secure_boot::MMX64)? {
+        let esp_pin = match esp.fs_uuid()?.filter(|u| grub::uuid_ok(u)) {
+            Some(u) => grub::Pin::Uuid(u),
+            None => grub::Pin::File,
+        };
+        cfg.push_str(&grub::mokmanager_entry(
+            &esp_pin,
+            esp.exists(crate::secure_boot::MOK_DER)?,
+        ));
+    }
     let script_checked = script_check(&cfg)?;
 
     let sik = std::fs::read(&opts.sik_binary).map_err(|e| Error::Io {

@@ -11,12 +11,13 @@ pub const GRUB_CFG: &str = "boot/grub/grub.cfg";
 pub const SIK_INITRD: &str = "boot/sik/initrd.img";
 
 /// GRUB modules the config loads (they are built into the images `install`
-/// makes; `insmod` of a built-in module is a no-op).
+/// makes; `insmod` of a built-in module is a no-op). `exfat` is loaded only
+/// on exFAT DATA ([`render`]): Debian's signed GRUB, which cannot load
+/// modules under Secure Boot, has none, and reads FAT DATA.
 pub const MODULES: &[&str] = &[
     "part_msdos",
     "part_gpt",
     "fat",
-    "exfat",
     "iso9660",
     "loopback",
     "linux",
@@ -124,13 +125,16 @@ pub fn entry_check(m: &MenuIso) -> Result<(), UnsafeEntry> {
 
 /// The whole grub.cfg text. `timeout` is the menu timeout in seconds.
 /// ISOs that fail [`entry_check`] are left out; `pin` says how each entry
-/// finds the medium.
-pub fn render(isos: &[MenuIso], timeout: u32, pin: &Pin) -> String {
+/// finds the medium; `data_exfat` adds `insmod exfat`.
+pub fn render(isos: &[MenuIso], timeout: u32, pin: &Pin, data_exfat: bool) -> String {
     let mut s = String::new();
     s.push_str("# boot/grub/grub.cfg, written by `sik boot generate`; changes are overwritten.\n");
     s.push_str("# The previous version is kept as grub.cfg.old.\n\n");
     for m in MODULES {
         s.push_str(&format!("insmod {m}\n"));
+        if *m == "fat" && data_exfat {
+            s.push_str("insmod exfat\n");
+        }
     }
     s.push_str(
         "if [ \"${grub_platform}\" = \"efi\" ]; then\n  insmod all_video\n  insmod efi_gop\nfi\n",
@@ -200,4 +204,25 @@ pub fn render(isos: &[MenuIso], timeout: u32, pin: &Pin) -> String {
         s.push_str("}\n");
     }
     s
+}
+
+/// The menu entry of a Secure Boot medium that starts MokManager (next to
+/// shim on the ESP), where a key is enrolled once: the medium's own
+/// `EFI/sik/MOK.der` (own-key GRUB) or an ISO vendor's certificate. shim
+/// verifies MokManager like any other image.
+pub fn mokmanager_entry(pin: &Pin, has_mok_der: bool) -> String {
+    let search = match pin {
+        Pin::Uuid(u) if uuid_ok(u) => format!("  search --no-floppy --fs-uuid --set=root {u}\n"),
+        _ => "  search --no-floppy --file --set=root /EFI/BOOT/mmx64.efi\n".to_string(),
+    };
+    let hint = if has_mok_der {
+        "Enroll key from disk: EFI/sik/MOK.der (the key of this medium's GRUB)"
+    } else {
+        "Enroll key from disk: a vendor certificate in EFI/sik/"
+    };
+    format!(
+        "\nmenuentry {} --class efi {{\n{search}  echo {}\n  chainloader /EFI/BOOT/mmx64.efi\n}}\n",
+        quote::grub_quote("Enroll a Secure Boot key (MokManager)"),
+        quote::grub_quote(hint)
+    )
 }

@@ -62,6 +62,10 @@ pub struct Options {
     pub data_fs: DataFs,
     /// Erase a target that already holds a medium.
     pub force: bool,
+    /// The Secure Boot chain (shim, MokManager, signed GRUB) instead of the
+    /// unsigned GRUB image on the ESP. `update` keeps a medium's chain when
+    /// this is `None` ([`crate::secure_boot::detect`]).
+    pub secure_boot: Option<crate::secure_boot::Options>,
 }
 
 impl Options {
@@ -75,12 +79,14 @@ impl Options {
             grub_lib: PathBuf::from(GRUB_LIB),
             data_fs: DataFs::Exfat,
             force: false,
+            secure_boot: None,
         }
     }
 
     fn chain(&self) -> ChainOptions {
         ChainOptions {
             grub_lib: self.grub_lib.clone(),
+            secure_boot: self.secure_boot.clone(),
         }
     }
 }
@@ -106,6 +112,10 @@ pub struct Report {
     pub efi_bytes: u64,
     /// `install` or `update`.
     pub action: String,
+    /// Secure Boot GRUB choice (`distro`, `own-key`), `null` without.
+    pub secure_boot: Option<crate::secure_boot::Mode>,
+    /// Every UEFI file placed on the ESP, with its checked size and source.
+    pub uefi: Vec<crate::secure_boot::Placed>,
 }
 
 /// Parse sizes such as `2G`, `512M`, `1048576`, `1.5GiB`.
@@ -271,6 +281,13 @@ pub fn install(target: &Path, opts: &Options) -> Result<Report> {
             "{size} bytes is too small for a medium (at least {MIN_SIZE}: DATA and a {ESP_SIZE}-byte ESP)"
         )));
     }
+    if let Some(sb) = &opts.secure_boot {
+        if sb.mode == crate::secure_boot::Mode::Distro && opts.data_fs == DataFs::Exfat {
+            return Err(Error::Refused(crate::secure_boot::DISTRO_EXFAT.into()));
+        }
+        // The signed pieces are checked before the target is touched.
+        crate::secure_boot::check_sources(sb)?;
+    }
     if let Some(what) = existing_medium(target).filter(|_| !opts.force) {
         return Err(Error::Refused(format!(
             "{} already holds {what}; installing would erase them: use --update to refresh GRUB and boot/sik/ keeping every file, or --force to erase",
@@ -295,7 +312,12 @@ pub fn update(target: &Path, opts: &Options) -> Result<Report> {
             why: "not a sik boot medium (no boot/grub/grub.cfg, no boot/sik/); use install".into(),
         });
     }
-    let chain = bootchain::write_boot_chain(&m, &opts.chain())?;
+    let mut chain_opts = opts.chain();
+    if chain_opts.secure_boot.is_none() {
+        // Keep the medium's Secure Boot chain: refreshed, not removed.
+        chain_opts.secure_boot = crate::secure_boot::detect(&m.esp())?;
+    }
+    let chain = bootchain::write_boot_chain(&m, &chain_opts)?;
     crate::generate::generate(target, &crate::generate::Options::new(&opts.sik_binary))?;
     let size = match &m {
         Medium::Image { path, .. } => std::fs::File::open(path)
@@ -317,6 +339,8 @@ pub fn update(target: &Path, opts: &Options) -> Result<Report> {
         bios_core_bytes: chain.bios_core_bytes.unwrap_or(0),
         efi_bytes: chain.efi_bytes,
         action: "update".into(),
+        secure_boot: chain.secure_boot,
+        uefi: chain.uefi,
     })
 }
 
@@ -448,6 +472,8 @@ fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
         bios_core_bytes: chain.bios_core_bytes.unwrap_or(0),
         efi_bytes: chain.efi_bytes,
         action: "install".into(),
+        secure_boot: chain.secure_boot,
+        uefi: chain.uefi,
     })
 }
 
@@ -459,7 +485,7 @@ pub fn add_destination(kind: ImageKind, file_name: &str, arch: &str) -> Option<S
         ImageKind::Iso9660 => Some(format!("boot/iso/{file_name}")),
         ImageKind::SquashFs => Some(format!("boot/extensions/{arch}/{file_name}")),
         ImageKind::AppImage { .. } => Some(format!("Applications/{file_name}")),
-        ImageKind::Elf | ImageKind::Unknown => None,
+        ImageKind::Elf | ImageKind::Pe | ImageKind::Unknown => None,
     }
 }
 

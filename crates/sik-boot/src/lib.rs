@@ -16,6 +16,8 @@
 //! * [`bootchain`]: every bootloader file (BIOS core.img, the ESP's UEFI
 //!   files), for `install` and `install --update`.
 //! * [`policy`]: the medium's link policy (`boot/customize/policy.toml`).
+//! * [`secure_boot`]: the UEFI chain (unsigned GRUB, or shim + MokManager +
+//!   signed GRUB) and [`mok`], the Machine Owner Key of the own-key GRUB.
 //! * [`quote`]: the one place values are validated or quoted for GRUB and sh.
 //!
 //! ```no_run
@@ -56,7 +58,9 @@ pub mod mkfs;
 /// The ISO 9660 reader lives with the other format knowledge in sik-image.
 pub use sik_image::iso9660;
 pub mod medium;
+pub mod mok;
 pub mod policy;
 pub mod quote;
+pub mod secure_boot;
 
 pub use error::{Error, Result};

@@ -96,10 +96,11 @@ pub(crate) fn run_tool(cmd: &mut Command, tool: &str) -> Result<Vec<u8>> {
 }
 
 fn cannot_run(tool: &str, e: &std::io::Error) -> Error {
-    let package = if tool.starts_with("grub") {
-        "grub-common"
-    } else {
-        "mtools"
+    let package = match tool {
+        t if t.starts_with("grub") => "grub-common",
+        "sbsign" => "sbsigntool",
+        "openssl" => "openssl",
+        _ => "mtools",
     };
     Error::Tool {
         tool: tool.into(),

@@ -5,6 +5,9 @@
 //! * AppImage: an ELF header (`\x7fELF`) with `AI` at offset 8 and the type
 //!   byte (1 or 2) at offset 10.
 //! * ISO 9660: `CD001` at offset 0x8001 (the primary volume descriptor).
+//! * PE/COFF (EFI applications, kernels with the EFI stub): `MZ` at 0 and
+//!   `PE\0\0` where the u32 at 0x3c points (see [`crate::pe`]); checked
+//!   after ISO 9660, since a hybrid ISO's first sector is boot code.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -37,6 +40,8 @@ pub enum ImageKind {
     Elf,
     /// An ISO 9660 image.
     Iso9660,
+    /// A PE/COFF file: an EFI application (shim, GRUB) or a Linux kernel.
+    Pe,
     /// None of the above.
     Unknown,
 }
@@ -50,6 +55,7 @@ impl ImageKind {
             ImageKind::AppImage { .. } => "AppImage (type 2)",
             ImageKind::Elf => "ELF executable",
             ImageKind::Iso9660 => "ISO 9660 image",
+            ImageKind::Pe => "PE/COFF file (EFI application or kernel)",
             ImageKind::Unknown => "not a known image",
         }
     }
@@ -58,7 +64,7 @@ impl ImageKind {
 /// Detect the kind from the first bytes of a file and, for ISO 9660, the
 /// bytes at 0x8001.
 pub fn detect<R: Read + Seek>(reader: &mut R) -> std::io::Result<ImageKind> {
-    let mut head = [0u8; 16];
+    let mut head = [0u8; 64];
     reader.seek(SeekFrom::Start(0))?;
     let n = crate::read_full(reader, &mut head)?;
     let head = &head[..n];
@@ -77,6 +83,14 @@ pub fn detect<R: Read + Seek>(reader: &mut R) -> std::io::Result<ImageKind> {
     reader.seek(SeekFrom::Start(ISO9660_MAGIC_OFFSET))?;
     if crate::read_full(reader, &mut cd)? == 5 && &cd == b"CD001" {
         return Ok(ImageKind::Iso9660);
+    }
+    if head.len() == 64 && head.starts_with(b"MZ") {
+        let off = u32::from_le_bytes([head[0x3c], head[0x3d], head[0x3e], head[0x3f]]);
+        let mut sig = [0u8; 4];
+        reader.seek(SeekFrom::Start(u64::from(off)))?;
+        if crate::read_full(reader, &mut sig)? == 4 && &sig == b"PE\0\0" {
+            return Ok(ImageKind::Pe);
+        }
     }
     Ok(ImageKind::Unknown)
 }

@@ -14,6 +14,8 @@
 //! * [`desktop`]: desktop entries of AppImages.
 //! * [`iso9660`]: a careful ISO 9660 reader (Rock Ridge, Joliet) for live-ISO
 //!   detection and the volume label.
+//! * [`pe`]: PE/COFF boot files (shim, GRUB, kernels): sections, SBAT,
+//!   shim's vendor certificate and the Authenticode signers.
 //! * [`signature`]: what a signature covers (the payload), where it lives
 //!   in an image, and the SSHSIG wire format.
 //! * [`verity`]: the dm-verity hash tree of an ExtensionImage and the
@@ -34,6 +36,7 @@ pub mod elf;
 pub mod error;
 pub mod iso9660;
 pub mod kind;
+pub mod pe;
 pub mod release;
 pub mod signature;
 pub mod squashfs;

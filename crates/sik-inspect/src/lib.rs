@@ -37,7 +37,7 @@ pub enum Error {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The file is not a known image.
-    #[error("not a known image (no SquashFS, AppImage or ISO 9660 magic)")]
+    #[error("not a known image (no SquashFS, AppImage, ISO 9660 or PE magic)")]
     Unknown,
     /// The file claims a format but is broken.
     #[error("{0}")]
@@ -79,6 +79,10 @@ pub struct Report {
     /// Facts of an ISO 9660 image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iso: Option<IsoFacts>,
+    /// Facts of a PE/COFF boot file (shim, GRUB, kernel): sections, SBAT,
+    /// vendor certificate, Authenticode signers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pe: Option<sik_image::pe::PeInfo>,
 }
 
 /// Facts of an ExtensionImage.
@@ -260,6 +264,9 @@ fn squashfs_offset_of(f: &mut File) -> Result<u64, Error> {
             "type 1 AppImages carry an ISO 9660 payload, not SquashFS".into(),
         )),
         ImageKind::Unknown | ImageKind::Elf => Err(Error::Unknown),
+        ImageKind::Pe => Err(Error::Unsupported(
+            "a PE/COFF file has no SquashFS tree".into(),
+        )),
         ImageKind::Iso9660 => Err(Error::Unsupported(
             "an ISO 9660 image has no SquashFS tree".into(),
         )),
@@ -278,6 +285,7 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
         extension: None,
         appimage: None,
         iso: None,
+        pe: None,
     };
     match k {
         ImageKind::SquashFs => report.extension = Some(extension_facts(path, &mut f, file_len)?),
@@ -290,6 +298,21 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
             report.iso = Some(IsoFacts {
                 label: Some(iso.label().to_string()),
             });
+        }
+        ImageKind::Pe => {
+            if file_len > sik_image::pe::MAX_PE_BYTES {
+                return Err(Error::Malformed(
+                    sik_image::pe::PeError::TooLarge(file_len).to_string(),
+                ));
+            }
+            let mut data = Vec::new();
+            std::io::Seek::rewind(&mut f)?;
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(&mut f, sik_image::pe::MAX_PE_BYTES),
+                &mut data,
+            )?;
+            report.pe =
+                Some(sik_image::pe::parse(&data).map_err(|e| Error::Malformed(e.to_string()))?);
         }
         ImageKind::Elf | ImageKind::Unknown => return Err(Error::Unknown),
     }

@@ -26,7 +26,7 @@ pub enum BootCommand {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "--image needs no root and mounts nothing (exFAT and FAT are written in user space, GRUB's\nboot images are placed directly). --device erases the whole device; it is refused while mounted.\nA target that already holds a medium is refused (naming its files) unless --force; --update\nMEDIUM rewrites only GRUB (BIOS core.img, the ESP) and boot/sik/, keeping every other file.\n\nExample:\n  sik boot install --image stick.img --size 8G\n  sik boot install --image stick.img --size 2G --data-fs fat32\n  sik boot install --device /dev/sdX --yes\n  sik boot install --update stick.img"
+    after_help = "--image needs no root and mounts nothing (exFAT and FAT are written in user space, GRUB's\nboot images are placed directly). --device erases the whole device; it is refused while mounted.\nA target that already holds a medium is refused (naming its files) unless --force; --update\nMEDIUM rewrites only GRUB (BIOS core.img, the ESP) and boot/sik/, keeping every other file.\n\nExample:\n  sik boot install --image stick.img --size 8G\n  sik boot install --image stick.img --size 2G --data-fs fat32\n  sik boot install --image stick.img --size 4G --secure-boot\n  sik boot install --device /dev/sdX --yes\n  sik boot install --update stick.img"
 )]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["image", "device", "update"])))]
 pub struct InstallArgs {
@@ -57,9 +57,37 @@ pub struct InstallArgs {
     /// The (static) sik binary put into the initrd [default: this program].
     #[arg(long)]
     pub sik_binary: Option<PathBuf>,
+    /// Boot on PCs with Secure Boot on: Microsoft-signed shim as BOOTX64.EFI, MokManager, and
+    /// behind them the distribution-signed GRUB (distro, the default: nothing to enroll) or a
+    /// GRUB signed with a Machine Owner Key sik generates (own-key: enroll EFI/sik/MOK.der once).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "distro", value_name = "GRUB")]
+    pub secure_boot: Option<SecureBootMode>,
+    /// The signed shim [default: /usr/lib/shim/shimx64.efi.signed, package shim-signed].
+    #[arg(long, requires = "secure_boot", value_name = "PATH")]
+    pub shim: Option<PathBuf>,
+    /// The signed MokManager [default: /usr/lib/shim/mmx64.efi.signed, package shim-helpers-amd64-signed].
+    #[arg(long, requires = "secure_boot", value_name = "PATH")]
+    pub mokmanager: Option<PathBuf>,
+    /// The distribution-signed GRUB [default: /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed,
+    /// package grub-efi-amd64-signed].
+    #[arg(long, requires = "secure_boot", value_name = "PATH")]
+    pub signed_grub: Option<PathBuf>,
+    /// Where the Machine Owner Key of --secure-boot=own-key is kept (made once; never put on the
+    /// medium) [default: ~/.local/share/sik/mok].
+    #[arg(long, requires = "secure_boot", value_name = "DIR")]
+    pub mok_dir: Option<PathBuf>,
     /// Print a JSON document.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which GRUB sits behind shim.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SecureBootMode {
+    /// Debian's signed GRUB (FAT only; no enrolment).
+    Distro,
+    /// A GRUB built with every module and signed with sik's own MOK.
+    OwnKey,
 }
 
 #[derive(clap::Args)]
@@ -241,10 +269,52 @@ fn sik_binary(given: Option<PathBuf>, what: &str) -> Result<PathBuf, Failure> {
     }
 }
 
+/// The Secure Boot options of `install`: the host's package files unless
+/// a path is given.
+fn secure_boot_options(a: &InstallArgs) -> Option<sik_boot::secure_boot::Options> {
+    use sik_boot::secure_boot::{Mode, Options};
+    let mode = a.secure_boot?;
+    let mut o = Options::host(match mode {
+        SecureBootMode::Distro => Mode::Distro,
+        SecureBootMode::OwnKey => Mode::OwnKey,
+    });
+    if let Some(p) = &a.shim {
+        o.shim = p.clone();
+    }
+    if let Some(p) = &a.mokmanager {
+        o.mokmanager = p.clone();
+    }
+    if let Some(p) = &a.signed_grub {
+        o.signed_grub = p.clone();
+    }
+    if let Some(p) = &a.mok_dir {
+        o.mok_dir = p.clone();
+    }
+    Some(o)
+}
+
+/// The chain's files, as install and update print them.
+fn print_uefi(report: &sik_boot::install::Report) {
+    let Some(mode) = report.secure_boot else {
+        return;
+    };
+    for p in &report.uefi {
+        println!("  {:<24} {:>9} bytes  from {}", p.path, p.bytes, p.source);
+    }
+    if mode == sik_boot::secure_boot::Mode::OwnKey {
+        println!(
+            "Secure Boot: on first boot choose \"Enroll a Secure Boot key (MokManager)\", then \"Enroll key from disk\" and {}",
+            sik_boot::secure_boot::MOK_DER
+        );
+    }
+}
+
 fn install_cmd(a: InstallArgs) -> CmdResult {
     let what = "boot install";
     if let Some(m) = &a.update {
-        let opts = sik_boot::install::Options::new(sik_binary(a.sik_binary.clone(), what)?, None);
+        let mut opts =
+            sik_boot::install::Options::new(sik_binary(a.sik_binary.clone(), what)?, None);
+        opts.secure_boot = secure_boot_options(&a);
         let report =
             sik_boot::install::update(m, &opts).map_err(|e| Failure::input(what, Some(m), e))?;
         if a.json {
@@ -256,6 +326,7 @@ fn install_cmd(a: InstallArgs) -> CmdResult {
                 report.bios_core_bytes,
                 report.efi_bytes
             );
+            print_uefi(&report);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -318,7 +389,11 @@ fn install_cmd(a: InstallArgs) -> CmdResult {
     let mut opts = sik_boot::install::Options::new(sik_binary(a.sik_binary.clone(), what)?, size);
     opts.label = a.label.clone();
     opts.force = a.force;
-    if a.data_fs.as_deref() == Some("fat32") {
+    opts.secure_boot = secure_boot_options(&a);
+    // Debian's signed GRUB reads FAT only: distro mode makes DATA FAT32
+    // unless exFAT is asked for (which install then refuses, naming why).
+    let distro = matches!(a.secure_boot, Some(SecureBootMode::Distro));
+    if a.data_fs.as_deref() == Some("fat32") || (distro && a.data_fs.is_none()) {
         opts.data_fs = sik_boot::medium::DataFs::Fat32;
     }
     let report = sik_boot::install::install(&target, &opts)
@@ -337,6 +412,7 @@ fn install_cmd(a: InstallArgs) -> CmdResult {
             report.bios_core_bytes,
             report.efi_bytes
         );
+        print_uefi(&report);
     }
     Ok(ExitCode::SUCCESS)
 }

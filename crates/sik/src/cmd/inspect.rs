@@ -10,7 +10,7 @@ use crate::output::print_json;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Checked: nothing. The signer shown is what the signature block claims; `sik verify` checks it.\n\nExamples:\n  sik inspect firmware.ExtensionImage\n  sik inspect --list App-1.0-x86_64.AppImage\n  sik inspect --json live.iso"
+    after_help = "Checked: nothing. The signer shown is what the signature block claims; `sik verify` checks it (the firmware checks a PE file's Authenticode signature).\n\nExamples:\n  sik inspect firmware.ExtensionImage\n  sik inspect /usr/lib/shim/shimx64.efi.signed\n  sik inspect --list App-1.0-x86_64.AppImage\n  sik inspect --json live.iso"
 )]
 pub struct Args {
     /// The file to inspect.
@@ -36,7 +36,7 @@ pub fn input_error(what: &str, file: &std::path::Path, e: sik_inspect::Error) ->
     let f = Failure::input(what, Some(file), &e);
     match e {
         sik_inspect::Error::Unknown => {
-            f.hint("sik knows ExtensionImages (SquashFS), AppImages and ISO 9660 images")
+            f.hint("sik knows ExtensionImages (SquashFS), AppImages, ISO 9660 images and PE (EFI, kernel) files")
         }
         _ => f,
     }
@@ -187,6 +187,65 @@ fn print_text(r: &Report) {
             "  volume label:       {}",
             i.label.as_deref().unwrap_or("(none)")
         );
+    }
+    if let Some(p) = &r.pe {
+        print_pe(p);
+    }
+}
+
+/// The Secure Boot facts of a PE file: what it is, its SBAT lines, shim's
+/// vendor certificate and who signed it (as the signature says; the
+/// firmware checks it).
+fn print_pe(p: &sik_image::pe::PeInfo) {
+    use sik_image::pe::PeKind;
+    let kind = match p.kind {
+        PeKind::LinuxKernel => "Linux kernel (EFI stub)",
+        PeKind::EfiApplication => "EFI application",
+        PeKind::EfiDriver => "EFI driver",
+        PeKind::Other => "other PE file",
+    };
+    println!("  type:               {kind}, {}", p.machine);
+    let names: Vec<&str> = p.sections.iter().map(|s| s.name.as_str()).collect();
+    println!("  sections:           {}", names.join(" "));
+    match &p.sbat {
+        Some(lines) => {
+            println!("  SBAT:");
+            for e in lines {
+                println!(
+                    "    {},{},{},{},{},{}",
+                    e.component, e.generation, e.vendor, e.package, e.version, e.url
+                );
+            }
+        }
+        None if p.kind == PeKind::LinuxKernel => println!("  SBAT:               (none)"),
+        None => println!("  SBAT:               (none: shim 15.3 and later refuse to start it)"),
+    }
+    if let Some(v) = &p.vendor_cert {
+        for c in &v.certificates {
+            println!("  vendor certificate: {} (sha256 {})", c.subject, c.sha256);
+        }
+        println!("  vendor revocations: {} bytes", v.deauthorized_bytes);
+    }
+    if p.signatures.is_empty() {
+        println!("  signed:             no (Secure Boot refuses it unless its hash is enrolled)");
+    }
+    for (i, s) in p.signatures.iter().enumerate() {
+        match &s.signer {
+            Some(c) => println!(
+                "  signature {}:        {} (issued by {})",
+                i + 1,
+                c.subject,
+                c.issuer
+            ),
+            None => println!(
+                "  signature {}:        certificate not included (issued by {})",
+                i + 1,
+                s.signer_issuer
+            ),
+        }
+    }
+    for problem in &p.problems {
+        println!("  problem:            {problem}");
     }
 }
 
