@@ -1,4 +1,5 @@
-//! Tar archives (plain or compressed) and Debian packages as the source of
+//! Tar archives (plain or compressed), Debian, RPM and Arch packages (all
+//! recognised by content) as the source of
 //! `create_extension`: Ok or Err, never a panic, never a write outside the
 //! output directory.
 #![no_main]

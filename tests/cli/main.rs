@@ -9,10 +9,10 @@ mod util;
 
 mod appimage;
 mod boot;
-mod boot_life;
 mod extension;
 mod hostile;
 mod link;
+mod packages;
 mod secure_boot;
 mod signing;
 mod verity;

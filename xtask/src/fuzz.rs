@@ -360,6 +360,50 @@ fn seed_corpora(corpus: &Path) -> Result {
             seed("tar_source", &format!("fuzz-{comp}.deb"), &deb);
         }
     }
+    // An Arch package (tar whose first entry is .PKGINFO) and an RPM.
+    let arch_tree = work.join("arch");
+    mkdir(&arch_tree)?;
+    write(
+        &arch_tree.join(".PKGINFO"),
+        "pkgname = fuzz\npkgver = 1.0-1\narch = any\n",
+    )?;
+    write(&arch_tree.join(".INSTALL"), "post_install() { :; }\n")?;
+    let _ = Command::new("cp")
+        .arg("-a")
+        .arg(tree.join("usr"))
+        .arg(&arch_tree)
+        .status();
+    let arch = work.join("fuzz-1.0-1-any.pkg.tar.zst");
+    if quiet(
+        Command::new("tar")
+            .arg("--zstd")
+            .arg("-cf")
+            .arg(&arch)
+            .arg("-C")
+            .arg(&arch_tree)
+            .args([".PKGINFO", ".INSTALL", "usr"]),
+    ) {
+        seed("tar_source", "fuzz.pkg.tar.zst", &arch);
+    }
+    let rpm_top = work.join("rpmbuild");
+    let spec = work.join("fuzz.spec");
+    write(
+        &spec,
+        "Name: fuzz\nVersion: 1.0\nRelease: 1\nSummary: fuzz seed\nLicense: MIT\nBuildArch: noarch\n%description\nseed\n%install\nmkdir -p %{buildroot}/usr/share/fuzz\necho x > %{buildroot}/usr/share/fuzz/x\nln -s x %{buildroot}/usr/share/fuzz/y\n%files\n/usr/share/fuzz\n",
+    )?;
+    if quiet(
+        Command::new("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", rpm_top.display()))
+            .args(["--nodeps", "--quiet", "-bb"])
+            .arg(&spec),
+    ) {
+        seed(
+            "tar_source",
+            "fuzz.noarch.rpm",
+            &rpm_top.join("RPMS/noarch/fuzz-1.0-1.noarch.rpm"),
+        );
+    }
 
     for t in TARGETS {
         let n = std::fs::read_dir(corpus.join(t)).map_or(0, |d| d.count());

@@ -54,27 +54,11 @@ pub fn fat(
         &(offset / 512).to_string(),
         "-v",
         label,
-        "-N",
-        &volume_serial(offset),
         "::",
     ]);
     run_tool(&mut cmd, "mformat")?;
     copy_extents(scratch.as_file(), scratch.path(), f, target, offset)?;
     f.sync_all().map_err(|e| io(target, e))
-}
-
-/// A FAT volume serial (the UUID GRUB's `search --fs-uuid` finds) for the
-/// filesystem at byte `offset`: mformat derives its own from the clock in
-/// seconds, so DATA and the ESP formatted in the same second got the same
-/// one and GRUB's search could land on the ESP. The clock's nanoseconds
-/// mixed with the offset keep the two apart.
-fn volume_serial(offset: u64) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mixed = nanos ^ (offset / 512).rotate_left(17) ^ u64::from(std::process::id());
-    format!("{:08x}", (mixed ^ (mixed >> 32)) as u32)
 }
 
 /// Make an exFAT filesystem of `len` bytes at byte `offset` of `f` (the

@@ -1,6 +1,7 @@
 //! Creation of ExtensionImages: one SquashFS file per OS extension.
 //!
-//! A source (directory, tar archive, or `.deb`) is streamed through
+//! Sources (directories, tar archives, `.deb`, `.rpm` and Arch packages,
+//! merged in order) are streamed through
 //! [`squashfs::SquashfsWriter`], this project's own SquashFS 4.0 writer
 //! (hard links, extended attributes, parallel compression, bounded memory),
 //! together with the systemd-sysext metadata file
@@ -15,6 +16,8 @@
 //! println!("{} files, {} bytes", report.stats.files, report.image_len);
 //! ```
 
+mod ingest;
+pub mod package;
 pub mod source;
 pub mod squashfs;
 
@@ -23,7 +26,9 @@ use std::time::UNIX_EPOCH;
 
 use sik_image::release::{ReleaseFields, release_path};
 
-use crate::source::{Ingest, SourceKind, SourceOptions, SourceStats};
+use crate::ingest::{Ingest, Merge};
+use crate::package::PackageFacts;
+use crate::source::{SourceKind, SourceOptions, SourceStats};
 use crate::squashfs::{Compressor, Meta, SquashfsWriter, WriteError, WriterOptions};
 
 /// Why an image could not be created.
@@ -64,6 +69,20 @@ pub enum Error {
         /// The writer's error.
         source: WriteError,
     },
+    /// Two sources give different entries at one path.
+    #[error(
+        "{path} differs between {first} and {second} ({why}); pass --later-wins to keep the later source's entry"
+    )]
+    Conflict {
+        /// The image path.
+        path: String,
+        /// The earlier source.
+        first: PathBuf,
+        /// The later source.
+        second: PathBuf,
+        /// What differs.
+        why: String,
+    },
     /// An option is invalid.
     #[error("{0}")]
     Usage(String),
@@ -102,8 +121,12 @@ impl Progress for NoProgress {
 /// Everything `sik create extension` can be told.
 #[derive(Debug, Clone)]
 pub struct ExtensionOptions {
-    /// Directory, tar archive or `.deb`.
-    pub source: PathBuf,
+    /// Directories, tar archives and packages (`.deb`, `.rpm`, Arch), merged
+    /// in this order.
+    pub sources: Vec<PathBuf>,
+    /// When two sources give different entries at one path, keep the later
+    /// one instead of failing.
+    pub later_wins: bool,
     /// Output image.
     pub output: PathBuf,
     /// Extension name; default: the output's file name up to its first dot.
@@ -129,7 +152,7 @@ pub struct ExtensionOptions {
     /// Keep uid/gid of the source.
     pub keep_owner: bool,
     /// `SOURCE_DATE_EPOCH`: the image's own timestamp. Default: the
-    /// modification time of SOURCE itself.
+    /// modification time of the first source itself.
     pub source_date_epoch: Option<u32>,
     /// Compression threads (0: all cores).
     pub threads: usize,
@@ -142,10 +165,11 @@ pub struct ExtensionOptions {
 }
 
 impl ExtensionOptions {
-    /// Defaults: zstd, 128 KiB blocks, root owners.
+    /// Defaults: zstd, 128 KiB blocks, root owners; one source.
     pub fn new(source: PathBuf, output: PathBuf) -> Self {
         ExtensionOptions {
-            source,
+            sources: vec![source],
+            later_wins: false,
             output,
             name: None,
             version: None,
@@ -181,8 +205,14 @@ pub struct ExtensionReport {
     pub name: String,
     /// Output path.
     pub output: PathBuf,
-    /// `directory`, `tar`, `tar+gzip` … or `deb`.
+    /// The first source's kind: `directory`, `tar`, `tar+gzip` …, `deb`,
+    /// `rpm`, `arch+zstd` … (see [`SourceKind::label`]).
     pub source_kind: String,
+    /// Every source and its kind, in merge order.
+    pub sources: Vec<SourceReport>,
+    /// The packages among the sources (recorded in `SIK_PACKAGES` when the
+    /// extension-release file is generated).
+    pub packages: Vec<PackageFacts>,
     /// What the source held.
     pub stats: SourceStats,
     /// Length of the image file in bytes.
@@ -193,6 +223,15 @@ pub struct ExtensionReport {
     pub release_from_source: bool,
     /// The dm-verity parameters, when the tree was written.
     pub verity: Option<VerityFacts>,
+}
+
+/// One source of an image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceReport {
+    /// As given.
+    pub path: PathBuf,
+    /// Its kind ([`SourceKind::label`]).
+    pub kind: String,
 }
 
 /// Add a directory tree to `writer` with the walk `create_extension` uses
@@ -254,9 +293,16 @@ pub fn create_extension(
         })?,
     };
     validate_name(&name)?;
-    let kind = source::detect(&opts.source)?;
-    let source_meta =
-        std::fs::metadata(&opts.source).map_err(|e| Error::source(&opts.source, e))?;
+    let first = opts
+        .sources
+        .first()
+        .ok_or_else(|| Error::Usage("no source given".into()))?;
+    let kinds = opts
+        .sources
+        .iter()
+        .map(|p| source::detect(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let source_meta = std::fs::metadata(first).map_err(|e| Error::source(first, e))?;
 
     let out_dir = match opts.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -271,18 +317,20 @@ pub fn create_extension(
             ),
         });
     }
-    if kind == SourceKind::Dir {
-        let src =
-            std::fs::canonicalize(&opts.source).map_err(|e| Error::source(&opts.source, e))?;
+    for (src, kind) in opts.sources.iter().zip(&kinds) {
+        if *kind != SourceKind::Dir {
+            continue;
+        }
+        let src_abs = std::fs::canonicalize(src).map_err(|e| Error::source(src, e))?;
         let dst = std::fs::canonicalize(&out_dir).map_err(|e| Error::Output {
             path: opts.output.clone(),
             source: e,
         })?;
-        if dst.starts_with(&src) {
+        if dst.starts_with(&src_abs) {
             return Err(Error::Usage(format!(
                 "the output {} lies inside the source directory {}",
                 opts.output.display(),
-                opts.source.display()
+                src.display()
             )));
         }
     }
@@ -328,25 +376,39 @@ pub fn create_extension(
         progress,
         vec![release_rel.as_bytes().to_vec()],
     )?;
-    let source_kind = match kind {
-        SourceKind::Dir => {
-            ingest.dir(&opts.source)?;
-            "directory".to_string()
-        }
-        SourceKind::Tar(c) => {
-            let stream = source::open_tar(&opts.source, c)?;
-            ingest.tar(stream, &opts.source)?;
-            match c {
-                source::TarCompression::None => "tar".into(),
-                other => format!("tar+{}", format!("{other:?}").to_lowercase()),
+    if opts.sources.len() > 1 {
+        ingest.merge = Some(Merge::new(opts.sources.clone(), opts.later_wins));
+    }
+    let mut packages = Vec::new();
+    for (i, (src, kind)) in opts.sources.iter().zip(&kinds).enumerate() {
+        ingest.origin = i;
+        let mut ignore = |_: &str, _: Vec<u8>| {};
+        match *kind {
+            SourceKind::Dir => ingest.dir(src)?,
+            SourceKind::Tar(c) => ingest.tar(source::open_tar(src, c)?, src, &[], &mut ignore)?,
+            SourceKind::Deb => {
+                packages.push(package::deb_facts(src)?);
+                ingest.tar(source::open_deb(src)?, src, &[], &mut ignore)?;
+            }
+            SourceKind::Rpm => packages.push(package::ingest_rpm(&mut ingest, src)?),
+            SourceKind::Arch(c) => {
+                let mut pkginfo = None;
+                let mut install = false;
+                ingest.tar(
+                    source::open_tar(src, c)?,
+                    src,
+                    package::ARCH_METADATA,
+                    &mut |name, data| match name {
+                        ".PKGINFO" => pkginfo = Some(data),
+                        ".INSTALL" => install = true,
+                        _ => {}
+                    },
+                )?;
+                let pkginfo = pkginfo.unwrap_or_default();
+                packages.push(package::arch_facts(src, &pkginfo, install)?);
             }
         }
-        SourceKind::Deb => {
-            let stream = source::open_deb(&opts.source)?;
-            ingest.tar(stream, &opts.source)?;
-            "deb".to_string()
-        }
-    };
+    }
     let stats = ingest.stats;
     let release_from_source = !stats.seen.is_empty();
 
@@ -354,7 +416,7 @@ pub fn create_extension(
     if release_from_source {
         if opts.has_release_options() {
             return Err(Error::BadSource {
-                path: opts.source.clone(),
+                path: first.clone(),
                 why: format!(
                     "it already contains {release_rel}; remove it or leave out the metadata options"
                 ),
@@ -375,6 +437,8 @@ pub fn create_extension(
         set("ARCHITECTURE", &opts.arch);
         set("SYSEXT_ID", &Some(name.clone()));
         set("SYSEXT_VERSION_ID", &opts.version);
+        let facts: Vec<_> = packages.iter().map(|p| p.fact.clone()).collect();
+        release.set_packages(&facts);
         let text = release.to_text();
         let meta = Meta {
             mode: 0o644,
@@ -403,7 +467,17 @@ pub fn create_extension(
     Ok(ExtensionReport {
         name,
         output: opts.output.clone(),
-        source_kind,
+        source_kind: kinds[0].label(),
+        sources: opts
+            .sources
+            .iter()
+            .zip(&kinds)
+            .map(|(p, k)| SourceReport {
+                path: p.clone(),
+                kind: k.label(),
+            })
+            .collect(),
+        packages,
         stats,
         image_len,
         release,

@@ -1,19 +1,17 @@
 //! Sources of an image: a directory, a tar archive (plain, gzip, xz, zstd,
-//! recognised by content) or a Debian package (its `data.tar.*` member).
+//! recognised by content), a Debian package (its `data.tar.*` member), an
+//! RPM package or an Arch Linux package (a tar whose first entry is
+//! `.PKGINFO`); see [`crate::package`] for the packages' facts.
 //!
-//! Every source is fed into a [`SquashfsWriter`] entry by entry, streaming
+//! Every source is fed into a [`crate::squashfs::SquashfsWriter`] entry by entry, streaming
 //! file data, so memory does not grow with the size of the source.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
-
-use crate::squashfs::{Meta, SquashfsWriter};
 use crate::{Error, Progress};
 
 /// What kind of source a path is.
@@ -25,6 +23,29 @@ pub enum SourceKind {
     Tar(TarCompression),
     /// A Debian package.
     Deb,
+    /// An RPM package (lead magic `ed ab ee db`).
+    Rpm,
+    /// An Arch Linux package: a tar (with this compression) whose first
+    /// entry is `.PKGINFO`.
+    Arch(TarCompression),
+}
+
+impl SourceKind {
+    /// How reports name the kind: `directory`, `tar`, `tar+gzip` …, `deb`,
+    /// `rpm`, `arch+zstd` ….
+    pub fn label(self) -> String {
+        let comp = |c: TarCompression| match c {
+            TarCompression::None => String::new(),
+            other => format!("+{}", format!("{other:?}").to_lowercase()),
+        };
+        match self {
+            SourceKind::Dir => "directory".into(),
+            SourceKind::Tar(c) => format!("tar{}", comp(c)),
+            SourceKind::Deb => "deb".into(),
+            SourceKind::Rpm => "rpm".into(),
+            SourceKind::Arch(c) => format!("arch{}", comp(c)),
+        }
+    }
 }
 
 /// Compression around a tar stream, recognised by magic number.
@@ -101,11 +122,29 @@ pub fn detect(path: &Path) -> Result<SourceKind, Error> {
     if head.starts_with(b"!<arch>\n") {
         return Ok(SourceKind::Deb);
     }
+    if head.starts_with(&[0xed, 0xab, 0xee, 0xdb]) {
+        return Ok(SourceKind::Rpm);
+    }
     match TarCompression::from_magic(&head) {
-        Some(c) => Ok(SourceKind::Tar(c)),
+        Some(TarCompression::Bzip2) => Ok(SourceKind::Tar(TarCompression::Bzip2)),
+        Some(c) => {
+            // An Arch package is a tar whose first entry is .PKGINFO.
+            let mut archive = tar::Archive::new(open_tar(path, c)?);
+            let first = archive
+                .entries()
+                .ok()
+                .and_then(|mut e| e.next())
+                .and_then(|e| e.ok())
+                .map(|e| e.path_bytes().into_owned());
+            if first.as_deref() == Some(b".PKGINFO") {
+                Ok(SourceKind::Arch(c))
+            } else {
+                Ok(SourceKind::Tar(c))
+            }
+        }
         None => Err(Error::BadSource {
             path: path.to_path_buf(),
-            why: "not a directory, a tar archive (plain, gzip, xz, zstd) or a Debian package"
+            why: "not a directory, a tar archive (plain, gzip, xz, zstd), a Debian, RPM or Arch package"
                 .into(),
         }),
     }
@@ -136,7 +175,7 @@ impl std::fmt::Debug for BeforeOpen {
 /// following a symlink, and check it is still that file: a name swapped for
 /// a symlink, or a parent directory swapped for one, after the walk would
 /// otherwise pull a file from outside the source into the image.
-fn open_walked(path: &Path, md: &std::fs::Metadata) -> Result<File, Error> {
+pub(crate) fn open_walked(path: &Path, md: &std::fs::Metadata) -> Result<File, Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -180,6 +219,10 @@ pub struct SourceStats {
     pub bytes: u64,
     /// Paths excluded by `--exclude`.
     pub excluded: u64,
+    /// Entries that more than one source gave, equal (added once).
+    pub merged: u64,
+    /// Entries of an earlier source replaced by a later one (`later_wins`).
+    pub replaced: u64,
     /// Paths whose mode has setuid, setgid or sticky bits.
     pub special_modes: Vec<String>,
     /// Whether an `ExtensionRun` executable is at the root.
@@ -187,288 +230,6 @@ pub struct SourceStats {
     /// Image paths that were added, kept only for the few the caller asks about.
     #[serde(skip)]
     pub seen: Vec<Vec<u8>>,
-}
-
-pub(crate) struct Ingest<'a> {
-    pub writer: &'a mut SquashfsWriter,
-    pub opts: &'a SourceOptions,
-    pub progress: &'a dyn Progress,
-    pub stats: SourceStats,
-    pub exclude: GlobSet,
-    /// Paths whose presence the caller wants to know.
-    pub watch: Vec<Vec<u8>>,
-}
-
-impl<'a> Ingest<'a> {
-    pub fn new(
-        writer: &'a mut SquashfsWriter,
-        opts: &'a SourceOptions,
-        progress: &'a dyn Progress,
-        watch: Vec<Vec<u8>>,
-    ) -> Result<Self, Error> {
-        let mut b = GlobSetBuilder::new();
-        for g in &opts.exclude {
-            let g = g.trim_start_matches('/');
-            let glob = Glob::new(g).map_err(|e| Error::Usage(format!("--exclude {g:?}: {e}")))?;
-            b.add(glob);
-        }
-        let exclude = b
-            .build()
-            .map_err(|e| Error::Usage(format!("--exclude: {e}")))?;
-        Ok(Ingest {
-            writer,
-            opts,
-            progress,
-            stats: SourceStats::default(),
-            exclude,
-            watch,
-        })
-    }
-
-    fn excluded(&mut self, rel: &[u8]) -> bool {
-        let hit = self
-            .exclude
-            .is_match(Path::new(std::ffi::OsStr::from_bytes(rel)));
-        if hit {
-            self.stats.excluded += 1;
-        }
-        hit
-    }
-
-    fn note(&mut self, rel: &[u8], mode: u32, is_file: bool) {
-        if mode & 0o7000 != 0 {
-            self.stats
-                .special_modes
-                .push(String::from_utf8_lossy(rel).into_owned());
-        }
-        if rel == b"ExtensionRun" && is_file && mode & 0o111 != 0 {
-            self.stats.extension_run = true;
-        }
-        if self.watch.iter().any(|w| w == rel) {
-            self.stats.seen.push(rel.to_vec());
-        }
-    }
-
-    fn owner(&self, uid: u64, gid: u64) -> (u32, u32) {
-        if self.opts.keep_owner {
-            (clamp_u32(uid), clamp_u32(gid))
-        } else {
-            (0, 0)
-        }
-    }
-
-    /// Feed a directory tree.
-    pub fn dir(&mut self, root: &Path) -> Result<(), Error> {
-        let root_meta = std::fs::symlink_metadata(root).map_err(|e| Error::source(root, e))?;
-        let (uid, gid) = self.owner(u64::from(root_meta.uid()), u64::from(root_meta.gid()));
-        let xattrs = read_xattrs(root);
-        self.writer.set_root(Meta {
-            mode: (root_meta.mode() & 0o7777) as u16,
-            uid,
-            gid,
-            mtime: clamp_mtime(root_meta.mtime()),
-            xattrs,
-        });
-        let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-        let mut walk = walkdir::WalkDir::new(root)
-            .follow_links(false)
-            .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
-            .min_depth(1)
-            .into_iter();
-        while let Some(entry) = walk.next() {
-            let entry = entry.map_err(|e| {
-                let p = e.path().unwrap_or(root).to_path_buf();
-                Error::source(
-                    &p,
-                    e.into_io_error()
-                        .unwrap_or_else(|| io::Error::other("filesystem loop")),
-                )
-            })?;
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap_or(path)
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            let md = entry.metadata().map_err(|e| {
-                Error::source(
-                    path,
-                    e.into_io_error()
-                        .unwrap_or_else(|| io::Error::other("metadata")),
-                )
-            })?;
-            if self.excluded(&rel) {
-                if md.is_dir() {
-                    walk.skip_current_dir();
-                }
-                continue;
-            }
-            let (uid, gid) = self.owner(u64::from(md.uid()), u64::from(md.gid()));
-            let mode = md.mode();
-            let ft = md.file_type();
-            let mut meta = Meta {
-                mode: (mode & 0o7777) as u16,
-                uid,
-                gid,
-                mtime: clamp_mtime(md.mtime()),
-                xattrs: Vec::new(),
-            };
-            if !ft.is_file() {
-                meta.xattrs = read_xattrs(path);
-            }
-            self.note(&rel, mode, ft.is_file());
-            let w = &mut *self.writer;
-            if ft.is_dir() {
-                w.add_dir(&rel, meta)?;
-                self.stats.dirs += 1;
-            } else if ft.is_symlink() {
-                let target = std::fs::read_link(path).map_err(|e| Error::source(path, e))?;
-                w.add_symlink(&rel, target.as_os_str().as_bytes(), meta)?;
-                self.stats.symlinks += 1;
-            } else if ft.is_file() {
-                if md.nlink() > 1 {
-                    let key = (md.dev(), md.ino());
-                    if let Some(first) = links.get(&key) {
-                        w.add_hardlink(&rel, first)?;
-                        self.stats.hardlinks += 1;
-                        continue;
-                    }
-                    links.insert(key, rel.clone());
-                }
-                if let Some(hook) = &self.opts.before_open {
-                    (hook.0)(path);
-                }
-                let f = open_walked(path, &md)?;
-                meta.xattrs = read_fd_xattrs(&f);
-                let mut r = CountingReader {
-                    inner: f,
-                    progress: self.progress,
-                };
-                let n = w
-                    .add_file(&rel, meta, &mut r)
-                    .map_err(|e| Error::in_source(path, e))?;
-                self.stats.files += 1;
-                self.stats.bytes += n;
-            } else if ft.is_char_device() || ft.is_block_device() {
-                let rdev = md.rdev();
-                let (major, minor) = (dev_major(rdev), dev_minor(rdev));
-                if ft.is_char_device() {
-                    w.add_char_device(&rel, meta, major, minor)?;
-                } else {
-                    w.add_block_device(&rel, meta, major, minor)?;
-                }
-                self.stats.specials += 1;
-            } else if ft.is_fifo() {
-                w.add_fifo(&rel, meta)?;
-                self.stats.specials += 1;
-            } else if ft.is_socket() {
-                w.add_socket(&rel, meta)?;
-                self.stats.specials += 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// Feed a tar stream. `origin` names the source file in errors.
-    pub fn tar<R: Read>(&mut self, stream: R, origin: &Path) -> Result<(), Error> {
-        let mut archive = tar::Archive::new(stream);
-        let entries = archive.entries().map_err(|e| Error::source(origin, e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| Error::source(origin, e))?;
-            let raw = entry.path_bytes().into_owned();
-            let Some(rel) = normalize_archive_path(&raw).map_err(|why| Error::BadSource {
-                path: origin.to_path_buf(),
-                why: why.to_string(),
-            })?
-            else {
-                // The archive's root entry ("./"): its metadata becomes the image root's.
-                let h = entry.header();
-                let (uid, gid) = self.owner(h.uid().unwrap_or(0), h.gid().unwrap_or(0));
-                self.writer.set_root(Meta {
-                    mode: (h.mode().unwrap_or(0o755) & 0o7777) as u16,
-                    uid,
-                    gid,
-                    mtime: clamp_mtime(h.mtime().unwrap_or(0) as i64),
-                    xattrs: pax_xattrs(&mut entry),
-                });
-                continue;
-            };
-            if self.excluded(&rel) {
-                continue;
-            }
-            let xattrs = pax_xattrs(&mut entry);
-            let h = entry.header();
-            let mode = h.mode().map_err(|e| Error::source(origin, e))?;
-            let (uid, gid) = self.owner(h.uid().unwrap_or(0), h.gid().unwrap_or(0));
-            let meta = Meta {
-                mode: (mode & 0o7777) as u16,
-                uid,
-                gid,
-                mtime: clamp_mtime(h.mtime().unwrap_or(0) as i64),
-                xattrs,
-            };
-            let ty = h.entry_type();
-            let is_file = ty.is_file() || ty.is_contiguous() || ty.is_gnu_sparse();
-            self.note(&rel, mode, is_file);
-            let w = &mut *self.writer;
-            if ty.is_dir() {
-                w.add_dir(&rel, meta)?;
-                self.stats.dirs += 1;
-            } else if is_file {
-                let mut r = CountingReader {
-                    inner: &mut entry,
-                    progress: self.progress,
-                };
-                let n = w
-                    .add_file(&rel, meta, &mut r)
-                    .map_err(|e| Error::in_source(origin, e))?;
-                self.stats.files += 1;
-                self.stats.bytes += n;
-            } else if ty.is_symlink() {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                w.add_symlink(&rel, &target, meta)?;
-                self.stats.symlinks += 1;
-            } else if ty.is_hard_link() {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                let target = normalize_archive_path(&target)
-                    .map_err(|why| Error::BadSource {
-                        path: origin.to_path_buf(),
-                        why: format!("hard link {}: {why}", String::from_utf8_lossy(&rel)),
-                    })?
-                    .ok_or_else(|| Error::BadSource {
-                        path: origin.to_path_buf(),
-                        why: format!(
-                            "hard link {} points at the root",
-                            String::from_utf8_lossy(&rel)
-                        ),
-                    })?;
-                w.add_hardlink(&rel, &target)?;
-                self.stats.hardlinks += 1;
-            } else if ty.is_character_special() || ty.is_block_special() {
-                let major = h.device_major().ok().flatten().unwrap_or(0);
-                let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                if ty.is_character_special() {
-                    w.add_char_device(&rel, meta, major, minor)?;
-                } else {
-                    w.add_block_device(&rel, meta, major, minor)?;
-                }
-                self.stats.specials += 1;
-            } else if ty.is_fifo() {
-                w.add_fifo(&rel, meta)?;
-                self.stats.specials += 1;
-            }
-            // PAX/GNU long-name headers are consumed by the tar crate; other
-            // entry types (e.g. volume labels) carry nothing for the image.
-        }
-        Ok(())
-    }
 }
 
 /// Open a tar source with its compression layer removed.
@@ -505,6 +266,12 @@ fn decompress<'r>(
 /// Open the `data.tar.*` member of a Debian package (an `ar` archive) as a
 /// decompressed tar stream.
 pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, Error> {
+    open_deb_member(path, "data.tar")
+}
+
+/// Open the member of a Debian package whose name starts with `prefix`
+/// (`data.tar`, `control.tar`) as a decompressed tar stream.
+pub fn open_deb_member(path: &Path, prefix: &str) -> Result<Box<dyn Read>, Error> {
     let bad = |why: String| Error::BadSource {
         path: path.to_path_buf(),
         why,
@@ -518,7 +285,7 @@ pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, Error> {
     loop {
         let mut hdr = [0u8; 60];
         if pos + 60 > len {
-            return Err(bad("Debian package has no data.tar member".into()));
+            return Err(bad(format!("Debian package has no {prefix} member")));
         }
         f.seek(SeekFrom::Start(pos))
             .map_err(|e| Error::source(path, e))?;
@@ -540,7 +307,7 @@ pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, Error> {
                 "ar member {name:?} extends beyond the end of the file"
             )));
         }
-        if let Some(ext) = name.strip_prefix("data.tar") {
+        if let Some(ext) = name.strip_prefix(prefix) {
             f.seek(SeekFrom::Start(data))
                 .map_err(|e| Error::source(path, e))?;
             let mut head = [0u8; 6];
@@ -553,7 +320,7 @@ pub fn open_deb(path: &Path) -> Result<Box<dyn Read>, Error> {
             let compression = match ext {
                 "" => TarCompression::None,
                 _ => TarCompression::from_magic(&head)
-                    .ok_or_else(|| bad(format!("unknown compression of member data.tar{ext}")))?,
+                    .ok_or_else(|| bad(format!("unknown compression of member {prefix}{ext}")))?,
             };
             let stream: Box<dyn Read> = Box::new(io::Cursor::new(head).chain(member));
             return decompress(stream, compression, path);
@@ -602,7 +369,7 @@ pub fn normalize_archive_path(raw: &[u8]) -> Result<Option<Vec<u8>>, ArchivePath
     }
 }
 
-fn pax_xattrs<R: Read>(entry: &mut tar::Entry<R>) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn pax_xattrs<R: Read>(entry: &mut tar::Entry<R>) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     if let Ok(Some(exts)) = entry.pax_extensions() {
         for ext in exts.flatten() {
@@ -615,7 +382,7 @@ fn pax_xattrs<R: Read>(entry: &mut tar::Entry<R>) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
-fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     if let Ok(names) = xattr::list(path) {
         for name in names {
@@ -636,7 +403,7 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// [`read_xattrs`] of an open file.
-fn read_fd_xattrs(f: &File) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn read_fd_xattrs(f: &File) -> Vec<(Vec<u8>, Vec<u8>)> {
     use xattr::FileExt;
     let mut out = Vec::new();
     if let Ok(names) = f.list_xattr() {
@@ -657,9 +424,9 @@ fn read_fd_xattrs(f: &File) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
-struct CountingReader<'p, R> {
-    inner: R,
-    progress: &'p dyn Progress,
+pub(crate) struct CountingReader<'p, R> {
+    pub(crate) inner: R,
+    pub(crate) progress: &'p dyn Progress,
 }
 
 impl<R: Read> Read for CountingReader<'_, R> {
@@ -670,7 +437,7 @@ impl<R: Read> Read for CountingReader<'_, R> {
     }
 }
 
-fn clamp_u32(v: u64) -> u32 {
+pub(crate) fn clamp_u32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
@@ -679,11 +446,11 @@ pub(crate) fn clamp_mtime(t: i64) -> u32 {
     t.clamp(0, i64::from(u32::MAX)) as u32
 }
 
-fn dev_major(rdev: u64) -> u32 {
+pub(crate) fn dev_major(rdev: u64) -> u32 {
     (((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff)) as u32
 }
 
-fn dev_minor(rdev: u64) -> u32 {
+pub(crate) fn dev_minor(rdev: u64) -> u32 {
     (((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff)) as u32
 }
 

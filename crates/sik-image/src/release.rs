@@ -4,7 +4,9 @@
 //! `usr/lib/extension-release.d/extension-release.NAME`, an os-release style
 //! file of `KEY=VALUE` lines. The fields this project reads and writes:
 //! `ID` (or `_any`), `VERSION_ID`, `SYSEXT_LEVEL`, `ARCHITECTURE`,
-//! `SYSEXT_VERSION_ID` (the extension's own version) and `SYSEXT_ID`.
+//! `SYSEXT_VERSION_ID` (the extension's own version) and `SYSEXT_ID`; and
+//! `SIK_PACKAGES`, the distribution packages an image was made from
+//! (`spec/extension-image.md`, "Package facts").
 
 use std::collections::BTreeMap;
 
@@ -79,6 +81,79 @@ impl ReleaseFields {
     }
 }
 
+/// The extension-release key listing the packages an image was made from.
+pub const PACKAGES_KEY: &str = "SIK_PACKAGES";
+
+/// One distribution package an image was made from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PackageFact {
+    /// `deb`, `rpm` or `arch`.
+    pub format: String,
+    /// The package's name.
+    pub name: String,
+    /// Its full version (epoch and release included where the format has them).
+    pub version: String,
+    /// Its architecture as the package names it (`amd64`, `x86_64`, `all`, `noarch`, `any` …).
+    pub arch: String,
+}
+
+/// Whether `s` can be one field of a `SIK_PACKAGES` entry: ASCII letters,
+/// digits and `._+~^:@-`, 1 to 128 bytes (every Debian, RPM and Arch
+/// package name, version and architecture fits).
+pub fn package_field_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+~^:@-".contains(c))
+}
+
+impl PackageFact {
+    /// `FORMAT/NAME/VERSION/ARCH`, or `None` when a field is not
+    /// [`package_field_ok`].
+    pub fn token(&self) -> Option<String> {
+        let fields = [&self.format, &self.name, &self.version, &self.arch];
+        fields.iter().all(|f| package_field_ok(f)).then(|| {
+            format!(
+                "{}/{}/{}/{}",
+                self.format, self.name, self.version, self.arch
+            )
+        })
+    }
+}
+
+impl ReleaseFields {
+    /// The packages listed in `SIK_PACKAGES` (space-separated
+    /// `FORMAT/NAME/VERSION/ARCH`); malformed entries are left out.
+    pub fn packages(&self) -> Vec<PackageFact> {
+        let Some(v) = self.get(PACKAGES_KEY) else {
+            return Vec::new();
+        };
+        v.split_ascii_whitespace()
+            .filter_map(|t| {
+                let mut it = t.split('/');
+                let f = PackageFact {
+                    format: it.next()?.to_string(),
+                    name: it.next()?.to_string(),
+                    version: it.next()?.to_string(),
+                    arch: it.next()?.to_string(),
+                };
+                (it.next().is_none() && f.token().is_some()).then_some(f)
+            })
+            .collect()
+    }
+
+    /// Set `SIK_PACKAGES` to `packages` (those whose fields are valid; the
+    /// key is left out when none are).
+    pub fn set_packages(&mut self, packages: &[PackageFact]) {
+        let tokens: Vec<String> = packages.iter().filter_map(PackageFact::token).collect();
+        if tokens.is_empty() {
+            self.0.remove(PACKAGES_KEY);
+        } else {
+            self.0.insert(PACKAGES_KEY.to_string(), tokens.join(" "));
+        }
+    }
+}
+
 fn unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
@@ -97,6 +172,35 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_facts_round_trip() {
+        let facts = vec![
+            PackageFact {
+                format: "deb".into(),
+                name: "libogg0".into(),
+                version: "1:1.3.5-3".into(),
+                arch: "amd64".into(),
+            },
+            PackageFact {
+                format: "rpm".into(),
+                name: "hello".into(),
+                version: "2.12-1.fc40".into(),
+                arch: "x86_64".into(),
+            },
+        ];
+        let mut r = ReleaseFields::default();
+        r.set_packages(&facts);
+        let text = r.to_text();
+        assert_eq!(
+            text,
+            "SIK_PACKAGES=\"deb/libogg0/1:1.3.5-3/amd64 rpm/hello/2.12-1.fc40/x86_64\"\n"
+        );
+        assert_eq!(ReleaseFields::parse(&text).packages(), facts);
+        let bad =
+            ReleaseFields::parse("SIK_PACKAGES=\"deb/a b/1 deb/x/1/all/extra deb/ok/1/all\"\n");
+        assert_eq!(bad.packages().len(), 1);
+    }
 
     #[test]
     fn round_trip() {

@@ -94,6 +94,8 @@ pub struct ExtensionFacts {
     pub name: Option<String>,
     /// Extension-release fields.
     pub release: ReleaseFields,
+    /// The distribution packages the image was made from (`SIK_PACKAGES`).
+    pub packages: Vec<sik_image::release::PackageFact>,
     /// Whether an executable `ExtensionRun` is at the root.
     pub extension_run: bool,
     /// Whether systemd-sysext would accept the image, and why not.
@@ -361,6 +363,7 @@ fn extension_facts(path: &Path, f: &mut File, file_len: u64) -> Result<Extension
     Ok(ExtensionFacts {
         squashfs: (&sb).into(),
         name,
+        packages: release.packages(),
         release,
         extension_run,
         sysext,

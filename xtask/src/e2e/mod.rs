@@ -21,7 +21,6 @@ mod check;
 mod isos;
 mod medium;
 mod qemu;
-mod readme;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,7 +62,7 @@ type Scenario = (&'static str, fn(&Ctx) -> Result<Vec<Outcome>>);
 /// Scenarios run after the main medium's boots, in this order. Each builds
 /// its own medium from the shared ISOs (or reuses the main one) and returns
 /// one outcome per boot.
-const SCENARIOS: &[Scenario] = &[("readme", readme::run)];
+const SCENARIOS: &[Scenario] = &[];
 
 pub fn main(args: &[String]) -> Result {
     let mut firmwares = vec![Firmware::Bios, Firmware::Uefi];

@@ -100,6 +100,11 @@ struct Node {
     links: u32,
 }
 
+/// A regular file's content written by [`SquashfsWriter::add_file_data`],
+/// not yet named.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRef(u32);
+
 /// Writes one SquashFS 4.0 image. See the module documentation.
 pub struct SquashfsWriter {
     opts: WriterOptions,
@@ -402,6 +407,66 @@ impl SquashfsWriter {
         let size = self.files[file as usize].size;
         self.insert(path, meta, Kind::File { data: file })?;
         Ok(size)
+    }
+
+    /// Writes a regular file's content from `data` without naming it yet;
+    /// [`add_file_ref`](Self::add_file_ref) gives it a name. A content that
+    /// is never named stays in the image as unreferenced blocks (duplicates
+    /// of earlier content cost nothing: they share the earlier blocks).
+    /// Returns the reference and the number of bytes read.
+    pub fn add_file_data(&mut self, data: &mut dyn Read) -> Result<(FileRef, u64), WriteError> {
+        let file = self.write_data(data)?;
+        Ok((FileRef(file), self.files[file as usize].size))
+    }
+
+    /// Adds a regular file whose content was written by
+    /// [`add_file_data`](Self::add_file_data).
+    pub fn add_file_ref(
+        &mut self,
+        path: &[u8],
+        meta: Meta,
+        data: FileRef,
+    ) -> Result<(), WriteError> {
+        check_xattrs(path, &meta)?;
+        if data.0 as usize >= self.files.len() {
+            return Err(WriteError::NotFound(show(path)));
+        }
+        self.insert(path, meta, Kind::File { data: data.0 })
+    }
+
+    /// Removes the non-directory entry at `path` (one name of a hard-linked
+    /// inode removes only that name), so a later source can put another
+    /// entry there.
+    pub fn remove(&mut self, path: &[u8]) -> Result<(), WriteError> {
+        let (parent, name) = self.parent_of(path)?;
+        let id = self
+            .lookup(parent, name)
+            .ok_or_else(|| WriteError::NotFound(show(path)))?;
+        if matches!(self.nodes[id as usize].kind, Kind::Dir { .. }) {
+            return Err(WriteError::IsADirectory(show(path)));
+        }
+        self.children_mut(parent).remove(name);
+        let node = &mut self.nodes[id as usize];
+        node.links = node.links.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Replaces the metadata of the directory at `path`.
+    pub fn set_dir_meta(&mut self, path: &[u8], meta: Meta) -> Result<(), WriteError> {
+        check_xattrs(path, &meta)?;
+        let id = self.resolve(path)?;
+        match &mut self.nodes[id as usize] {
+            Node {
+                kind: Kind::Dir { explicit, .. },
+                meta: m,
+                ..
+            } => {
+                *explicit = true;
+                *m = meta;
+                Ok(())
+            }
+            _ => Err(WriteError::NotADirectory(show(path))),
+        }
     }
 
     /// Adds a symbolic link; `target` is stored byte for byte.

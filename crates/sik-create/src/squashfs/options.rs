@@ -135,6 +135,9 @@ pub enum WriteError {
     /// A parent component of the path is not a directory.
     #[error("a parent is not a directory: {0}")]
     NotADirectory(String),
+    /// A directory where a non-directory entry was expected.
+    #[error("is a directory: {0}")]
+    IsADirectory(String),
     /// A hard link to a directory was requested.
     #[error("hard link to a directory: {0}")]
     HardlinkToDirectory(String),

@@ -14,7 +14,7 @@ use crate::output::print_json;
 
 #[derive(clap::Subcommand)]
 pub enum CreateCommand {
-    /// Create an ExtensionImage (SquashFS) from a directory, a tar archive or a .deb.
+    /// Create an ExtensionImage (SquashFS) from directories, tar archives and packages (.deb, .rpm, Arch).
     Extension(ExtensionArgs),
     /// Create an AppImage from an AppDir (runtime built into sik, no network).
     Appimage(super::create_appimage::Args),
@@ -22,11 +22,15 @@ pub enum CreateCommand {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Checked: archive paths (absolute or with `..` are refused); a directory source's files are read\nthrough the walk (a file swapped for a symlink is refused). Not checked: what the content does.\n\nExamples:\n  sik create extension ./tree -o firmware.ExtensionImage --os-id _any\n  sik create extension ./tree -o firmware.ExtensionImage --sign ~/.ssh/id_ed25519\n  sik create extension codecs.deb -o codecs.ExtensionImage --compression xz"
+    after_help = "Sources are merged in order; two sources with different entries at one path are an error naming\nboth (--later-wins keeps the later one). Package metadata (control files, the RPM header, .PKGINFO,\n.MTREE, .INSTALL …) is not content; the packages' name, version and architecture are recorded in the\nextension-release file (SIK_PACKAGES); maintainer scripts are never run, only named in a warning.\n\nChecked: archive paths (absolute or with `..` are refused); a directory source's files are read\nthrough the walk (a file swapped for a symlink is refused). Not checked: what the content does.\n\nExamples:\n  sik create extension ./tree -o firmware.ExtensionImage --os-id _any\n  sik create extension libogg0_*.deb libvorbis0a_*.deb -o codecs.ExtensionImage\n  sik create extension hello-2.12-1.x86_64.rpm ./extra -o hello.ExtensionImage --later-wins\n  sik create extension ./tree -o firmware.ExtensionImage --sign ~/.ssh/id_ed25519\n  sik create extension codecs.deb -o codecs.ExtensionImage --compression xz"
 )]
 pub struct ExtensionArgs {
-    /// Directory, tar archive (plain, gzip, xz, zstd) or Debian package.
-    pub source: PathBuf,
+    /// Directories, tar archives (plain, gzip, xz, zstd), Debian, RPM or Arch packages, merged in order.
+    #[arg(required = true, num_args = 1..)]
+    pub sources: Vec<PathBuf>,
+    /// When two sources give different entries at one path, keep the later one.
+    #[arg(long)]
+    pub later_wins: bool,
     /// Output file.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -133,7 +137,9 @@ fn extension(a: ExtensionArgs) -> CmdResult {
         .as_deref()
         .map(|k| load_signing_key(k, a.passphrase_file.as_deref()))
         .transpose()?;
-    let mut opts = ExtensionOptions::new(a.source.clone(), a.output.clone());
+    let mut opts = ExtensionOptions::new(a.sources[0].clone(), a.output.clone());
+    opts.sources = a.sources.clone();
+    opts.later_wins = a.later_wins;
     opts.name = a.name;
     opts.version = a.version;
     opts.compressor = compressor;
@@ -156,16 +162,17 @@ fn extension(a: ExtensionArgs) -> CmdResult {
         )));
     }
 
-    let total = if a.source.is_dir() {
-        sik_create::source::dir_size(&a.source)
-    } else {
-        0
-    };
+    let total = a
+        .sources
+        .iter()
+        .filter(|s| s.is_dir())
+        .map(|s| sik_create::source::dir_size(s))
+        .sum();
     let bar = crate::output::progress(total, a.quiet || total < 64 << 20, "creating");
     let progress = BarProgress(bar.clone());
     let result = sik_create::create_extension(&opts, &progress);
     bar.finish_and_clear();
-    let mut report = result.map_err(|e| create_error(&a.source, &a.output, e))?;
+    let mut report = result.map_err(|e| create_error(&a.sources[0], &a.output, e))?;
     if let Some(key) = &key {
         if let Err(e) =
             sik_sign::sign_file_with(&report.output, key, HashAlg::Sha256, sik_sign::Verity::Keep)
@@ -190,6 +197,16 @@ fn extension(a: ExtensionArgs) -> CmdResult {
             "{n} entries carry setuid, setgid or sticky bits: {}{more}",
             shown.join(", ")
         ));
+    }
+    for p in &report.packages {
+        if !p.scripts.is_empty() {
+            warn(format!(
+                "package {} {} has maintainer scripts that were not run: {}",
+                p.fact.name,
+                p.fact.version,
+                p.scripts.join(", ")
+            ));
+        }
     }
     if a.json {
         print_json(&report);
@@ -284,6 +301,7 @@ pub fn create_error(source: &Path, output: &Path, e: sik_create::Error) -> Failu
             Failure::input("cannot write image", Some(&path), source)
         }
         sik_create::Error::Write(w) => Failure::input("cannot write image", Some(output), w),
+        e @ sik_create::Error::Conflict { .. } => Failure::input("sources conflict", None, e),
         sik_create::Error::Usage(why) => Failure::input("invalid options", Some(source), why),
     }
 }

@@ -132,6 +132,12 @@ fn print_text(r: &Report) {
         for (k, v) in &x.release.0 {
             println!("  release {k:<11} {v}");
         }
+        for p in &x.packages {
+            println!(
+                "  package:            {} {} {} ({})",
+                p.name, p.version, p.arch, p.format
+            );
+        }
         println!(
             "  ExtensionRun:       {}",
             if x.extension_run { "yes" } else { "no" }

@@ -1,0 +1,405 @@
+//! `sik create extension` from several sources and from distribution
+//! packages as they really come: `.deb` files fetched with `apt-get
+//! download`, an `.rpm` built with `rpmbuild`, an Arch package made with
+//! `tar --zstd` and a `.PKGINFO`. The image's listing is checked against
+//! the packages' own listings (`dpkg-deb -c`, `rpm -qlvp`, `tar -tv`), the
+//! package facts against the packages' metadata, and conflicts between
+//! sources against their rule.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+/// `unsquashfs -lln` of an image as (permissions, path) pairs, the root and
+/// the extension-release file and its directories left out.
+fn image_entries(image: &Path) -> Vec<(String, String)> {
+    let out = run_ok(cmd("unsquashfs").arg("-lln").arg(image));
+    out.lines()
+        .filter_map(|l| {
+            let perms = l.split_whitespace().next()?.to_string();
+            let path = l.split("squashfs-root").nth(1)?;
+            let path = path
+                .split(" -> ")
+                .next()?
+                .trim_start_matches('/')
+                .to_string();
+            (!path.is_empty()).then_some((perms, path))
+        })
+        .filter(|(_, p)| !p.contains("extension-release"))
+        .collect()
+}
+
+fn image_paths(image: &Path) -> BTreeSet<String> {
+    image_entries(image).into_iter().map(|(_, p)| p).collect()
+}
+
+/// Paths (no trailing slash, no `./`) of a listing whose last field is the path.
+fn normalise(path: &str) -> Option<String> {
+    let p = path.trim_start_matches("./").trim_start_matches('/');
+    let p = p.trim_end_matches('/');
+    (!p.is_empty()).then(|| p.to_string())
+}
+
+/// `apt-get download` of `names` into `dir` (after `apt-get update` when
+/// the package lists are missing); the downloaded files.
+fn apt_download(dir: &Path, names: &[&str]) -> Option<Vec<PathBuf>> {
+    if !require_tool("apt-get") || !require_tool("dpkg-deb") {
+        return None;
+    }
+    let get = || run(cmd("apt-get").arg("download").args(names).current_dir(dir));
+    let mut out = get();
+    if !out.status.success() {
+        let _ = run(cmd("apt-get").args(["update", "-qq"]));
+        out = get();
+    }
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!in_ci(), "apt-get download {names:?} failed: {why}");
+        eprintln!("skipped: apt-get download failed: {why}");
+        return None;
+    }
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    debs.sort();
+    assert_eq!(debs.len(), names.len(), "downloaded {debs:?}");
+    Some(debs)
+}
+
+#[test]
+fn real_debs_merge_into_one_extension_with_their_facts() {
+    if !require_tool("unsquashfs") {
+        return;
+    }
+    let t = TestDir::new();
+    let dl = t.mkdir("debs");
+    // A codec set as it comes: the libraries of Ogg Vorbis, three packages
+    // that share their documentation directories.
+    let Some(debs) = apt_download(&dl, &["libogg0", "libvorbis0a", "libvorbisenc2"]) else {
+        return;
+    };
+    let image = t.join("codecs.ExtensionImage");
+    let json = run_ok(
+        sik()
+            .args(["create", "extension", "--json"])
+            .args(&debs)
+            .arg("-o")
+            .arg(&image),
+    );
+    let v = assert_schema("create", &json);
+    assert_eq!(v["sources"].as_array().unwrap().len(), 3);
+    assert_eq!(v["source_kind"], "deb");
+
+    // The listing is the union of the packages' data.
+    let mut union = BTreeSet::new();
+    for deb in &debs {
+        let listing = run_ok(cmd("dpkg-deb").arg("-c").arg(deb));
+        for l in listing.lines() {
+            let path = l.split_whitespace().nth(5).unwrap_or("");
+            if let Some(p) = normalise(path) {
+                union.insert(p);
+            }
+        }
+    }
+    let ours = image_paths(&image);
+    let ours: BTreeSet<String> = ours
+        .into_iter()
+        .filter(|p| p != "usr/lib/extension-release.d")
+        .collect();
+    assert_eq!(
+        ours, union,
+        "image listing vs dpkg-deb -c of the three packages"
+    );
+    assert!(
+        v["stats"]["merged"].as_u64().unwrap() > 0,
+        "shared directories: {json}"
+    );
+
+    // The facts: name, version and architecture as dpkg-deb reads them.
+    let facts = run_ok(sik().args(["inspect", "--json"]).arg(&image));
+    let facts = assert_schema("inspect", &facts);
+    let packages = facts["extension"]["packages"].as_array().unwrap();
+    assert_eq!(packages.len(), 3, "{facts}");
+    for (deb, p) in debs.iter().zip(packages) {
+        let field = |f: &str| {
+            run_ok(cmd("dpkg-deb").arg("-f").arg(deb).arg(f))
+                .trim()
+                .to_string()
+        };
+        assert_eq!(p["format"], "deb");
+        assert_eq!(p["name"], field("Package").as_str());
+        assert_eq!(p["version"], field("Version").as_str());
+        assert_eq!(p["arch"], field("Architecture").as_str());
+    }
+    let text = run_ok(sik().arg("inspect").arg(&image));
+    assert!(text.contains("package:            libogg0 "), "{text}");
+}
+
+#[test]
+fn sources_that_differ_at_one_path_conflict_unless_the_later_wins() {
+    if !require_tool("unsquashfs") {
+        return;
+    }
+    let t = TestDir::new();
+    t.write("a/usr/share/x/same", "same in both\n");
+    t.write("b/usr/share/x/same", "same in both\n");
+    t.write("a/usr/share/x/differs", "from a\n");
+    t.write("b/usr/share/x/differs", "from b\n");
+    t.write("b/usr/share/x/only-b", "b\n");
+    let (a, b) = (t.join("a"), t.join("b"));
+    let image = t.join("m.ExtensionImage");
+
+    let out = run(sik()
+        .args(["create", "extension"])
+        .arg(&a)
+        .arg(&b)
+        .arg("-o")
+        .arg(&image));
+    let err = assert_fails(&out, 2, &["usr/share/x/differs", "--later-wins", "content"]);
+    assert!(
+        err.contains(&*a.to_string_lossy()) && err.contains(&*b.to_string_lossy()),
+        "the error names both sources: {err}"
+    );
+    assert!(!image.exists(), "nothing written on a conflict");
+
+    let json = run_ok(
+        sik()
+            .args(["create", "extension", "--json", "--later-wins"])
+            .arg(&a)
+            .arg(&b)
+            .arg("-o")
+            .arg(&image),
+    );
+    let v = assert_schema("create", &json);
+    assert_eq!(v["stats"]["replaced"], 1, "{json}");
+    let content = run_ok(
+        cmd("unsquashfs")
+            .arg("-cat")
+            .arg(&image)
+            .arg("usr/share/x/differs"),
+    );
+    assert_eq!(content, "from b\n");
+    let paths = image_paths(&image);
+    for p in ["usr/share/x/same", "usr/share/x/only-b"] {
+        assert!(paths.contains(p), "{p} in {paths:?}");
+    }
+
+    // A directory in one source and a file in the other never replace
+    // each other.
+    t.write("c/usr/share/x", "a file where a has a directory\n");
+    let out = run(sik()
+        .args(["create", "extension", "--later-wins"])
+        .arg(&a)
+        .arg(t.join("c"))
+        .arg("-o")
+        .arg(t.join("n.ExtensionImage")));
+    assert_fails(&out, 2, &["usr/share/x", "directory"]);
+}
+
+#[test]
+fn an_rpm_built_by_rpmbuild_goes_in_as_rpm_lists_it() {
+    if !require_tool("rpmbuild") || !require_tool("rpm") || !require_tool("unsquashfs") {
+        return;
+    }
+    let t = TestDir::new();
+    let spec = t.write(
+        "hello.spec",
+        r#"Name: sik-hello
+Version: 2.12
+Release: 3
+Summary: test package
+License: MIT
+BuildArch: noarch
+
+%description
+A package for sik's tests.
+
+%install
+mkdir -p %{buildroot}/usr/bin %{buildroot}/usr/share/sik-hello
+printf '#!/bin/sh\necho hello\n' > %{buildroot}/usr/bin/sik-hello
+chmod 0755 %{buildroot}/usr/bin/sik-hello
+printf 'data\n' > %{buildroot}/usr/share/sik-hello/data
+chmod 0640 %{buildroot}/usr/share/sik-hello/data
+ln %{buildroot}/usr/share/sik-hello/data %{buildroot}/usr/share/sik-hello/data-link
+ln -s sik-hello %{buildroot}/usr/bin/hi
+
+%post
+echo installed
+
+%files
+%dir /usr/share/sik-hello
+/usr/bin/sik-hello
+/usr/bin/hi
+/usr/share/sik-hello/data
+/usr/share/sik-hello/data-link
+"#,
+    );
+    for (name, payload) in [("default", None), ("gzip", Some("w9.gzdio"))] {
+        let top = t.mkdir(&format!("rpmbuild-{name}"));
+        let mut c = cmd("rpmbuild");
+        c.arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .args(["--nodeps", "--quiet", "-bb"]);
+        if let Some(p) = payload {
+            c.arg("--define").arg(format!("_binary_payload {p}"));
+        }
+        run_ok(c.arg(&spec));
+        let rpm = top.join("RPMS/noarch/sik-hello-2.12-3.noarch.rpm");
+        assert!(rpm.exists(), "rpmbuild made {}", rpm.display());
+
+        let image = t.join(format!("hello-{name}.ExtensionImage"));
+        let out = run(sik()
+            .args(["create", "extension", "--json"])
+            .arg(&rpm)
+            .arg("-o")
+            .arg(&image));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("maintainer scripts that were not run: %post"),
+            "{stderr}"
+        );
+        let v = assert_schema("create", &String::from_utf8_lossy(&out.stdout));
+        assert_eq!(v["source_kind"], "rpm");
+        assert_eq!(v["packages"][0]["name"], "sik-hello");
+        assert_eq!(v["packages"][0]["version"], "2.12-3");
+        assert_eq!(v["packages"][0]["arch"], "noarch");
+        assert_eq!(v["stats"]["hardlinks"], 1, "data-link is a hard link");
+
+        // Every file rpm lists is in the image with the same permissions.
+        let ours: std::collections::BTreeMap<String, String> = image_entries(&image)
+            .into_iter()
+            .map(|(perm, p)| (p, perm))
+            .collect();
+        let listing = run_ok(cmd("rpm").arg("-qlvp").arg(&rpm));
+        let mut n = 0;
+        for l in listing.lines() {
+            let perm = l.split_whitespace().next().unwrap();
+            let path = l.split_whitespace().nth(8).unwrap();
+            let path = normalise(path).unwrap();
+            assert_eq!(
+                ours.get(&path).map(String::as_str),
+                Some(perm),
+                "{path}: {l}"
+            );
+            n += 1;
+        }
+        assert_eq!(n, 5, "{listing}");
+        let content = run_ok(
+            cmd("unsquashfs")
+                .arg("-cat")
+                .arg(&image)
+                .arg("usr/share/sik-hello/data-link"),
+        );
+        assert_eq!(content, "data\n");
+
+        // The same package cut short anywhere, or with its payload
+        // damaged: one error line naming the file, exit 2, no image.
+        let bytes = std::fs::read(&rpm).unwrap();
+        for cut in [10, 96, 200, bytes.len() / 2, bytes.len() - 1] {
+            let bad = t.write(&format!("cut-{name}-{cut}.rpm"), &bytes[..cut]);
+            let out_img = t.join(format!("cut-{name}-{cut}.ExtensionImage"));
+            let out = run(sik()
+                .args(["create", "extension"])
+                .arg(&bad)
+                .arg("-o")
+                .arg(&out_img));
+            assert_fails(&out, 2, &[&*bad.to_string_lossy()]);
+            assert!(!out_img.exists());
+        }
+        let mut damaged = bytes.clone();
+        let n = damaged.len();
+        for b in &mut damaged[n - 64..] {
+            *b ^= 0x5a;
+        }
+        let bad = t.write(&format!("damaged-{name}.rpm"), &damaged);
+        let out = run(sik()
+            .args(["create", "extension"])
+            .arg(&bad)
+            .arg("-o")
+            .arg(t.join("damaged.ExtensionImage")));
+        assert_fails(&out, 2, &[&*bad.to_string_lossy()]);
+    }
+}
+
+#[test]
+fn an_arch_package_goes_in_without_its_metadata() {
+    if !require_tool("unsquashfs") || !require_tool("zstd") {
+        return;
+    }
+    let t = TestDir::new();
+    let root = t.mkdir("pkg");
+    t.write(
+        "pkg/.PKGINFO",
+        "# Generated by makepkg\npkgname = sik-tool\npkgbase = sik-tool\npkgver = 1:1.4-2\narch = x86_64\nsize = 10\n",
+    );
+    t.write("pkg/.MTREE", "not content\n");
+    t.write("pkg/.BUILDINFO", "not content\n");
+    t.write("pkg/.INSTALL", "post_install() { echo hi; }\n");
+    t.write("pkg/usr/bin/sik-tool", "#!/bin/sh\n");
+    t.write("pkg/usr/share/sik-tool/readme", "readme\n");
+    sh(
+        &root,
+        "chmod 0755 usr/bin/sik-tool && chmod 0600 usr/share/sik-tool/readme && \
+         ln -s sik-tool usr/bin/st && \
+         tar --zstd -cf ../sik-tool-1.4-2-x86_64.pkg.tar.zst .PKGINFO .BUILDINFO .MTREE .INSTALL usr",
+    );
+    let pkg = t.join("sik-tool-1.4-2-x86_64.pkg.tar.zst");
+    let image = t.join("tool.ExtensionImage");
+    let out = run(sik()
+        .args(["create", "extension", "--json"])
+        .arg(&pkg)
+        .arg("-o")
+        .arg(&image));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not run: .INSTALL"), "{stderr}");
+    let v = assert_schema("create", &String::from_utf8_lossy(&out.stdout));
+    assert_eq!(v["source_kind"], "arch+zstd");
+    assert_eq!(v["packages"][0]["name"], "sik-tool");
+    assert_eq!(v["packages"][0]["version"], "1:1.4-2");
+    assert_eq!(v["packages"][0]["arch"], "x86_64");
+
+    // The tar listing minus the metadata, with the same permissions.
+    let ours: std::collections::BTreeMap<String, String> = image_entries(&image)
+        .into_iter()
+        .map(|(perm, p)| (p, perm))
+        .collect();
+    let listing = run_ok(cmd("tar").arg("-tvf").arg(&pkg));
+    let mut theirs = std::collections::BTreeMap::new();
+    for l in listing.lines() {
+        let perm = l.split_whitespace().next().unwrap().to_string();
+        let path = l.split_whitespace().nth(5).unwrap();
+        let p = normalise(path).unwrap();
+        if !p.starts_with('.') {
+            theirs.insert(p, perm);
+        }
+    }
+    let ours: std::collections::BTreeMap<String, String> = ours
+        .into_iter()
+        .filter(|(p, _)| p != "usr/lib/extension-release.d" && p != "usr/lib")
+        .collect();
+    assert_eq!(ours, theirs);
+    let release = run_ok(
+        cmd("unsquashfs")
+            .arg("-cat")
+            .arg(&image)
+            .arg("usr/lib/extension-release.d/extension-release.tool"),
+    );
+    assert!(
+        release.contains("SIK_PACKAGES=arch/sik-tool/1:1.4-2/x86_64\n"),
+        "{release}"
+    );
+}
