@@ -260,3 +260,218 @@ pub fn loop_attach(
     }
     Err(last)
 }
+
+// ---- device-mapper -----------------------------------------------------
+
+// The ioctls and structures of <linux/dm-ioctl.h>, interface version 4.
+
+/// `struct dm_ioctl` (312 bytes).
+#[repr(C)]
+struct DmIoctl {
+    version: [u32; 3],
+    data_size: u32,
+    data_start: u32,
+    target_count: u32,
+    open_count: i32,
+    flags: u32,
+    event_nr: u32,
+    padding: u32,
+    dev: u64,
+    name: [u8; 128],
+    uuid: [u8; 129],
+    data: [u8; 7],
+}
+
+/// `struct dm_target_spec` (40 bytes), followed by the NUL-terminated
+/// parameter string.
+#[repr(C)]
+struct DmTargetSpec {
+    sector_start: u64,
+    length: u64,
+    status: i32,
+    next: u32,
+    target_type: [u8; 16],
+}
+
+const DM_IOCTL_LEN: usize = std::mem::size_of::<DmIoctl>();
+const DM_SPEC_LEN: usize = std::mem::size_of::<DmTargetSpec>();
+/// `_IOWR(0xfd, nr, struct dm_ioctl)`.
+const fn dm_ioctl_nr(nr: libc::c_ulong) -> libc::c_ulong {
+    (3 << 30) | ((DM_IOCTL_LEN as libc::c_ulong) << 16) | (0xfd << 8) | nr
+}
+const DM_DEV_CREATE: libc::c_ulong = dm_ioctl_nr(3);
+const DM_DEV_REMOVE: libc::c_ulong = dm_ioctl_nr(4);
+const DM_DEV_SUSPEND: libc::c_ulong = dm_ioctl_nr(6);
+const DM_TABLE_LOAD: libc::c_ulong = dm_ioctl_nr(9);
+const DM_READONLY_FLAG: u32 = 1 << 0;
+const DM_DEFERRED_REMOVE: u32 = 1 << 17;
+/// The device-mapper control node, a misc device.
+pub const DM_CONTROL: &str = "/dev/mapper/control";
+
+/// Whether device-mapper can be used: its control node exists, or the
+/// kernel lists it among its misc devices (the node is then made).
+pub fn dm_available() -> bool {
+    Path::new(DM_CONTROL).exists() || dm_misc_minor().is_some()
+}
+
+fn dm_misc_minor() -> Option<u32> {
+    let misc = std::fs::read_to_string("/proc/misc").ok()?;
+    misc.lines().find_map(|l| {
+        let (minor, name) = l.trim().split_once(' ')?;
+        (name.trim() == "device-mapper").then(|| minor.parse().ok())?
+    })
+}
+
+fn dm_control() -> io::Result<OwnedFd> {
+    match open(Path::new(DM_CONTROL), OFlags::RDWR) {
+        Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+            // No devtmpfs node (a minimal initramfs): make it; misc devices
+            // have major 10.
+            let minor = dm_misc_minor().ok_or(e)?;
+            let _ = std::fs::create_dir("/dev/mapper");
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                DM_CONTROL,
+                FileType::CharacterDevice,
+                Mode::from_raw_mode(0o600),
+                rustix::fs::makedev(10, minor),
+            )?;
+            open(Path::new(DM_CONTROL), OFlags::RDWR)
+        }
+        r => r,
+    }
+}
+
+/// A dm_ioctl buffer (8-byte aligned) with room for `extra` bytes of data.
+fn dm_buffer(name: &str, flags: u32, extra: usize) -> io::Result<Vec<u64>> {
+    if name.is_empty() || name.len() >= 128 || name.contains('/') {
+        return Err(io::Error::from(Errno::INVAL));
+    }
+    let len = (DM_IOCTL_LEN + extra).next_multiple_of(8);
+    let mut buf = vec![0u64; len / 8];
+    // SAFETY: buf is len >= DM_IOCTL_LEN bytes, 8-byte aligned (a Vec of
+    // u64), and DmIoctl holds only integers and byte arrays, for which any
+    // bytes (here zeros) are valid; the borrow ends with this block.
+    let io = unsafe { &mut *(buf.as_mut_ptr() as *mut DmIoctl) };
+    io.version = [4, 0, 0];
+    io.data_size = len as u32;
+    io.data_start = DM_IOCTL_LEN as u32;
+    io.flags = flags;
+    io.name[..name.len()].copy_from_slice(name.as_bytes());
+    Ok(buf)
+}
+
+fn dm_call(ctl: &OwnedFd, cmd: libc::c_ulong, buf: &mut [u64]) -> io::Result<()> {
+    // SAFETY: buf is a dm_ioctl buffer whose data_size is its own length;
+    // the kernel reads and writes at most data_size bytes through the
+    // pointer during the call and keeps no reference to it.
+    check(unsafe { libc::ioctl(ctl.as_raw_fd(), cmd as _, buf.as_mut_ptr()) })?;
+    Ok(())
+}
+
+/// Create the read-only device-mapper device `name` with one `verity`
+/// target of `sectors` 512-byte sectors and the table parameters `params`
+/// (`1 DEV DEV 4096 4096 …`), and activate it. Returns its (major, minor).
+/// A device made here is removed again when a later step fails.
+pub fn dm_verity_create(name: &str, sectors: u64, params: &str) -> io::Result<(u32, u32)> {
+    let ctl = dm_control()?;
+    let mut buf = dm_buffer(name, 0, 0)?;
+    dm_call(&ctl, DM_DEV_CREATE, &mut buf)?;
+    // SAFETY: as in dm_buffer: an aligned buffer of at least DM_IOCTL_LEN bytes.
+    let dev = unsafe { (*(buf.as_ptr() as *const DmIoctl)).dev };
+    let result = (|| {
+        let p = params.as_bytes();
+        let mut buf = dm_buffer(name, DM_READONLY_FLAG, DM_SPEC_LEN + p.len() + 1)?;
+        let spec = DmTargetSpec {
+            sector_start: 0,
+            length: sectors,
+            status: 0,
+            next: (DM_SPEC_LEN + p.len() + 1).next_multiple_of(8) as u32,
+            target_type: *b"verity\0\0\0\0\0\0\0\0\0\0",
+        };
+        {
+            // SAFETY: the buffer holds DM_IOCTL_LEN + DM_SPEC_LEN + params
+            // + 1 bytes (dm_buffer's extra); we view it as bytes, which any
+            // value is, for the length of this block.
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, buf.len() * 8)
+            };
+            // SAFETY: DmTargetSpec is #[repr(C)] plain integers and bytes;
+            // viewing it as its bytes for the copy is sound.
+            let spec_bytes = unsafe {
+                std::slice::from_raw_parts(&spec as *const DmTargetSpec as *const u8, DM_SPEC_LEN)
+            };
+            bytes[DM_IOCTL_LEN..DM_IOCTL_LEN + DM_SPEC_LEN].copy_from_slice(spec_bytes);
+            let at = DM_IOCTL_LEN + DM_SPEC_LEN;
+            bytes[at..at + p.len()].copy_from_slice(p);
+            bytes[at + p.len()] = 0;
+            // SAFETY: as in dm_buffer.
+            unsafe { (*(buf.as_mut_ptr() as *mut DmIoctl)).target_count = 1 };
+        }
+        dm_call(&ctl, DM_TABLE_LOAD, &mut buf)?;
+        // DM_DEV_SUSPEND without DM_SUSPEND_FLAG: resume, which makes the
+        // loaded table live.
+        let mut buf = dm_buffer(name, 0, 0)?;
+        dm_call(&ctl, DM_DEV_SUSPEND, &mut buf)
+    })();
+    if let Err(e) = result {
+        let _ = dm_remove(name);
+        return Err(e);
+    }
+    // huge_encode_dev: minor's low 8 bits, major, minor's high bits.
+    let major = ((dev >> 8) & 0xfff) as u32;
+    let minor = ((dev & 0xff) | ((dev >> 12) & 0xfff00)) as u32;
+    Ok((major, minor))
+}
+
+/// Remove the device-mapper device `name` (deferred: when it is still
+/// open, e.g. behind a lazy unmount, it goes when the last user closes
+/// it). `Ok(false)` when there is no such device or no device-mapper.
+pub fn dm_remove(name: &str) -> io::Result<bool> {
+    if !Path::new(DM_CONTROL).exists() {
+        return Ok(false);
+    }
+    let ctl = dm_control()?;
+    let mut buf = dm_buffer(name, DM_DEFERRED_REMOVE, 0)?;
+    match dm_call(&ctl, DM_DEV_REMOVE, &mut buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Open the block device (major, minor): `/dev/dm-MINOR` when devtmpfs
+/// made it and it is that device, else a node made in `dir`.
+pub fn dm_node(major: u32, minor: u32, dir: &Path) -> io::Result<std::path::PathBuf> {
+    let dev = rustix::fs::makedev(major, minor);
+    let std_path = std::path::PathBuf::from(format!("/dev/dm-{minor}"));
+    if let Ok(st) = rustix::fs::stat(&std_path)
+        && st.st_rdev == dev
+        && FileType::from_raw_mode(st.st_mode) == FileType::BlockDevice
+    {
+        return Ok(std_path);
+    }
+    let node = dir.join("verity-dev");
+    let _ = std::fs::remove_file(&node);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &node,
+        FileType::BlockDevice,
+        Mode::from_raw_mode(0o600),
+        dev,
+    )?;
+    Ok(node)
+}
+
+#[cfg(test)]
+mod dm_tests {
+    use super::*;
+
+    #[test]
+    fn dm_structures_match_the_kernel_abi() {
+        assert_eq!(DM_IOCTL_LEN, 312);
+        assert_eq!(DM_SPEC_LEN, 40);
+        assert_eq!(DM_DEV_CREATE, 0xC138_FD03);
+        assert_eq!(DM_TABLE_LOAD, 0xC138_FD09);
+    }
+}

@@ -17,6 +17,7 @@ use rustix::mount::MountFlags;
 use sik_image::release::{ReleaseFields, release_path};
 
 use crate::journal::{self, Journal, Record};
+use crate::kernel;
 use crate::policy::{SigCheck, Trust};
 use crate::report::{
     Conflict, ConflictKind, ExtensionState, LinkOptions, LinkReport, Linked, Mode, Refusal,
@@ -31,6 +32,8 @@ use crate::unlink::unlink_state;
 use crate::walk::Walker;
 use crate::{Error, ORPHANS_FILE, REFUSED_FILE, extension_name, ioe, valid_name};
 use crate::{compat, stage, sys};
+use sik_image::verity::Descriptor;
+use sik_verify::DataCheck;
 
 /// Link `sources` (ExtensionImages or directories) into `opts.root`.
 ///
@@ -323,6 +326,7 @@ pub(crate) fn mount_content(
     file: Option<&std::fs::File>,
     mnt: &Path,
     no_mount: bool,
+    verity: Option<(&Descriptor, &str)>,
 ) -> io::Result<Mode> {
     if no_mount {
         return Err(io::Error::from(Errno::PERM));
@@ -332,6 +336,36 @@ pub(crate) fn mount_content(
         return Ok(Mode::Bind);
     };
     let (dev, _devfd) = sys::loop_attach(file, src, 0)?;
+    if let Some((d, name)) = verity {
+        // The data and the tree through one loop device, checked by the
+        // kernel block by block against the signed root hash.
+        let st = rustix::fs::fstat(&_devfd)?;
+        let loopdev = format!(
+            "{}:{}",
+            rustix::fs::major(st.st_rdev),
+            rustix::fs::minor(st.st_rdev)
+        );
+        let (major, minor) =
+            kernel::dm_verity_create(name, d.data_len() / 512, &d.dm_table_params(&loopdev))?;
+        let dir = mnt.parent().unwrap_or(Path::new("/"));
+        let mounted = kernel::dm_node(major, minor, dir).and_then(|node| {
+            let r = sys::mount(
+                &node,
+                mnt,
+                "squashfs",
+                MountFlags::RDONLY | MountFlags::NODEV,
+            );
+            if node.starts_with(dir) {
+                let _ = std::fs::remove_file(&node);
+            }
+            r
+        });
+        if let Err(e) = mounted {
+            let _ = kernel::dm_remove(name);
+            return Err(e);
+        }
+        return Ok(Mode::Mount);
+    }
     // The loop device auto-clears when the mount goes away (or, if the
     // mount fails, when _devfd is closed).
     sys::mount(
@@ -406,6 +440,25 @@ pub(crate) fn check_image(
     opts: &LinkOptions,
     trust: &Trust,
 ) -> Result<Option<String>, String> {
+    check_image_with(file, meta, src, opts, trust, DataCheck::Full).map(|(s, _)| s)
+}
+
+/// The name of the dm-verity device of extension `name`.
+pub(crate) fn verity_device_name(name: &str) -> String {
+    format!("sik-verity-{name}")
+}
+
+/// [`check_image`] choosing how a dm-verity image's data is checked: with
+/// [`DataCheck::Kernel`] a trusted image comes back with its descriptor
+/// (its data unread), which must then be used through dm-verity.
+pub(crate) fn check_image_with(
+    file: &std::fs::File,
+    meta: &std::fs::Metadata,
+    src: &Path,
+    opts: &LinkOptions,
+    trust: &Trust,
+    data: DataCheck,
+) -> Result<(Option<String>, Option<Descriptor>), String> {
     let mut r = file;
     match sik_image::kind::detect(&mut r) {
         Ok(sik_image::kind::ImageKind::SquashFs) => {}
@@ -415,22 +468,47 @@ pub(crate) fn check_image(
     if let Some(why) = writable_by_others(meta) {
         return Err(why);
     }
-    Ok(match trust.check(file, src)? {
-        SigCheck::Trusted(s) => Some(s),
-        SigCheck::Unsigned if opts.allow_unsigned => None,
-        SigCheck::Unsigned => {
-            return Err(if trust.is_empty() {
-                "unsigned, and no trusted keys (--allow-unsigned links it anyway)".into()
-            } else {
-                "unsigned (--allow-unsigned links it anyway)".into()
-            });
-        }
-        SigCheck::Untrusted(_) if opts.allow_unsigned => None,
-        SigCheck::Untrusted(fp) => {
-            return Err(format!("signed by a key that is not trusted: {fp}"));
-        }
-        SigCheck::Bad(why) => return Err(format!("signature check failed: {why}")),
-    })
+    let (check, pending) = trust.check_with(file, src, data)?;
+    Ok((
+        match check {
+            SigCheck::Trusted(s) => return Ok((Some(s), pending)),
+            SigCheck::Unsigned if opts.allow_unsigned => None,
+            SigCheck::Unsigned => {
+                return Err(if trust.is_empty() {
+                    "unsigned, and no trusted keys (--allow-unsigned links it anyway)".into()
+                } else {
+                    "unsigned (--allow-unsigned links it anyway)".into()
+                });
+            }
+            SigCheck::Untrusted(_) if opts.allow_unsigned => None,
+            SigCheck::Untrusted(fp) => {
+                return Err(format!("signed by a key that is not trusted: {fp}"));
+            }
+            SigCheck::Bad(why) => return Err(format!("signature check failed: {why}")),
+        },
+        None,
+    ))
+}
+
+/// The whole-data check of an image first checked for use through
+/// dm-verity, when dm-verity then could not be set up: a failure takes down
+/// what this name had linked, as any failed check does.
+fn full_check(
+    env: &Env,
+    name: &str,
+    src: &Path,
+    opened: &Source,
+    opts: &LinkOptions,
+    trust: &Trust,
+) -> Result<(), String> {
+    let Some(f) = &opened.file else {
+        return Ok(());
+    };
+    if let Err(why) = check_image(f, &opened.meta, src, opts, trust) {
+        let _ = unlink_state(env, name, false);
+        return Err(why);
+    }
+    Ok(())
 }
 
 pub(crate) fn link_one(
@@ -450,6 +528,13 @@ pub(crate) fn link_one(
     let mnt = sdir.join("mnt");
     let jpath = sdir.join("journal");
 
+    // A signed dm-verity image is checked block by block by the kernel
+    // as it is read, where device-mapper can be had; else here, whole.
+    let data_check = if opened.file.is_some() && !opts.test.no_mount && kernel::dm_available() {
+        DataCheck::Kernel
+    } else {
+        DataCheck::Full
+    };
     // 1. Signature policy, on the open file. A source that fails its
     // check while an earlier link of this name exists takes that link
     // down too: what is linked must be what passes the check now.
@@ -458,10 +543,10 @@ pub(crate) fn link_one(
             "a directory, which carries no signature, while a trust store is in force (--allow-directories links it anyway)"
                 .to_string(),
         ),
-        None => Ok(None),
-        Some(f) => check_image(f, meta, src, opts, trust),
+        None => Ok((None, None)),
+        Some(f) => check_image_with(f, meta, src, opts, trust, data_check),
     };
-    let signer = match checked {
+    let (signer, pending) = match checked {
         Ok(s) => s,
         Err(why) if sdir.exists() => {
             return Err(match unlink_state(env, name, false) {
@@ -527,6 +612,25 @@ pub(crate) fn link_one(
     }
     let mut staged_because = None;
     let mut provided = false;
+    let mut verified = match (&opened.file, &signer, &pending) {
+        (None, _, _) => None,
+        (Some(_), None, _) => Some("unsigned-allowed".to_string()),
+        (Some(_), Some(_), Some(_)) => Some("dm-verity".to_string()),
+        (Some(f), Some(_), None) => {
+            let has_tree = f
+                .try_clone()
+                .ok()
+                .and_then(|mut f| sik_image::signature::payload_of(&mut f).ok())
+                .is_some_and(|p| p.verity.is_some());
+            Some(if !has_tree {
+                "whole-file".to_string()
+            } else if opts.test.no_mount {
+                "whole-file (dm-verity not used: not mounting)".to_string()
+            } else {
+                "whole-file (dm-verity not available: no device-mapper)".to_string()
+            })
+        }
+    };
     let mode = if sys::is_mountpoint(&mnt) {
         if is_dir { Mode::Bind } else { Mode::Mount }
     } else if previous
@@ -538,7 +642,30 @@ pub(crate) fn link_one(
         provided = true;
         // Nothing usable there (fresh, or a killed staging): provide it anew.
         clear_dir(&mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
-        match mount_content(src, opened.file.as_ref(), &mnt, opts.test.no_mount) {
+        let dm_name = verity_device_name(name);
+        let mut mounted = match &pending {
+            Some(d) => {
+                let _ = kernel::dm_remove(&dm_name);
+                mount_content(
+                    src,
+                    opened.file.as_ref(),
+                    &mnt,
+                    opts.test.no_mount,
+                    Some((d, &dm_name)),
+                )
+            }
+            None => mount_content(src, opened.file.as_ref(), &mnt, opts.test.no_mount, None),
+        };
+        if let (Err(e), Some(_)) = (&mounted, &pending) {
+            // No dm-verity after all: the whole data is checked here
+            // before the image is used any other way.
+            let why = e.to_string();
+            full_check(env, name, src, &opened, opts, trust)?;
+            verified = Some(format!("whole-file (dm-verity failed: {why})"));
+            clear_dir(&mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
+            mounted = mount_content(src, opened.file.as_ref(), &mnt, opts.test.no_mount, None);
+        }
+        match mounted {
             Ok(m) => m,
             Err(e) if opts.extract => {
                 staged_because = Some(format!("cannot mount: {e}"));
@@ -697,6 +824,7 @@ pub(crate) fn link_one(
             complete: true,
             identity: ident.clone(),
             changed_since_link: false,
+            verified: verified.clone(),
         };
         let doc = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
         atomic_write(&sdir.join("state.json"), &doc).map_err(|e| e.to_string())?;

@@ -7,7 +7,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use sik_verify::{TrustStore, Verdict};
+use sik_image::verity::Descriptor;
+use sik_verify::{DataCheck, TrustStore, Verdict};
 
 /// What the signature check said about an image.
 #[derive(Debug, Clone)]
@@ -56,11 +57,25 @@ impl Trust {
 
     /// Check the signature of the image open as `file` (named `image` in
     /// messages): the bytes checked are the bytes `file` reads.
-    pub fn check(&self, file: &File, image: &Path) -> Result<SigCheck, String> {
-        let v = sik_verify::verify_open(file, image, &self.store)
-            .map_err(|e| e.to_string())?
-            .verdict;
-        Ok(match v {
+    /// How much of a dm-verity image's data is checked here is chosen by
+    /// `check`: [`DataCheck::Full`] reads it all. With [`DataCheck::Kernel`] the data is not read: a
+    /// trusted verdict then comes with the signed descriptor, and the image
+    /// may only be used through dm-verity with exactly its parameters.
+    pub fn check_with(
+        &self,
+        file: &File,
+        image: &Path,
+        check: DataCheck,
+    ) -> Result<(SigCheck, Option<Descriptor>), String> {
+        let r = sik_verify::verify_open_with(file, image, &self.store, check)
+            .map_err(|e| e.to_string())?;
+        let pending = r
+            .verity
+            .as_ref()
+            .filter(|v| v.tree.is_none())
+            .map(|v| v.descriptor);
+        let v = r.verdict;
+        let c = match v {
             Verdict::Trusted {
                 fingerprint,
                 principal,
@@ -77,6 +92,7 @@ impl Trust {
             Verdict::Unsigned => SigCheck::Unsigned,
             Verdict::Untrusted { fingerprint } => SigCheck::Untrusted(fingerprint),
             other => SigCheck::Bad(other.reason()),
-        })
+        };
+        Ok((c, pending))
     }
 }

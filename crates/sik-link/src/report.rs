@@ -184,6 +184,12 @@ pub struct ExtensionState {
     /// (rewritten, replaced or gone), so no signer is reported.
     #[serde(default)]
     pub changed_since_link: bool,
+    /// How the image's content was verified when linked: `dm-verity` (the
+    /// kernel checks each block as it is read), `whole-file` (hashed
+    /// before use; for a verity image followed by why dm-verity was not
+    /// used, in parentheses), `unsigned-allowed`; `None` for a directory.
+    #[serde(default)]
+    pub verified: Option<String>,
 }
 
 /// One linked source.

@@ -86,6 +86,7 @@ pub fn status(root: &Path, state: Option<&Path>) -> Result<Status, Error> {
             complete: false,
             identity: String::new(),
             changed_since_link: false,
+            verified: None,
         });
     }
     let refused = std::fs::read(env.state.join(REFUSED_FILE))

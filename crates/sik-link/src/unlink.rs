@@ -205,6 +205,10 @@ pub(crate) fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<Unlin
     if sys::is_mountpoint(&mnt) {
         rep.lazy_unmount = sys::umount(&mnt).map_err(ioe(&mnt))?;
     }
+    // The dm-verity device a verity image was mounted through (deferred
+    // removal: it goes when the last user closes it; its loop device then
+    // clears itself).
+    let _ = crate::kernel::dm_remove(&crate::link::verity_device_name(name));
     if mnt.exists() {
         if sys::is_mountpoint(&mnt) {
             return Err(Error::Invalid {

@@ -195,6 +195,19 @@ pub fn run(a: Args) -> CmdResult {
                 },
                 _ => String::new(),
             };
+            match s.verified.as_deref() {
+                Some("dm-verity") => println!(
+                    "{}: verified by dm-verity (the kernel checks each block as it is read)",
+                    s.name
+                ),
+                Some(v) if v.starts_with("whole-file") => println!(
+                    "{}: verified by hashing the whole file{}",
+                    s.name,
+                    v.strip_prefix("whole-file").unwrap_or_default()
+                ),
+                Some(v) => println!("{}: not verified: {v}", s.name),
+                None => {}
+            }
             println!(
                 "linked {}{version}: {} files ({} new), {} directories ({} new), {} conflicts{signer}{run}",
                 s.name,

@@ -41,7 +41,7 @@ pub fn run(a: Args) -> CmdResult {
             .count();
         let replaced = e.conflicts.len() - conflicts;
         println!(
-            "{}{}: {} files, {} directories, {} conflicts, {} replaced, signer: {}{}",
+            "{}{}: {} files, {} directories, {} conflicts, {} replaced, signer: {}, verified: {}{}",
             e.name,
             e.version
                 .as_deref()
@@ -56,6 +56,7 @@ pub fn run(a: Args) -> CmdResult {
             } else {
                 e.signer.as_deref().unwrap_or("none")
             },
+            e.verified.as_deref().unwrap_or("-"),
             if e.complete {
                 ""
             } else {
