@@ -44,6 +44,47 @@ case "$ARCH" in
 	armv7*) ARCH=armv7l ;;
 esac
 
+# Signed images with a hash tree are mounted through dm-verity (the kernel
+# checks each block as it is read). A live initramfs may lack the modules:
+# load them with its modprobe, else from the new root's lib/modules
+# (dependencies from modules.dep first; .ko.xz/.zst/.gz unpacked to /tmp).
+# Without them sik checks each image whole, and says so per image.
+load_dm_verity() {
+	[ -d /sys/module/dm_verity ] && return 0
+	modprobe dm-verity 2>/dev/null && [ -d /sys/module/dm_verity ] && return 0
+	_dir="$NEWROOT/lib/modules/$(uname -r)"
+	[ -f "$_dir/modules.dep" ] || _dir="$NEWROOT/usr/lib/modules/$(uname -r)"
+	if [ ! -f "$_dir/modules.dep" ]; then
+		log "dm-verity: no module in the initramfs or $_dir; images are checked whole"
+		return 1
+	fi
+	_line=$(grep -E '(^|/)dm-verity\.ko(\.(xz|zst|gz))?:' "$_dir/modules.dep")
+	if [ -z "$_line" ]; then
+		log "dm-verity: not in $_dir/modules.dep; images are checked whole"
+		return 1
+	fi
+	# "dm-verity.ko: dep1 dep2 …" loads as dep… (last first), then dm-verity.
+	_mods="${_line%%:*}"
+	for _m in ${_line#*:}; do _mods="$_m $_mods"; done
+	for _m in $_mods; do
+		_f="$_dir/$_m"
+		case "$_m" in
+		*.xz) xz -dc "$_f" > /tmp/sik-mod.ko 2>/dev/null || unxz -c "$_f" > /tmp/sik-mod.ko ;;
+		*.zst) zstd -dc "$_f" > /tmp/sik-mod.ko ;;
+		*.gz) gzip -dc "$_f" > /tmp/sik-mod.ko ;;
+		*) cp "$_f" /tmp/sik-mod.ko ;;
+		esac
+		insmod /tmp/sik-mod.ko 2>/dev/null
+		rm -f /tmp/sik-mod.ko
+	done
+	if [ -d /sys/module/dm_verity ]; then
+		log "dm-verity: loaded from $_dir"
+	else
+		log "dm-verity: could not be loaded from $_dir; images are checked whole"
+		return 1
+	fi
+}
+
 # 2. ExtensionImages and overlay.
 set --
 for f in "$MEDIUM/boot/extensions/$ARCH/"*.ExtensionImage "$MEDIUM/boot/customize/$ARCH/"*.ExtensionImage; do
@@ -73,6 +114,7 @@ if [ $# -gt 0 ]; then
 		done
 		log "policy: boot/customize/policy.toml allows:$flags"
 	fi
+	load_dm_verity
 	# shellcheck disable=SC2086
 	"$SIK" link "$@" --root "$NEWROOT" --trust "$MEDIUM/boot/keys" --state "$STATE" $flags
 	rc=$?
