@@ -28,6 +28,7 @@ mod compat;
 mod journal;
 mod kernel;
 mod link;
+mod mount;
 mod policy;
 mod report;
 mod resolve;

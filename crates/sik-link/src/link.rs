@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
 use rustix::io::Errno;
-use rustix::mount::MountFlags;
 
 use sik_image::release::{ReleaseFields, release_path};
 
 use crate::journal::{self, Journal, Record};
 use crate::kernel;
+use crate::mount::{mount_content, verity_device_name};
 use crate::policy::{SigCheck, Trust};
 use crate::report::{
     Conflict, ConflictKind, ExtensionState, LinkOptions, LinkReport, Linked, Mode, Refusal,
@@ -318,65 +318,6 @@ impl Counter {
     }
 }
 
-/// Provide the content at `mnt`: the image open as `file` on a loop
-/// device, or (`file` is `None`) the directory `src` bind-mounted.
-/// `no_mount`: the test switch failing it as without privilege.
-pub(crate) fn mount_content(
-    src: &Path,
-    file: Option<&std::fs::File>,
-    mnt: &Path,
-    no_mount: bool,
-    verity: Option<(&Descriptor, &str)>,
-) -> io::Result<Mode> {
-    if no_mount {
-        return Err(io::Error::from(Errno::PERM));
-    }
-    let Some(file) = file else {
-        sys::bind_readonly(src, mnt)?;
-        return Ok(Mode::Bind);
-    };
-    let (dev, _devfd) = sys::loop_attach(file, src, 0)?;
-    if let Some((d, name)) = verity {
-        // The data and the tree through one loop device, checked by the
-        // kernel block by block against the signed root hash.
-        let st = rustix::fs::fstat(&_devfd)?;
-        let loopdev = format!(
-            "{}:{}",
-            rustix::fs::major(st.st_rdev),
-            rustix::fs::minor(st.st_rdev)
-        );
-        let (major, minor) =
-            kernel::dm_verity_create(name, d.data_len() / 512, &d.dm_table_params(&loopdev))?;
-        let dir = mnt.parent().unwrap_or(Path::new("/"));
-        let mounted = kernel::dm_node(major, minor, dir).and_then(|node| {
-            let r = sys::mount(
-                &node,
-                mnt,
-                "squashfs",
-                MountFlags::RDONLY | MountFlags::NODEV,
-            );
-            if node.starts_with(dir) {
-                let _ = std::fs::remove_file(&node);
-            }
-            r
-        });
-        if let Err(e) = mounted {
-            let _ = kernel::dm_remove(name);
-            return Err(e);
-        }
-        return Ok(Mode::Mount);
-    }
-    // The loop device auto-clears when the mount goes away (or, if the
-    // mount fails, when _devfd is closed).
-    sys::mount(
-        &dev,
-        mnt,
-        "squashfs",
-        MountFlags::RDONLY | MountFlags::NODEV,
-    )?;
-    Ok(Mode::Mount)
-}
-
 /// A source opened once, before anything is checked: an image's
 /// descriptor (the signature is verified from it, the loop device is
 /// attached to it, `--extract` reads it) or a directory's metadata.
@@ -441,11 +382,6 @@ pub(crate) fn check_image(
     trust: &Trust,
 ) -> Result<Option<String>, String> {
     check_image_with(file, meta, src, opts, trust, DataCheck::Full).map(|(s, _)| s)
-}
-
-/// The name of the dm-verity device of extension `name`.
-pub(crate) fn verity_device_name(name: &str) -> String {
-    format!("sik-verity-{name}")
 }
 
 /// [`check_image`] choosing how a dm-verity image's data is checked: with

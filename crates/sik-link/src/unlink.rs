@@ -208,7 +208,7 @@ pub(crate) fn unlink_state(env: &Env, name: &str, undoing: bool) -> Result<Unlin
     // The dm-verity device a verity image was mounted through (deferred
     // removal: it goes when the last user closes it; its loop device then
     // clears itself).
-    let _ = crate::kernel::dm_remove(&crate::link::verity_device_name(name));
+    let _ = crate::kernel::dm_remove(&crate::mount::verity_device_name(name));
     if mnt.exists() {
         if sys::is_mountpoint(&mnt) {
             return Err(Error::Invalid {

@@ -21,6 +21,7 @@ mod check;
 mod isos;
 mod medium;
 mod qemu;
+mod verity;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -62,7 +63,7 @@ type Scenario = (&'static str, fn(&Ctx) -> Result<Vec<Outcome>>);
 /// Scenarios run after the main medium's boots, in this order. Each builds
 /// its own medium from the shared ISOs (or reuses the main one) and returns
 /// one outcome per boot.
-const SCENARIOS: &[Scenario] = &[];
+const SCENARIOS: &[Scenario] = &[("verity", verity::run)];
 
 pub fn main(args: &[String]) -> Result {
     let mut firmwares = vec![Firmware::Bios, Firmware::Uefi];
