@@ -344,3 +344,141 @@ fn install_secure_boot_own_key_signs_grub_with_a_kept_mok() {
     let esp2 = esp_at(&assert_schema("install", &json));
     assert!(medium_file(&disk2, esp2, "EFI/sik/MOK.der") == der);
 }
+
+#[test]
+fn detect_says_who_signed_the_kernel_and_whether_shim_trusts_it() {
+    if !require_tool("xorriso") || !require_signed_chain() {
+        return;
+    }
+    let t = TestDir::new();
+    // A live-boot ISO whose "kernel" is a Debian-signed PE file (the signed
+    // GRUB: same signer CA as Debian's kernels) and whose EFI/BOOT holds a
+    // shim; and one with an unsigned PE kernel.
+    for (name, kernel) in [("signed", SIGNED_GRUB), ("unsigned", "")] {
+        let tree = t.join(format!("tree-{name}"));
+        std::fs::create_dir_all(tree.join("live")).unwrap();
+        std::fs::create_dir_all(tree.join("EFI/BOOT")).unwrap();
+        let bytes = if kernel.is_empty() {
+            let out = t.join("plain.efi");
+            run_ok(
+                cmd("grub-mkimage")
+                    .args(["-O", "x86_64-efi", "-p", "/boot/grub", "-o"])
+                    .arg(&out)
+                    .arg("normal"),
+            );
+            std::fs::read(&out).unwrap()
+        } else {
+            std::fs::read(kernel).unwrap()
+        };
+        std::fs::write(tree.join("live/vmlinuz"), bytes).unwrap();
+        std::fs::write(tree.join("live/initrd.img"), b"initrd").unwrap();
+        std::fs::write(tree.join("live/filesystem.squashfs"), b"sq").unwrap();
+        std::fs::copy(SHIM, tree.join("EFI/BOOT/BOOTX64.EFI")).unwrap();
+        run_ok(&mut mkisofs(
+            &tree,
+            &t.join(format!("{name}.iso")),
+            "SB_TEST",
+        ));
+    }
+    let json = run_ok(
+        sik()
+            .args(["boot", "detect", "--json"])
+            .arg(t.join("signed.iso"))
+            .arg(t.join("unsigned.iso")),
+    );
+    let v = assert_schema("detect", &json);
+    let sb = &v["isos"][0]["secure_boot"];
+    assert_eq!(
+        sb["kernel_signers"][0], "CN=Debian Secure Boot Signer 2022 - grub2",
+        "{json}"
+    );
+    assert_eq!(sb["trusted_by_shim"], true);
+    assert_eq!(sb["enroll"], serde_json::Value::Null);
+    assert_eq!(
+        sb["iso_shim_vendor"]["subject"], "CN=Debian Secure Boot CA",
+        "{json}"
+    );
+    let sb = &v["isos"][1]["secure_boot"];
+    assert_eq!(sb["kernel_signers"].as_array().unwrap().len(), 0);
+    assert_eq!(sb["trusted_by_shim"], false);
+    assert!(
+        sb["enroll"].as_str().unwrap().contains("unsigned kernel"),
+        "{json}"
+    );
+    let text = run_ok(sik().args(["boot", "detect"]).arg(t.join("signed.iso")));
+    assert!(
+        text.contains("Secure Boot: kernel signed by CN=Debian Secure Boot Signer 2022 - grub2; the installed shim trusts it"),
+        "{text}"
+    );
+}
+
+#[test]
+fn generate_names_what_to_enroll_for_a_kernel_the_shim_does_not_trust() {
+    if !require_tool("mformat")
+        || !require_tool("grub-mkimage")
+        || !require_tool("xorriso")
+        || !require_tool("sbsign")
+        || !require_tool("openssl")
+        || !require_signed_chain()
+    {
+        return;
+    }
+    let t = TestDir::new();
+    // A kernel (a PE file) signed by a throwaway key.
+    let (key, crt) = (t.join("k.pem"), t.join("c.pem"));
+    run_ok(
+        cmd("openssl")
+            .args([
+                "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=throwaway kernel signer/", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt),
+    );
+    let plain = t.join("plain.efi");
+    run_ok(
+        cmd("grub-mkimage")
+            .args(["-O", "x86_64-efi", "-p", "/boot/grub", "-o"])
+            .arg(&plain)
+            .arg("normal"),
+    );
+    let tree = t.join("tree");
+    std::fs::create_dir_all(tree.join("live")).unwrap();
+    run_ok(
+        cmd("sbsign")
+            .arg("--key")
+            .arg(&key)
+            .arg("--cert")
+            .arg(&crt)
+            .arg("--output")
+            .arg(tree.join("live/vmlinuz"))
+            .arg(&plain),
+    );
+    std::fs::write(tree.join("live/initrd.img"), b"initrd").unwrap();
+    std::fs::write(tree.join("live/filesystem.squashfs"), b"sq").unwrap();
+    let iso = t.join("other.iso");
+    run_ok(&mut mkisofs(&tree, &iso, "OTHER"));
+    let disk = t.join("sb.img");
+    run_ok(&mut install(&t, &disk, &["--secure-boot"]));
+    run_ok(sik().args(["boot", "add"]).arg(&iso).arg(&disk));
+    let json = run_ok(
+        sik()
+            .args(["boot", "generate", "--json", "--sik-binary"])
+            .arg(t.join("sik-static"))
+            .arg(&disk),
+    );
+    let v = assert_schema("generate", &json);
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("boot/iso/other.iso")
+            && w.contains("kernel signed by CN=throwaway kernel signer")
+            && w.contains("does not vouch for it")),
+        "{warnings:?}"
+    );
+}

@@ -304,6 +304,30 @@ pub struct IsoReport {
     /// What was found.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// Who signed the kernel and whether the installed shim trusts it
+    /// (detected ISOs whose kernel is a PE file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<crate::secure_boot::IsoReport>,
+}
+
+impl IsoReport {
+    /// Detect `path` and, for a detected ISO, read its kernel's signers
+    /// against `anchor` (the installed shim's vendor certificate).
+    pub fn of(path: &Path, families: &[Family], anchor: Option<&sik_image::pe::CertInfo>) -> Self {
+        let outcome = detect_path(path, families);
+        let secure_boot = match &outcome {
+            Outcome::Detected(d) => d.kernel.as_deref().and_then(|k| {
+                let mut iso = Iso::new(File::open(path).ok()?).ok()?;
+                crate::secure_boot::iso_report(&mut iso, k, anchor).ok()
+            }),
+            Outcome::Skipped { .. } => None,
+        };
+        IsoReport {
+            path: path.to_path_buf(),
+            outcome,
+            secure_boot,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -378,6 +378,11 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
     // A directory medium's filesystem is not known here: exfat stays loaded.
     let data_exfat = m.data_fs() != Some(crate::medium::DataFs::Fat32);
     let mut cfg = grub::render(&menu, opts.timeout, &pin, data_exfat);
+    warnings.extend(crate::secure_boot::medium_enrolment(
+        &m,
+        &isos,
+        opts.dry_run,
+    )?);
     let esp = m.esp();
     if esp.exists(crate::secure_boot::MMX64)? {
         let esp_pin = match esp.fs_uuid()?.filter(|u| grub::uuid_ok(u)) {

@@ -401,6 +401,144 @@ pub fn write_uefi_chain(m: &Medium, chain: &Chain, data_uuid: Option<&str>) -> R
     Ok(placed)
 }
 
+/// Who signed an ISO's kernel, and whether a shim would start it: the
+/// per-ISO Secure Boot report of `sik boot detect`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IsoReport {
+    /// Subject of each Authenticode signer of the kernel (its issuer when
+    /// the signature does not carry the certificate); empty: unsigned.
+    pub kernel_signers: Vec<String>,
+    /// The vendor certificate of the ISO's own shim
+    /// (`/EFI/BOOT/BOOTX64.EFI`), when it has one.
+    pub iso_shim_vendor: Option<pe::CertInfo>,
+    /// Whether the shim `install --secure-boot` places (its vendor
+    /// certificate) vouches for the kernel's signer, by name.
+    pub trusted_by_shim: bool,
+    /// What to enroll once (MokManager) when the shim does not vouch for
+    /// it: the ISO's shim vendor certificate, written to the medium as
+    /// `EFI/sik/vendor-<sha256 prefix>.der`.
+    pub enroll: Option<String>,
+}
+
+/// The vendor certificate of the shim `install --secure-boot` would place
+/// (`shim`, normally [`HOST_SHIM`]), `None` when it cannot be read.
+pub fn shim_vendor(shim: &Path) -> Option<pe::CertInfo> {
+    let data = std::fs::read(shim).ok()?;
+    pe::parse(&data)
+        .ok()?
+        .vendor_cert?
+        .certificates
+        .into_iter()
+        .next()
+}
+
+/// Read the kernel at `kernel` and the ISO's `/EFI/BOOT/BOOTX64.EFI` from
+/// an ISO (user space, bounded) and say who signed the kernel and whether
+/// `anchor` (the installed shim's vendor certificate) vouches for it.
+pub fn iso_report<R: std::io::Read + std::io::Seek>(
+    iso: &mut sik_image::iso9660::Iso<R>,
+    kernel: &str,
+    anchor: Option<&pe::CertInfo>,
+) -> std::result::Result<IsoReport, String> {
+    let data = iso
+        .read_file(kernel, pe::MAX_PE_BYTES)
+        .map_err(|e| format!("{kernel}: {e}"))?;
+    let info = pe::parse(&data).map_err(|e| format!("{kernel}: {e}"))?;
+    let kernel_signers = info
+        .signatures
+        .iter()
+        .map(|s| match &s.signer {
+            Some(c) => c.subject.clone(),
+            None => format!("(certificate not included; issued by {})", s.signer_issuer),
+        })
+        .collect();
+    let trusted_by_shim =
+        anchor.is_some_and(|a| info.signatures.iter().any(|s| pe::anchored_by(s, a)));
+    let iso_shim_vendor = ["/EFI/BOOT/BOOTX64.EFI", "/efi/boot/bootx64.efi"]
+        .iter()
+        .find_map(|p| iso.read_file(p, pe::MAX_PE_BYTES).ok())
+        .and_then(|d| pe::parse(&d).ok())
+        .and_then(|i| i.vendor_cert)
+        .and_then(|v| v.certificates.into_iter().next());
+    let enroll = match (&iso_shim_vendor, trusted_by_shim) {
+        (_, true) => None,
+        (Some(v), false) if info.signatures.iter().any(|s| pe::anchored_by(s, v)) => Some(format!(
+            "the ISO's shim vendor certificate {} (EFI/sik/vendor-{}.der)",
+            v.subject,
+            &v.sha256[..16]
+        )),
+        (_, false) if info.signatures.is_empty() => {
+            Some("nothing can be enrolled for an unsigned kernel under shim; boot it with Secure Boot off".into())
+        }
+        (_, false) => Some("the certificate of the kernel's signer (none found on the ISO)".into()),
+    };
+    Ok(IsoReport {
+        kernel_signers,
+        iso_shim_vendor,
+        trusted_by_shim,
+        enroll,
+    })
+}
+
+/// On a Secure Boot medium (MokManager on the ESP): read each detected
+/// ISO's kernel signers against the medium's shim; for an ISO whose kernel
+/// that shim does not vouch for but whose own shim's vendor certificate
+/// does, write that certificate to the ESP as `EFI/sik/vendor-<sha256
+/// prefix>.der` for one-time enrolment (not with `dry_run`). Returns one
+/// line per ISO that needs something enrolled (for `generate`'s warnings).
+pub fn medium_enrolment(
+    m: &Medium,
+    isos: &[crate::generate::IsoResult],
+    dry_run: bool,
+) -> Result<Vec<String>> {
+    let esp = m.esp();
+    if !esp.exists(MMX64)? {
+        return Ok(Vec::new());
+    }
+    let anchor = esp
+        .read(BOOTX64)?
+        .and_then(|d| pe::parse(&d).ok())
+        .and_then(|i| i.vendor_cert)
+        .and_then(|v| v.certificates.into_iter().next());
+    let mut lines = Vec::new();
+    for iso in isos {
+        let crate::detect::Outcome::Detected(d) = &iso.outcome else {
+            continue;
+        };
+        let Some(kernel) = d.kernel.as_deref() else {
+            continue;
+        };
+        let report = m.with_reader(&iso.path, |r| {
+            sik_image::iso9660::Iso::new(r)
+                .map_err(|e| e.to_string())
+                .and_then(|mut i| iso_report(&mut i, kernel, anchor.as_ref()))
+        })?;
+        let Ok(report) = report else {
+            continue;
+        };
+        let Some(enroll) = &report.enroll else {
+            continue;
+        };
+        if let Some(v) = report.iso_shim_vendor.as_ref().filter(|_| !dry_run) {
+            esp.write(
+                &format!("EFI/sik/vendor-{}.der", &v.sha256[..16]),
+                &v.der,
+                0o644,
+            )?;
+        }
+        lines.push(format!(
+            "{}: Secure Boot: kernel signed by {}; the medium's shim does not vouch for it: enroll {enroll} with MokManager (menu entry \"Enroll a Secure Boot key\")",
+            iso.path,
+            if report.kernel_signers.is_empty() {
+                "nobody (unsigned)".to_string()
+            } else {
+                report.kernel_signers.join(", ")
+            }
+        ));
+    }
+    Ok(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! `sik boot detect|generate|install|add`: boot media that boot unchanged live ISOs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -194,13 +194,11 @@ fn detect_cmd(a: DetectArgs) -> CmdResult {
         }
         None => family::builtin(),
     };
+    let anchor = sik_boot::secure_boot::shim_vendor(Path::new(sik_boot::secure_boot::HOST_SHIM));
     let isos: Vec<detect::IsoReport> = a
         .isos
         .iter()
-        .map(|p| detect::IsoReport {
-            path: p.clone(),
-            outcome: detect::detect_path(p, &families),
-        })
+        .map(|p| detect::IsoReport::of(p, &families, anchor.as_ref()))
         .collect();
     let skipped = isos
         .iter()
@@ -215,6 +213,20 @@ fn detect_cmd(a: DetectArgs) -> CmdResult {
     } else {
         for r in &isos {
             print_outcome(&r.path, &r.outcome);
+            if let Some(sb) = &r.secure_boot {
+                let who = if sb.kernel_signers.is_empty() {
+                    "unsigned".to_string()
+                } else {
+                    sb.kernel_signers.join(", ")
+                };
+                println!(
+                    "  Secure Boot: kernel signed by {who}; {}",
+                    match &sb.enroll {
+                        None => "the installed shim trusts it".to_string(),
+                        Some(e) => format!("not trusted by the installed shim: enroll {e}"),
+                    }
+                );
+            }
         }
     }
     Ok(if skipped > 0 {
