@@ -11,13 +11,22 @@ use std::process::Command;
 use crate::{Result, root, run};
 
 /// Assemble the medium: a 2 GiB sparse disk image with everything on it.
-pub(super) fn build_medium(sik: &Path, isos: &(PathBuf, bool), out: &Path) -> Result<PathBuf> {
+/// `install_args` go to `sik boot install` (the main medium: `--data-fs
+/// fat32`; the Secure Boot scenario adds its chain).
+pub(super) fn build_medium(
+    sik: &Path,
+    isos: &(PathBuf, bool),
+    out: &Path,
+    install_args: &[&str],
+) -> Result<PathBuf> {
     let recipes = root().join("tests/e2e");
     let work = out.join("work");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let disk = out.join("disk.img");
     run(Command::new(sik)
-        .args(["boot", "install", "--data-fs", "fat32", "--image"])
+        .args(["boot", "install"])
+        .args(install_args)
+        .arg("--image")
         .arg(&disk)
         .args(["--size", "2G", "--sik-binary"])
         .arg(sik))?;

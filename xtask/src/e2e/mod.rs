@@ -21,6 +21,7 @@ mod check;
 mod isos;
 mod medium;
 mod qemu;
+mod secure_boot;
 mod verity;
 
 use std::io::Write;
@@ -63,7 +64,7 @@ type Scenario = (&'static str, fn(&Ctx) -> Result<Vec<Outcome>>);
 /// Scenarios run after the main medium's boots, in this order. Each builds
 /// its own medium from the shared ISOs (or reuses the main one) and returns
 /// one outcome per boot.
-const SCENARIOS: &[Scenario] = &[("verity", verity::run)];
+const SCENARIOS: &[Scenario] = &[("verity", verity::run), ("secure-boot", secure_boot::run)];
 
 pub fn main(args: &[String]) -> Result {
     let mut firmwares = vec![Firmware::Bios, Firmware::Uefi];
@@ -139,7 +140,7 @@ pub fn main(args: &[String]) -> Result {
     let mut t_medium = 0.0;
     if wanted("main") {
         let t = Instant::now();
-        let disk = medium::build_medium(&ctx.sik, &ctx.isos, &ctx.out)?;
+        let disk = medium::build_medium(&ctx.sik, &ctx.isos, &ctx.out, &["--data-fs", "fat32"])?;
         t_medium = t.elapsed().as_secs_f64();
         outcomes.extend(main_boots(&ctx, &disk, &firmwares, &families)?);
     }

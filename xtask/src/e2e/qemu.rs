@@ -17,6 +17,8 @@ const FATAL: &[&str] = &[
     "Kernel panic - not syncing",
     "dracut: Refusing to continue",
     "(initramfs) ",
+    // GRUB under Secure Boot: shim refused the kernel's signature.
+    "bad shim signature",
 ];
 
 /// The firmware a boot starts with.
