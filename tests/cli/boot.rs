@@ -2047,6 +2047,18 @@ fn install_update_keeps_every_user_file_and_replaces_grub() {
     assert_eq!(doc["data_fs"], "fat32");
     assert_eq!(mbr_partition(&fat, 0).2, 0x0C);
     assert!(fat_listing(&fat, 1 << 20, "::").contains("::/boot/grub/grub.cfg"));
+    // GRUB finds DATA by its serial: the ESP (also FAT, made the same
+    // second) must not share it.
+    let serial_at = |off: u64| {
+        let data = std::fs::read(&fat).unwrap();
+        u32::from_le_bytes(
+            data[off as usize + 67..off as usize + 71]
+                .try_into()
+                .unwrap(),
+        )
+    };
+    let (fat_esp, _, _) = mbr_partition(&fat, 1);
+    assert_ne!(serial_at(1 << 20), serial_at(fat_esp));
 
     // A directory medium: --update writes EFI/BOOT/BOOTX64.EFI into it and
     // keeps its files.

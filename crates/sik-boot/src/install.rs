@@ -344,6 +344,21 @@ pub fn update(target: &Path, opts: &Options) -> Result<Report> {
     })
 }
 
+/// A volume serial other than `avoid`, from the kernel's random source
+/// (the clock when that cannot be read).
+fn fresh_serial(avoid: u32) -> u32 {
+    let mut b = [0u8; 4];
+    let n = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map(|()| u32::from_le_bytes(b))
+        .unwrap_or_else(|_| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.subsec_nanos())
+        });
+    if n == avoid { !n } else { n }
+}
+
 fn label_of(raw: &str) -> String {
     raw.chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
@@ -446,9 +461,30 @@ fn install_inner(target: &Path, opts: &Options) -> Result<Report> {
     let offset = PART_START_LBA * 512;
     match opts.data_fs {
         DataFs::Exfat => crate::mkfs::exfat(&f, target, offset, data_sectors * 512, &label)?,
-        DataFs::Fat32 => crate::mkfs::fat(&f, target, offset, data_sectors, true, &label)?,
+        DataFs::Fat32 => crate::mkfs::fat(&f, target, offset, data_sectors, true, &label, None)?,
     }
-    crate::mkfs::fat(&f, target, esp_lba * 512, esp_sectors, true, ESP_LABEL)?;
+    // The ESP's serial must differ from DATA's: GRUB finds DATA by it.
+    let data_serial = {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; 4];
+        let at = match opts.data_fs {
+            DataFs::Exfat => 100,
+            DataFs::Fat32 => 67,
+        };
+        f.read_exact_at(&mut b, offset + at)
+            .map_err(|e| io(target, e))?;
+        u32::from_le_bytes(b)
+    };
+    let esp_serial = fresh_serial(data_serial);
+    crate::mkfs::fat(
+        &f,
+        target,
+        esp_lba * 512,
+        esp_sectors,
+        true,
+        ESP_LABEL,
+        Some(esp_serial),
+    )?;
     drop(f);
 
     let m = Medium::open(target)?;

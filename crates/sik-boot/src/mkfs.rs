@@ -20,7 +20,10 @@ fn io(path: &Path, e: std::io::Error) -> Error {
 }
 
 /// `mformat` a FAT filesystem (FAT32 with `fat32`) of `sectors` 512-byte
-/// sectors at byte `offset` of `f` (the image or device `target`). mtools
+/// sectors at byte `offset` of `f` (the image or device `target`), with
+/// volume serial `serial` when given (mformat otherwise derives it from the
+/// clock, so two filesystems made in the same second get the same one and
+/// GRUB's search by UUID could find the wrong one). mtools
 /// format a scratch file of the partition's size (mformat cannot reach an
 /// offset beyond what it takes for a block device's size); its written
 /// extents are copied into place.
@@ -31,6 +34,7 @@ pub fn fat(
     sectors: u64,
     fat32: bool,
     label: &str,
+    serial: Option<u32>,
 ) -> Result<()> {
     let scratch = tempfile::NamedTempFile::new().map_err(|e| io(Path::new("/tmp"), e))?;
     scratch
@@ -42,6 +46,9 @@ pub fn fat(
     cmd.args(["-i", &img]);
     if fat32 {
         cmd.arg("-F");
+    }
+    if let Some(n) = serial {
+        cmd.args(["-N", &format!("{n:08x}")]);
     }
     cmd.args([
         "-T",
