@@ -188,10 +188,16 @@ fn install_secure_boot_distro_places_shim_mokmanager_signed_grub_and_stub() {
         "{stub}"
     );
     let cfg = String::from_utf8(medium_file(&disk, 1 << 20, "boot/grub/grub.cfg")).unwrap();
-    assert!(
-        cfg.contains(&format!("--fs-uuid --set=root {uuid}")),
-        "{cfg}"
-    );
+    // The MokManager entry finds the ESP by its own UUID, never DATA's
+    // (install gives the two FAT filesystems distinct serials).
+    let esp_uuid = cfg
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("search --no-floppy --fs-uuid --set=root ")
+        })
+        .expect("the MokManager entry searches the ESP by UUID");
+    assert_ne!(esp_uuid, uuid, "{cfg}");
     assert!(cfg.contains("chainloader /EFI/BOOT/mmx64.efi"), "{cfg}");
     // Everything grub.cfg loads is built into the signed GRUB (it loads no
     // module from disk under Secure Boot).
