@@ -19,9 +19,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 MIRROR=${SIK_E2E_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 KPKG=linux-image-cloud-amd64
-# Modules the dracut initramfs needs to find an ISO file on a FAT partition of
-# a virtio/ATA disk and boot its squashfs root through overlayfs.
-DRACUT_DRIVERS="vfat nls_cp437 nls_iso8859-1 nls_utf8 loop iso9660 squashfs virtio_blk virtio_pci virtio_scsi sd_mod ahci ata_piix overlay ext4"
+# Modules the dracut initramfs needs to find an ISO file on a FAT or exFAT
+# partition of a virtio/ATA disk and boot its squashfs root through overlayfs.
+DRACUT_DRIVERS="vfat exfat nls_cp437 nls_iso8859-1 nls_utf8 loop iso9660 squashfs virtio_blk virtio_pci virtio_scsi sd_mod ahci ata_piix overlay ext4"
 
 CH=$WORK/chroot
 mkdir -p "$WORK" "$OUT"
@@ -64,6 +64,11 @@ in_chroot apt-get -q update
 in_chroot $APT install "$KPKG" systemd-sysv live-boot live-boot-initramfs-tools initramfs-tools zstd
 KVER=$(ls "$CH/lib/modules" | head -n1)
 echo "kernel $KVER"
+# live-boot's findiso mounts the partition holding the ISO with the
+# initramfs's own drivers: exfat (a module of Debian's kernel) must be in
+# the initramfs for a medium whose DATA is exFAT.
+echo exfat >> "$CH/etc/initramfs-tools/modules"
+in_chroot update-initramfs -u -k "$KVER"
 
 # The guest's own evidence: a unit that prints what the checks read to the
 # serial console, then powers off. A user whose home lies on /home.
