@@ -12,6 +12,7 @@ mod boot;
 mod extension;
 mod hostile;
 mod link;
+mod memory;
 mod packages;
 mod secure_boot;
 mod signing;

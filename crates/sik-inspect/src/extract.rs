@@ -7,21 +7,34 @@
 //! created verbatim and never followed. Owners are restored when running as
 //! root; modes and mtimes always (directories last, deepest first, so
 //! read-only directories do not block their own contents).
+//!
+//! Memory is bounded by the work in flight, not by the image: the tree is
+//! walked in path order by `sik-image`'s streaming reader (one directory
+//! listing per level), directories, symlinks and special files are made as
+//! the walk meets them, and regular files go through a bounded queue to a
+//! few writer threads, each with its own block buffers; a small cache of
+//! fragment blocks is shared. What is kept to the end is one record per
+//! directory (its metadata is applied last) and one per hard-linked file.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
 
-use backhand::{InnerNode, SquashfsFileReader};
-use rayon::prelude::*;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 
-use sik_image::squashfs;
+use sik_image::squashfs::{self, DataBuffers, FileData, FragmentCache, Image, Inode, InodeKind};
 
 use crate::tree::decode_dev;
-use crate::{Error, open_squashfs, open_squashfs_file, squashfs_offset, squashfs_offset_of};
+use crate::{Error, open_squashfs_file, squashfs_offset_of};
+
+/// Regular files queued for the writer threads at most.
+const QUEUE: usize = 1024;
 
 /// How to extract.
 #[derive(Debug, Clone, Default)]
@@ -52,9 +65,10 @@ pub struct ExtractReport {
 /// Extract the tree of an ExtensionImage (or of a type 2 AppImage's SquashFS)
 /// into `dir`.
 pub fn extract(image: &Path, dir: &Path, opts: &ExtractOptions) -> Result<ExtractReport, Error> {
-    let offset = squashfs_offset(image)?;
-    let fs = open_squashfs(image, offset)?;
-    extract_filtered(&fs, dir, opts, &|_| true)
+    let mut f = File::open(image)?;
+    let offset = squashfs_offset_of(&mut f)?;
+    let img = open_squashfs_file(f, offset)?;
+    extract_image(&img, dir, opts)
 }
 
 /// Extract the tree of the image open as `image` (read through a duplicate
@@ -63,26 +77,25 @@ pub fn extract(image: &Path, dir: &Path, opts: &ExtractOptions) -> Result<Extrac
 /// existing empty directory `dir`, in place: no staging sibling is made
 /// next to `dir`, and a failure leaves a partial tree the caller removes.
 pub fn extract_open_in_place(
-    image: &std::fs::File,
+    image: &File,
     dir: &Path,
     opts: &ExtractOptions,
 ) -> Result<ExtractReport, Error> {
     let mut f = image.try_clone()?;
     let offset = squashfs_offset_of(&mut f)?;
-    let fs = open_squashfs_file(f, offset)?;
+    let img = open_squashfs_file(f, offset)?;
     if fs::read_dir(dir)?.next().is_some() {
         return Err(Error::Unsafe(format!("{} is not empty", dir.display())));
     }
-    extract_into(&fs, dir, opts, &|_| true)
+    extract_into(&img, dir, opts)
 }
 
-/// Extract the entries of an already opened image for which `want` (given
-/// the image-relative path) is true, plus their parent directories.
-pub fn extract_filtered(
-    fs: &backhand::FilesystemReader<'_>,
+/// Extract an opened image into `dir`: a new tree is staged beside it, a
+/// populated directory is written in place with `force`.
+fn extract_image(
+    img: &Image<File>,
     dir: &Path,
     opts: &ExtractOptions,
-    want: &dyn Fn(&str) -> bool,
 ) -> Result<ExtractReport, Error> {
     let fresh = match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {
@@ -111,11 +124,11 @@ pub fn extract_filtered(
         if !dir.exists() {
             fs::create_dir_all(dir)?;
         }
-        return extract_into(fs, dir, opts, want);
+        return extract_into(img, dir, opts);
     };
     // A new tree is built in a hidden sibling and renamed into place when
     // complete, so a failed extraction leaves nothing behind.
-    let result = extract_into(fs, &staging, opts, want).and_then(|report| {
+    let result = extract_into(img, &staging, opts).and_then(|report| {
         fs::rename(&staging, dir)?;
         Ok(report)
     });
@@ -166,286 +179,298 @@ fn remove_tree(path: &Path) {
     let _ = fs::remove_dir_all(path);
 }
 
-/// Extract into `dir`, which exists and is a directory.
+/// Owner, mode and time of an entry.
+#[derive(Clone, Copy)]
+struct Meta {
+    uid: u32,
+    gid: u32,
+    mode: u16,
+    mtime: u32,
+}
+
+impl From<&Inode> for Meta {
+    fn from(i: &Inode) -> Meta {
+        Meta {
+            uid: i.uid,
+            gid: i.gid,
+            mode: i.mode,
+            mtime: i.mtime,
+        }
+    }
+}
+
+/// A regular file to write: where, its image path (for messages), its data
+/// and its metadata.
+struct FileJob {
+    target: PathBuf,
+    rel: String,
+    data: FileData,
+    meta: Meta,
+}
+
+/// What the writer threads share: the first error and the bytes written.
+struct Shared {
+    failed: AtomicBool,
+    error: Mutex<Option<Error>>,
+    bytes: AtomicU64,
+    frags: FragmentCache,
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.failed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Extract into `dir`, which exists and is a directory: the walk on this
+/// thread, regular files on writer threads fed through a bounded queue.
 fn extract_into(
-    fs: &backhand::FilesystemReader<'_>,
+    img: &Image<File>,
     dir: &Path,
     opts: &ExtractOptions,
-    want: &dyn Fn(&str) -> bool,
 ) -> Result<ExtractReport, Error> {
-    let root = dir.to_path_buf();
     let as_root = rustix::process::geteuid().is_root();
+    let shared = Shared {
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+        bytes: AtomicU64::new(0),
+        frags: FragmentCache::default(),
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8);
+    let (tx, rx) = mpsc::sync_channel::<FileJob>(QUEUE);
+    let rx = Mutex::new(rx);
+    let walked = std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| writer(img, &rx, &shared, as_root));
+        }
+        let walked = walk_tree(img, dir, opts, as_root, &tx, &shared);
+        drop(tx);
+        walked
+    });
+    if let Some(e) = shared.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let (mut report, hardlinks, mut dirs) = walked?;
+    report.bytes = shared.bytes.into_inner();
+    for (first, target) in &hardlinks {
+        fs::hard_link(first, target)?;
+    }
+    // Directory metadata last, deepest first.
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    for (path, m) in dirs {
+        if as_root {
+            std::os::unix::fs::lchown(&path, Some(m.uid), Some(m.gid))?;
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(u32::from(m.mode)))?;
+        set_times(&path, m.mtime)?;
+    }
+    Ok(report)
+}
+
+/// Hard links to make after the files: (first path, new path).
+type Links = Vec<(PathBuf, PathBuf)>;
+
+/// Directories whose metadata is applied last.
+type Dirs = Vec<(PathBuf, Meta)>;
+
+/// The walk: creates directories, symlinks and special files, queues
+/// regular files, and returns the report, the hard links and the
+/// directories whose metadata is applied last.
+fn walk_tree(
+    img: &Image<File>,
+    root: &Path,
+    opts: &ExtractOptions,
+    as_root: bool,
+    tx: &mpsc::SyncSender<FileJob>,
+    shared: &Shared,
+) -> Result<(ExtractReport, Links, Dirs), Error> {
     let mut report = ExtractReport {
         owners_restored: as_root,
         ..Default::default()
     };
-    let mut checked_dirs: HashSet<PathBuf> = HashSet::new();
-    checked_dirs.insert(root.clone());
-    let mut dirs: Vec<(PathBuf, backhand::NodeHeader)> = Vec::new();
-    let mut links: HashMap<(u64, u32, usize, usize), PathBuf> = HashMap::new();
-    // Regular files are written after the walk, several at a time (reading,
-    // decompressing and writing a file is independent of the others); hard
-    // links to them after that.
-    let mut files: Vec<FileJob<'_>> = Vec::new();
-    let mut hardlinks: Vec<(PathBuf, PathBuf)> = Vec::new();
-
-    for node in fs.files() {
-        let rel = relative(&node.fullpath)?;
-        let Some(rel) = rel else {
-            dirs.push((root.clone(), node.header));
-            continue;
-        };
-        let rel_str = rel.to_string_lossy().into_owned();
-        if !want(&rel_str) {
-            continue;
+    let mut dirs: Dirs = Vec::new();
+    let mut links: HashMap<u64, PathBuf> = HashMap::new();
+    let mut hardlinks: Links = Vec::new();
+    let mut cache = img.meta_cache();
+    let result = squashfs::walk(img, &mut cache, &mut |path, inode, reference| {
+        if shared.failed.load(Ordering::Relaxed) {
+            // A writer failed: stop; its error is the one reported.
+            return Err(Error::Unsafe("stopped".into()));
         }
-        let target = root.join(&rel);
-        let parent = target.parent().unwrap_or(&root).to_path_buf();
-        ensure_parent(&root, &parent, &mut checked_dirs)?;
+        if path.is_empty() {
+            dirs.push((root.to_path_buf(), inode.into()));
+            return Ok(());
+        }
+        // Names are plain (checked by the reader) and every parent was made
+        // or checked to be a real directory before its contents are walked.
+        let mut target = root.to_path_buf();
+        for c in path {
+            target.push(OsStr::from_bytes(c));
+        }
+        let rel = || {
+            path.iter()
+                .map(|c| String::from_utf8_lossy(c))
+                .collect::<Vec<_>>()
+                .join("/")
+        };
         let exists = fs::symlink_metadata(&target).ok();
-        if let Some(m) = &exists {
-            let both_dirs = m.is_dir() && matches!(node.inner, InnerNode::Dir(_));
-            if !both_dirs {
-                if !opts.force {
-                    return Err(Error::Unsafe(format!(
-                        "{} exists; pass --force to replace it",
-                        target.display()
-                    )));
-                }
-                if m.is_dir() {
-                    fs::remove_dir_all(&target)?
-                } else {
-                    fs::remove_file(&target)?
-                }
+        let is_dir = matches!(inode.kind, InodeKind::Dir(_));
+        if let Some(m) = &exists
+            && !(m.is_dir() && is_dir)
+        {
+            if !opts.force {
+                return Err(Error::Unsafe(format!(
+                    "{} exists; pass --force to replace it",
+                    target.display()
+                )));
+            }
+            if m.is_dir() {
+                fs::remove_dir_all(&target)?
+            } else {
+                fs::remove_file(&target)?
             }
         }
-        let h = node.header;
-        match &node.inner {
-            InnerNode::Dir(_) => {
+        let meta = Meta::from(inode);
+        match &inode.kind {
+            InodeKind::Dir(_) => {
                 if exists.as_ref().is_none_or(|m| !m.is_dir()) {
                     fs::create_dir(&target)?;
                 }
-                checked_dirs.insert(target.clone());
-                dirs.push((target, h));
+                dirs.push((target, meta));
             }
-            InnerNode::File(file) => {
-                if let Some(key) = link_key(file) {
-                    if let Some(first) = links.get(&key) {
+            InodeKind::File(data) => {
+                if inode.extended && inode.nlink > 1 {
+                    if let Some(first) = links.get(&reference) {
                         hardlinks.push((first.clone(), target));
                         report.hardlinks += 1;
                         report.entries += 1;
-                        continue;
+                        return Ok(());
                     }
-                    links.insert(key, target.clone());
+                    links.insert(reference, target.clone());
                 }
-                files.push(FileJob {
+                let job = FileJob {
                     target,
-                    rel: rel_str,
-                    file,
-                    header: h,
-                });
-            }
-            InnerNode::Symlink(s) => {
-                std::os::unix::fs::symlink(&s.link, &target)?;
-                if as_root {
-                    std::os::unix::fs::lchown(&target, Some(h.uid), Some(h.gid))?;
+                    rel: rel(),
+                    data: data.clone(),
+                    meta,
+                };
+                if tx.send(job).is_err() {
+                    return Err(Error::Unsafe("the writer threads stopped".into()));
                 }
-                set_times(&target, h.mtime)?;
+            }
+            InodeKind::Symlink(link) => {
+                std::os::unix::fs::symlink(OsStr::from_bytes(link), &target)?;
+                if as_root {
+                    std::os::unix::fs::lchown(&target, Some(meta.uid), Some(meta.gid))?;
+                }
+                set_times(&target, meta.mtime)?;
             }
             _ if opts.no_specials => {
-                report.skipped_specials.push(rel_str);
-                continue;
+                report.skipped_specials.push(rel());
+                return Ok(());
             }
             other => {
                 let (ft, dev) = match other {
-                    InnerNode::CharacterDevice(d) => {
-                        (FileType::CharacterDevice, Some(d.device_number))
-                    }
-                    InnerNode::BlockDevice(d) => (FileType::BlockDevice, Some(d.device_number)),
-                    InnerNode::NamedPipe => (FileType::Fifo, None),
+                    InodeKind::Char(d) => (FileType::CharacterDevice, Some(*d)),
+                    InodeKind::Block(d) => (FileType::BlockDevice, Some(*d)),
+                    InodeKind::Fifo => (FileType::Fifo, None),
                     _ => (FileType::Socket, None),
                 };
                 let rdev = dev.map(|d| {
                     let (ma, mi) = decode_dev(d);
                     rustix::fs::makedev(ma, mi)
                 });
-                let mode = Mode::from_raw_mode(u32::from(h.permissions & 0o777));
+                let mode = Mode::from_raw_mode(u32::from(meta.mode & 0o777));
                 match rustix::fs::mknodat(CWD, &target, ft, mode, rdev.unwrap_or(0)) {
                     Ok(()) => {
                         if as_root {
-                            std::os::unix::fs::lchown(&target, Some(h.uid), Some(h.gid))?;
+                            std::os::unix::fs::lchown(&target, Some(meta.uid), Some(meta.gid))?;
                         }
                         fs::set_permissions(
                             &target,
-                            fs::Permissions::from_mode(u32::from(h.permissions & 0o7777)),
+                            fs::Permissions::from_mode(u32::from(meta.mode)),
                         )?;
-                        set_times(&target, h.mtime)?;
+                        set_times(&target, meta.mtime)?;
                     }
                     Err(rustix::io::Errno::PERM) | Err(rustix::io::Errno::ACCESS) => {
-                        report.skipped_specials.push(rel_str);
-                        continue;
+                        report.skipped_specials.push(rel());
+                        return Ok(());
                     }
                     Err(e) => return Err(io::Error::from(e).into()),
                 }
             }
         }
         report.entries += 1;
+        Ok(())
+    });
+    if let Err(e) = result {
+        shared.fail(e);
+        return Err(Error::Unsafe("extraction failed".into()));
     }
-    report.bytes = files
-        .par_iter()
-        .map_init(
-            || vec![0u8; 1 << 20],
-            |buf, job| write_file(fs, job, buf, as_root),
-        )
-        .try_reduce(|| 0, |a, b| Ok(a + b))?;
-    for (first, target) in &hardlinks {
-        fs::hard_link(first, target)?;
-    }
-    // Directory metadata last, deepest first.
-    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-    for (path, h) in dirs {
-        if as_root {
-            std::os::unix::fs::lchown(&path, Some(h.uid), Some(h.gid))?;
-        }
-        fs::set_permissions(
-            &path,
-            fs::Permissions::from_mode(u32::from(h.permissions & 0o7777)),
-        )?;
-        set_times(&path, h.mtime)?;
-    }
-    Ok(report)
+    Ok((report, hardlinks, dirs))
 }
 
-/// A regular file to write: where, its image path (for messages), its data
-/// and its metadata.
-struct FileJob<'a> {
-    target: PathBuf,
-    rel: String,
-    file: &'a SquashfsFileReader,
-    header: backhand::NodeHeader,
+/// A writer thread: takes files from the queue until it closes; after a
+/// failure it only drains the queue.
+fn writer(img: &Image<File>, rx: &Mutex<mpsc::Receiver<FileJob>>, shared: &Shared, as_root: bool) {
+    let mut bufs = DataBuffers::new(img);
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            rx.recv()
+        };
+        let Ok(job) = job else { return };
+        if shared.failed.load(Ordering::Relaxed) {
+            continue;
+        }
+        match write_file(img, &job, &mut bufs, &shared.frags, as_root) {
+            Ok(n) => {
+                shared.bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => shared.fail(e),
+        }
+    }
 }
 
 /// Create `job.target` (never through a symlink, never over an existing
 /// entry), fill it with the file's data and apply owner, mode and mtime.
 /// Returns the bytes written.
 fn write_file(
-    fs: &backhand::FilesystemReader<'_>,
-    job: &FileJob<'_>,
-    buf: &mut [u8],
+    img: &Image<File>,
+    job: &FileJob,
+    bufs: &mut DataBuffers,
+    frags: &FragmentCache,
     as_root: bool,
 ) -> Result<u64, Error> {
-    let h = job.header;
-    let out = OpenOptions::new()
+    let m = job.meta;
+    let mut out = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&job.target)?;
-    let mut reader = fs
-        .file(job.file)
-        .reader_checked()
-        .map_err(|e| Error::Malformed(format!("{}: {}", job.rel, squashfs::describe_error(&e))))?;
-    let mut w = BufWriter::with_capacity(1 << 20, out);
-    let mut written = 0u64;
-    loop {
-        let n = match io::Read::read(&mut reader, buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Malformed(format!("{}: {e}", job.rel))),
-        };
-        w.write_all(&buf[..n])?;
-        written += n as u64;
-    }
-    let out = w.into_inner().map_err(|e| e.into_error())?;
+    let written = img
+        .read_file(&job.data, bufs, frags, &mut |b| out.write_all(b))
+        .map_err(|e| match e {
+            sik_image::Error::Stream(io) => Error::Io(io),
+            sik_image::Error::Malformed { why, .. } => {
+                Error::Malformed(format!("{}: SquashFS: {why}", job.rel))
+            }
+            other => Error::Malformed(format!("{}: {other}", job.rel)),
+        })?;
     if as_root {
-        rustix::fs::fchown(&out, Some(uid(h.uid)), Some(gid(h.gid))).map_err(io::Error::from)?;
+        rustix::fs::fchown(&out, Some(uid(m.uid)), Some(gid(m.gid))).map_err(io::Error::from)?;
     }
-    out.set_permissions(fs::Permissions::from_mode(u32::from(
-        h.permissions & 0o7777,
-    )))?;
-    set_times(&job.target, h.mtime)?;
+    out.set_permissions(fs::Permissions::from_mode(u32::from(m.mode)))?;
+    set_times(&job.target, m.mtime)?;
     Ok(written)
-}
-
-/// The image path made relative, with every component checked.
-fn relative(full: &Path) -> Result<Option<PathBuf>, Error> {
-    let mut out = PathBuf::new();
-    for c in full.components() {
-        match c {
-            Component::RootDir => {}
-            Component::Normal(n) => {
-                if n.as_encoded_bytes().contains(&0) {
-                    return Err(Error::Unsafe(format!(
-                        "entry name with a NUL byte: {}",
-                        full.display()
-                    )));
-                }
-                out.push(n)
-            }
-            Component::ParentDir | Component::CurDir | Component::Prefix(_) => {
-                return Err(Error::Unsafe(format!(
-                    "entry {} has a `..` or `.` component; refusing to extract it",
-                    full.display()
-                )));
-            }
-        }
-    }
-    Ok(if out.as_os_str().is_empty() {
-        None
-    } else {
-        Some(out)
-    })
-}
-
-/// Every directory from `root` down to `parent` must be a real directory
-/// (not a symlink), so nothing is ever written through a link.
-fn ensure_parent(root: &Path, parent: &Path, checked: &mut HashSet<PathBuf>) -> Result<(), Error> {
-    if checked.contains(parent) {
-        return Ok(());
-    }
-    let rel = parent
-        .strip_prefix(root)
-        .map_err(|_| Error::Unsafe(format!("{} lies outside the target", parent.display())))?;
-    let mut cur = root.to_path_buf();
-    for c in rel.components() {
-        cur.push(c);
-        if checked.contains(&cur) {
-            continue;
-        }
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.is_dir() => {
-                checked.insert(cur.clone());
-            }
-            Ok(_) => {
-                return Err(Error::Unsafe(format!(
-                    "{} is not a directory (a symlink?); refusing to write through it",
-                    cur.display()
-                )));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The image lacks the parent directory entry; create it.
-                fs::create_dir(&cur)?;
-                checked.insert(cur.clone());
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Hard-linked files share one inode: an extended file inode with a link
-/// count above 1 and identical data references.
-fn link_key(file: &SquashfsFileReader) -> Option<(u64, u32, usize, usize)> {
-    match file {
-        SquashfsFileReader::Extended(x) if x.link_count > 1 => Some((
-            file.blocks_start(),
-            file.block_offset(),
-            file.frag_index(),
-            file.file_len(),
-        )),
-        _ => None,
-    }
 }
 
 fn set_times(path: &Path, mtime: u32) -> io::Result<()> {

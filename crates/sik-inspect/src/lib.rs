@@ -4,7 +4,9 @@
 //! ISO 9660) and the facts users ask about; [`list`] walks the tree of an
 //! ExtensionImage or of the SquashFS inside an AppImage; [`extract`] writes
 //! that tree into a directory without ever leaving it. All SquashFS reading
-//! goes through backhand's reader; all format facts come from `sik-image`.
+//! goes through `sik-image`'s streaming reader ([`sik_image::squashfs::Image`]),
+//! so memory is bounded by the largest directory and the files in flight,
+//! not by the image; all format facts come from `sik-image`.
 //!
 //! ```no_run
 //! let report = sik_inspect::inspect("firmware.ExtensionImage".as_ref()).unwrap();
@@ -17,18 +19,18 @@ mod extract;
 pub mod tree;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use backhand::{FilesystemReader, InnerNode};
 use sik_image::desktop::DesktopEntry;
 use sik_image::elf::{self, ElfLayout};
 use sik_image::kind::{self, ImageKind};
 use sik_image::release::{RELEASE_DIR, ReleaseFields};
-use sik_image::squashfs::{self, SuperblockFacts};
+use sik_image::squashfs::{
+    self, DataBuffers, FileData, FragmentCache, Image, Inode, InodeKind, SuperblockFacts,
+};
 
 pub use extract::{ExtractOptions, ExtractReport, extract, extract_open_in_place};
-pub use tree::{Entry, EntryType, list};
+pub use tree::{Entry, EntryType, list, list_each};
 
 /// Why a file could not be inspected.
 #[derive(Debug, thiserror::Error)]
@@ -237,18 +239,34 @@ pub struct IsoFacts {
     pub label: Option<String>,
 }
 
-/// Open a SquashFS image (at `offset`) with backhand's reader.
-pub fn open_squashfs(path: &Path, offset: u64) -> Result<FilesystemReader<'static>, Error> {
+/// Open the SquashFS of an image (at `offset`) for streaming reading.
+pub fn open_squashfs(path: &Path, offset: u64) -> Result<Image<File>, Error> {
     open_squashfs_file(File::open(path)?, offset)
 }
 
 /// [`open_squashfs`] of the file open as `f`.
-fn open_squashfs_file(mut f: File, offset: u64) -> Result<FilesystemReader<'static>, Error> {
-    // The superblock checks first: their errors name the broken field.
-    squashfs::read_superblock(&mut f, offset)?;
-    std::io::Seek::rewind(&mut f)?;
-    FilesystemReader::from_reader_with_offset(BufReader::new(f), offset)
-        .map_err(|e| Error::Malformed(format!("SquashFS: {}", squashfs::describe_error(&e))))
+fn open_squashfs_file(f: File, offset: u64) -> Result<Image<File>, Error> {
+    Image::open(f, offset).map_err(|e| match e {
+        sik_image::Error::Malformed { why, .. } => Error::Malformed(format!("SquashFS: {why}")),
+        other => other.into(),
+    })
+}
+
+/// Every entry of the image in path order: its path relative to the root
+/// (lossy UTF-8, empty for the root) and its inode.
+fn each_entry(
+    img: &Image<File>,
+    f: &mut dyn FnMut(&str, &Inode) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut cache = img.meta_cache();
+    squashfs::walk(img, &mut cache, &mut |path, inode, _| {
+        let p = path
+            .iter()
+            .map(|c| String::from_utf8_lossy(c))
+            .collect::<Vec<_>>()
+            .join("/");
+        f(&p, inode)
+    })
 }
 
 /// Where the SquashFS of an image starts: 0 for an ExtensionImage, the end
@@ -329,35 +347,35 @@ fn extension_facts(path: &Path, f: &mut File, file_len: u64) -> Result<Extension
             sb.bytes_used
         )));
     }
-    let fs = open_squashfs(path, 0)?;
+    let img = open_squashfs(path, 0)?;
     let mut name = None;
     let mut release = ReleaseFields::default();
     let mut extension_run = false;
     let mut outside_usr_opt = Vec::new();
-    let release_prefix = format!("/{RELEASE_DIR}/extension-release.");
-    for node in fs.files() {
-        let p = node.fullpath.to_string_lossy();
-        if p == "/" {
-            continue;
+    let release_prefix = format!("{RELEASE_DIR}/extension-release.");
+    each_entry(&img, &mut |p, inode| {
+        if p.is_empty() {
+            return Ok(());
         }
-        if let (Some(n), InnerNode::File(file), None) =
-            (p.strip_prefix(&release_prefix), &node.inner, &name)
+        if let (Some(n), InodeKind::File(file), None) =
+            (p.strip_prefix(&release_prefix), &inode.kind, &name)
         {
-            let text = read_small(&fs, file, 64 * 1024)?;
+            let text = read_small(&img, file, 64 * 1024)?;
             release = ReleaseFields::parse(&String::from_utf8_lossy(&text));
             name = Some(n.to_string());
         }
-        if p == "/ExtensionRun"
-            && matches!(node.inner, InnerNode::File(_))
-            && node.header.permissions & 0o111 != 0
+        if p == "ExtensionRun"
+            && matches!(inode.kind, InodeKind::File(_))
+            && inode.mode & 0o111 != 0
         {
             extension_run = true;
         }
-        let top = p.trim_start_matches('/').split('/').next().unwrap_or("");
-        if top != "usr" && top != "opt" && !outside_usr_opt.contains(&top.to_string()) {
+        let top = p.split('/').next().unwrap_or("");
+        if top != "usr" && top != "opt" && !outside_usr_opt.iter().any(|o| o == top) {
             outside_usr_opt.push(top.to_string());
         }
-    }
+        Ok(())
+    })?;
     let sysext = sysext_verdict(&name, &release, &outside_usr_opt);
     let signature = signature_facts(f)?;
     Ok(ExtensionFacts {
@@ -432,17 +450,25 @@ fn appimage_facts(path: &Path, f: &mut File, image_type: u8) -> Result<AppImageF
     if image_type == 2 {
         let sb = squashfs::read_superblock(f, layout.end)?;
         facts.squashfs = Some((&sb).into());
-        let fs = open_squashfs(path, layout.end)?;
-        for node in fs.files() {
-            let p = node.fullpath.to_string_lossy();
-            let is_root_child = p.matches('/').count() == 1;
-            if let (true, InnerNode::File(file)) =
-                (is_root_child && p.ends_with(".desktop"), &node.inner)
-            {
-                let text = read_small(&fs, file, 256 * 1024)?;
+        let img = open_squashfs(path, layout.end)?;
+        // The desktop file is at the root: only the root listing is read.
+        let mut cache = img.meta_cache();
+        let root = img.inode(&mut cache, img.layout.root_inode)?;
+        let InodeKind::Dir(dir) = &root.kind else {
+            return Err(Error::Malformed(
+                "SquashFS: the root inode is not a directory".into(),
+            ));
+        };
+        for e in img.read_dir(&mut cache, dir)? {
+            let p = String::from_utf8_lossy(&e.name);
+            if !p.ends_with(".desktop") {
+                continue;
+            }
+            if let InodeKind::File(file) = &img.inode(&mut cache, e.inode)?.kind {
+                let text = read_small(&img, file, 256 * 1024)?;
                 let (entry, _) = DesktopEntry::parse(&String::from_utf8_lossy(&text));
                 facts.desktop = Some(DesktopFacts {
-                    file: p.trim_start_matches('/').to_string(),
+                    file: p.into_owned(),
                     name: entry.get("Name").map(str::to_string),
                     exec: entry.get("Exec").map(str::to_string),
                     icon: entry.get("Icon").map(str::to_string),
@@ -455,21 +481,21 @@ fn appimage_facts(path: &Path, f: &mut File, image_type: u8) -> Result<AppImageF
 }
 
 /// Read a small file of the image, refusing more than `limit` bytes.
-fn read_small(
-    fs: &FilesystemReader<'_>,
-    file: &backhand::SquashfsFileReader,
-    limit: usize,
-) -> Result<Vec<u8>, Error> {
-    if file.file_len() > limit {
+fn read_small(img: &Image<File>, file: &FileData, limit: usize) -> Result<Vec<u8>, Error> {
+    if file.size > limit as u64 {
         return Err(Error::Malformed(format!(
             "metadata file larger than {limit} bytes"
         )));
     }
-    let mut out = Vec::with_capacity(file.file_len());
-    fs.file(file)
-        .reader_checked()
-        .map_err(|e| Error::Malformed(format!("SquashFS: {}", squashfs::describe_error(&e))))?
-        .take(limit as u64)
-        .read_to_end(&mut out)?;
+    let mut out = Vec::with_capacity(file.size as usize);
+    img.read_file(
+        file,
+        &mut DataBuffers::new(img),
+        &FragmentCache::default(),
+        &mut |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        },
+    )?;
     Ok(out)
 }

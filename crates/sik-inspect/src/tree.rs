@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use backhand::InnerNode;
+use sik_image::squashfs::InodeKind;
 
-use crate::{Error, open_squashfs, squashfs_offset};
+use crate::{Error, each_entry, open_squashfs_file, squashfs_offset_of};
 
 /// Type of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -59,47 +59,46 @@ pub fn decode_dev(dev: u32) -> (u32, u32) {
 }
 
 /// List the tree of an ExtensionImage or of the SquashFS of a type 2 AppImage.
+/// Holds every entry: [`list_each`] streams them instead.
 pub fn list(path: &Path) -> Result<Vec<Entry>, Error> {
-    let offset = squashfs_offset(path)?;
-    let fs = open_squashfs(path, offset)?;
     let mut out = Vec::new();
-    for node in fs.files() {
-        let path = node
-            .fullpath
-            .to_string_lossy()
-            .trim_start_matches('/')
-            .to_string();
-        let h = node.header;
-        let (kind, size, target, device) = match &node.inner {
-            InnerNode::File(f) => (EntryType::File, f.file_len() as u64, None, None),
-            InnerNode::Dir(_) => (EntryType::Dir, 0, None, None),
-            InnerNode::Symlink(s) => {
-                let t = s.link.to_string_lossy().into_owned();
+    list_each(path, &mut |e| out.push(e.clone()))?;
+    Ok(out)
+}
+
+/// Call `f` with each entry of the tree, in the byte order of the paths,
+/// holding only the directories on the way (memory does not grow with the
+/// image).
+pub fn list_each(path: &Path, f: &mut dyn FnMut(&Entry)) -> Result<(), Error> {
+    let mut file = std::fs::File::open(path)?;
+    let offset = squashfs_offset_of(&mut file)?;
+    let img = open_squashfs_file(file, offset)?;
+    each_entry(&img, &mut |path, inode| {
+        let (kind, size, target, device) = match &inode.kind {
+            InodeKind::File(f) => (EntryType::File, f.size, None, None),
+            InodeKind::Dir(_) => (EntryType::Dir, 0, None, None),
+            InodeKind::Symlink(s) => {
+                let t = String::from_utf8_lossy(s).into_owned();
                 (EntryType::Symlink, t.len() as u64, Some(t), None)
             }
-            InnerNode::CharacterDevice(d) => {
-                (EntryType::Char, 0, None, Some(decode_dev(d.device_number)))
-            }
-            InnerNode::BlockDevice(d) => {
-                (EntryType::Block, 0, None, Some(decode_dev(d.device_number)))
-            }
-            InnerNode::NamedPipe => (EntryType::Fifo, 0, None, None),
-            InnerNode::Socket => (EntryType::Socket, 0, None, None),
+            InodeKind::Char(d) => (EntryType::Char, 0, None, Some(decode_dev(*d))),
+            InodeKind::Block(d) => (EntryType::Block, 0, None, Some(decode_dev(*d))),
+            InodeKind::Fifo => (EntryType::Fifo, 0, None, None),
+            InodeKind::Socket => (EntryType::Socket, 0, None, None),
         };
-        out.push(Entry {
-            path,
+        f(&Entry {
+            path: path.to_string(),
             kind,
-            mode: h.permissions & 0o7777,
-            uid: h.uid,
-            gid: h.gid,
+            mode: inode.mode,
+            uid: inode.uid,
+            gid: inode.gid,
             size,
-            mtime: h.mtime,
+            mtime: inode.mtime,
             target,
             device,
         });
-    }
-    out.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
-    Ok(out)
+        Ok(())
+    })
 }
 
 /// `drwxr-xr-x`-style mode string.

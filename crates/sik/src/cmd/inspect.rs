@@ -50,20 +50,23 @@ pub fn run(a: Args) -> CmdResult {
         return crate::cmd::verify::print_payload(&a.file);
     }
     if a.list {
-        let entries =
-            sik_inspect::list(&a.file).map_err(|e| input_error("cannot list", &a.file, e))?;
+        let failed = |e| input_error("cannot list", &a.file, e);
         if a.json {
+            let entries = sik_inspect::list(&a.file).map_err(failed)?;
             print_json(&serde_json::json!({ "path": a.file, "entries": entries }));
         } else {
+            // Streamed: lines are written as the tree is walked, so memory
+            // does not grow with the image.
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for e in &entries {
+            sik_inspect::list_each(&a.file, &mut |e| {
                 let _ = writeln!(
                     out,
                     "{}",
                     sik_inspect::tree::format_line(e, "squashfs-root")
                 );
-            }
+            })
+            .map_err(failed)?;
         }
         return Ok(ExitCode::SUCCESS);
     }

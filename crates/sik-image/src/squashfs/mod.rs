@@ -1,4 +1,10 @@
-//! Facts from a SquashFS 4.0 superblock, read through backhand's parser.
+//! SquashFS 4.0: the superblock facts (through backhand's parser), the
+//! padding rule, and a streaming reader of the tables and file data.
+//!
+//! The reader ([`Image`], [`walk()`], [`Image::read_file`]) reads an inode,
+//! a directory listing or a data block when it is needed, never the whole
+//! inode or directory table, so listing and extraction take memory bounded
+//! by the largest directory and the blocks in flight, not by the image.
 //!
 //! Images this project writes are padded with zero bytes to a multiple of
 //! [`PAD_LEN`] after `bytes_used`, as mksquashfs does (loop devices read
@@ -12,6 +18,17 @@ use backhand::kind::{Kind, LE_V4_0};
 use backhand::{Squashfs, SuperBlock};
 
 use crate::{Error, Result};
+
+mod data;
+mod tables;
+mod walk;
+
+pub use data::{DataBuffers, FragmentCache};
+pub use tables::{
+    Decoder, DirEntry, DirRef, FileData, Image, Inode, InodeKind, Layout, METADATA_LEN, MetaCache,
+    Source,
+};
+pub use walk::{Visit, walk};
 
 /// Images are padded to a multiple of this many bytes.
 pub const PAD_LEN: u64 = 4096;
