@@ -8,6 +8,7 @@
 
 mod data;
 mod fuse;
+mod reads;
 mod report;
 mod scale;
 

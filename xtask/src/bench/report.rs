@@ -28,6 +28,22 @@ const ORDER: &[&str] = &[
     "scale-1GB",
     "scale-4GB",
     "scale-trend",
+    "scale-extract-100MB",
+    "scale-extract-1GB",
+    "scale-extract-4GB",
+    "scale-extract-usr",
+    "scale-list-100MB",
+    "scale-list-1GB",
+    "scale-list-4GB",
+    "scale-list-usr",
+    "scale-verify-100MB",
+    "scale-verify-1GB",
+    "scale-verify-4GB",
+    "scale-verify-usr",
+    "scale-link-100MB",
+    "scale-link-1GB",
+    "scale-link-4GB",
+    "scale-link-usr",
 ];
 
 const TABLE_HEAD: &str = "| id | run | benchmark | sik | peer | sik median (min–max) | peer median (min–max) | ratio sik ÷ peer | other |\n|---|---|---|---|---|---|---|---|---|\n";

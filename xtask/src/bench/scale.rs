@@ -1,16 +1,20 @@
 //! `scale`: `sik create extension` against mksquashfs on generated trees of
-//! growing size, to show that time grows linearly and memory stays flat.
+//! growing size, to show that time grows linearly and memory stays flat;
+//! then the read paths (extract, list, verify, link) of the image sik made
+//! at each size and of an image of this machine's `/usr` (a real
+//! distribution root), through [`super::reads`].
 //!
-//! Sizes: 100 MB, 1 GB and 4 GB (`--quick`: 100 MB and 1 GB). Both tools use
-//! zstd level 3 and 128 KiB blocks (a moderate level keeps 4 GB affordable).
-//! Each tree is generated once (deterministic, see [`super::data`]) under
-//! the temp directory, benchmarked, and removed before the next size.
+//! Sizes: 100 MB, 1 GB and 4 GB (`--quick`: 100 MB and 1 GB, no `/usr`).
+//! Both tools use zstd level 3 and 128 KiB blocks (a moderate level keeps
+//! 4 GB affordable). Each tree is generated once (deterministic, see
+//! [`super::data`]) under the temp directory, benchmarked, and removed
+//! before the next size.
 
 use std::path::Path;
 
 use super::data::{Mix, Pools, Rng};
 use super::report::Row;
-use super::{Ab, ab, fresh_dir, remove_output, sh};
+use super::{Ab, ab, fresh_dir, reads, remove_output, sh};
 use crate::Result;
 
 /// What a generated tree holds.
@@ -21,10 +25,11 @@ struct Tree {
     bytes: u64,
 }
 
-/// Write about `total` bytes of files into `dir`: mostly small files
-/// (64 B–32 KiB), some medium (32 KiB–4 MiB), a few big (16–128 MiB), one
-/// file in twenty a byte-for-byte copy of an earlier small or medium file,
-/// 50 files per directory, two levels deep.
+/// Write about `total` bytes of files into `dir`: half of the bytes in
+/// small files (64 B–16 KiB, so many files: about 60 000 per GB), the other
+/// half in medium files (32 KiB–4 MiB) and one in fifteen of those big
+/// (16–128 MiB); one file in twenty a byte-for-byte copy of an earlier small
+/// or medium file, 50 files per directory, two levels deep.
 fn generate(dir: &Path, total: u64, seed: u64) -> Result<Tree> {
     let pools = Pools::new();
     let mut rng = Rng::new(seed);
@@ -36,6 +41,7 @@ fn generate(dir: &Path, total: u64, seed: u64) -> Result<Tree> {
     };
     let mut copyable: Vec<std::path::PathBuf> = Vec::new();
     let big_max = (128u64 << 20).min(total / 4).max(16 << 20);
+    let mut small_bytes = 0u64;
     while t.bytes < total {
         let n = t.files;
         let sub = dir.join(format!("d{:03}/s{:02}", n / 1000, (n / 50) % 20));
@@ -50,15 +56,18 @@ fn generate(dir: &Path, total: u64, seed: u64) -> Result<Tree> {
                 std::fs::copy(from, &path).map_err(|e| format!("{}: {e}", path.display()))?;
             t.duplicates += 1;
         } else {
-            let class = rng.below(100);
-            let len = if class < 85 {
-                rng.range(64, 32 << 10)
-            } else if class < 99 {
+            let small = small_bytes <= t.bytes / 2;
+            let len = if small {
+                rng.range(64, 16 << 10)
+            } else if rng.below(15) > 0 {
                 rng.range(32 << 10, 4 << 20)
             } else {
                 rng.range(16 << 20, big_max)
             }
             .min(total - t.bytes + 64);
+            if small {
+                small_bytes += len;
+            }
             pools.write_file(&path, len, &mut rng, Mix::TREE)?;
             t.bytes += len;
             if len < (4 << 20) {
@@ -94,7 +103,7 @@ pub fn bench(sik: &Path, quick: bool) -> Result<Vec<Row>> {
     let mut points = Vec::new();
     for &(size, runs) in sizes {
         let tmp = fresh_dir("sik-bench-scale")?;
-        let result = (|| -> Result<Row> {
+        let result = (|| -> Result<Vec<Row>> {
             let data = tmp.join("data");
             eprintln!("bench scale: generating {}", label(size));
             let tree = generate(&data, size, 0x5ca1e ^ size)?;
@@ -159,13 +168,79 @@ pub fn bench(sik: &Path, quick: bool) -> Result<Vec<Row>> {
                 size: tree.bytes,
                 r,
             });
-            Ok(row)
+            // The read paths of the image sik made; the tree and the
+            // peer's image are removed first (disk space).
+            let _ = std::fs::remove_dir_all(&data);
+            let _ = std::fs::remove_file(&peer_out);
+            let what = format!(
+                "the image sik made of {} of generated data ({} files, {} directories)",
+                label(size),
+                tree.files,
+                tree.dirs
+            );
+            let mut all = vec![row];
+            let subject = reads::Subject {
+                image: &ours_out,
+                what: &what,
+                label: &label(size),
+                bytes: tree.bytes,
+            };
+            all.extend(reads::rows(sik, &subject, &tmp, runs.max(3), quick)?);
+            Ok(all)
         })();
         let _ = std::fs::remove_dir_all(&tmp);
-        rows.push(result?);
+        rows.extend(result?);
     }
     rows.push(trend(&points, quick));
+    if !quick {
+        rows.extend(usr_rows(sik)?);
+    }
     Ok(rows)
+}
+
+/// The read paths on an image of this machine's `/usr` (made by sik, zstd
+/// level 3), a real distribution root.
+fn usr_rows(sik: &Path) -> Result<Vec<Row>> {
+    let tmp = fresh_dir("sik-bench-scale")?;
+    let result = (|| -> Result<Vec<Row>> {
+        let image = tmp.join("usr.ExtensionImage");
+        eprintln!("bench scale: making an image of /usr");
+        sh(&format!(
+            "'{}' create extension -q /usr -o '{}' --compression zstd --level 3",
+            sik.display(),
+            image.display()
+        ))?;
+        let bytes = du_bytes(Path::new("/usr"));
+        let what = format!(
+            "the image sik made of this machine's /usr ({:.1} GB, zstd level 3)",
+            bytes as f64 / 1e9
+        );
+        let subject = reads::Subject {
+            image: &image,
+            what: &what,
+            label: "usr",
+            bytes,
+        };
+        reads::rows(sik, &subject, &tmp, 3, false)
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// Apparent bytes of the files under `dir` (`du -sb`).
+fn du_bytes(dir: &Path) -> u64 {
+    std::process::Command::new("du")
+        .args(["-sbx"])
+        .arg(dir)
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// The summary row: seconds per GB and peak RSS at each size, and the
