@@ -158,7 +158,7 @@ fn detect_json(isos: &[&Path]) -> (Option<i32>, Value) {
     (out.status.code(), doc)
 }
 
-fn check_schema(schema_file: &str, doc: &Value) {
+pub(crate) fn check_schema(schema_file: &str, doc: &Value) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../formats/schema")
         .join(schema_file);
@@ -373,9 +373,10 @@ fn detect_skips_odd_inputs_with_a_reason() {
 }
 
 /// A small stand-in for the static sik binary (the initrd only carries it).
-fn fake_sik(t: &TestDir) -> PathBuf {
-    let p = t.write("sik-static", b"#!/bin/sh\necho sik stand-in\n");
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+pub(crate) fn fake_sik(t: &TestDir) -> PathBuf {
+    // A static x86_64 executable, as generate demands (busybox-static).
+    let p = t.join("sik-static");
+    std::fs::copy(which("busybox").expect("busybox-static"), &p).unwrap();
     p
 }
 
@@ -929,7 +930,8 @@ fn install_and_add_refuse_bad_input() {
     let out = run(sik()
         .args(["boot", "install", "--image"])
         .arg(t.join("d.img"))
-        .args(["--size", "1M", "--sik-binary", "/bin/sh"]));
+        .args(["--size", "1M", "--sik-binary"])
+        .arg(fake_sik(&t)));
     if have_tool("grub-mkimage") {
         assert_fails(&out, 2, &["too small"]);
     }
@@ -943,6 +945,8 @@ fn install_and_add_refuse_bad_input() {
 
 /// A busybox-only root that plays a foreign initramfs: the secondary initrd
 /// unpacked over it, the medium where the family's initramfs exposes it.
+/// The test directory's `sik-recorder` script, when there is one, then
+/// stands in for `sik/sik` (generate embeds only a static executable).
 fn busybox_initramfs(
     t: &TestDir,
     medium: &Path,
@@ -960,6 +964,9 @@ fn busybox_initramfs(
         &root,
         &format!("gzip -dc '{}' | cpio -id --quiet", initrd.display()),
     );
+    if t.join("sik-recorder").exists() {
+        std::fs::copy(t.join("sik-recorder"), root.join("sik/sik")).unwrap();
+    }
     let m = root.join(medium_at.trim_start_matches('/'));
     std::fs::create_dir_all(&m).unwrap();
     sh(
@@ -1006,11 +1013,15 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
         "medium/boot/customize/policy.toml",
         "allow_directories = true\nallow_unsigned_run = false\n",
     );
-    let fake = t.write(
+    let recorder = t.write(
         "sik-recorder",
         "#!/bin/sh\ncase \"$*\" in *--help*) echo '--allow-directories --allow-unsigned-run'; exit 0 ;; esac\necho \"$@\" > /sik-link-args\n[ -e /link-fails ] && exit 2\nexit 0\n",
     );
-    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        &recorder,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     run_ok(
         cmd("mkfs.ext4")
             .args(["-q", "-F", "-L", "home"])
@@ -1020,7 +1031,7 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
     run_ok(
         sik()
             .args(["boot", "generate", "--sik-binary"])
-            .arg(&fake)
+            .arg(fake_sik(&t))
             .arg(&medium),
     );
     let initrd = medium.join("boot/sik/initrd.img");
@@ -1758,16 +1769,75 @@ fn directory_media_never_follow_symlinks() {
 }
 
 #[test]
-fn generate_refuses_a_dynamically_linked_sik() {
+fn generate_refuses_a_sik_that_would_not_run_in_an_initramfs() {
     let t = TestDir::new();
     let medium = t.mkdir("medium");
-    // Debian's /bin/sh asks for the dynamic loader, like `cargo build --release`.
-    let out = run(sik()
-        .args(["boot", "generate", "--sik-binary", "/bin/sh"])
-        .arg(&medium));
-    assert_fails(&out, 2, &["boot generate", "/bin/sh", "dynamically linked"]);
-    assert!(!medium.join("boot/sik/initrd.img").exists());
-    assert!(!medium.join("boot/grub/grub.cfg").exists());
+    let script = t.write("sik-script", "#!/bin/sh\necho sik\n");
+    // busybox-static built for another machine: e_machine (bytes 18-19) = aarch64.
+    let mut foreign = std::fs::read(which("busybox").expect("busybox-static")).unwrap();
+    foreign[18..20].copy_from_slice(&183u16.to_le_bytes());
+    let foreign = t.write("sik-aarch64", foreign);
+    for (bin, why) in [
+        // Debian's /bin/sh asks for the dynamic loader, like an ordinary cargo build.
+        (Path::new("/bin/sh"), "dynamically linked"),
+        (script.as_path(), "not an ELF executable"),
+        (foreign.as_path(), "built for aarch64"),
+    ] {
+        let out = run(sik()
+            .args(["boot", "generate", "--sik-binary"])
+            .arg(bin)
+            .arg(&medium));
+        assert_fails(&out, 2, &["boot generate", &bin.display().to_string(), why]);
+        assert!(!medium.join("boot/sik/initrd.img").exists());
+        assert!(!medium.join("boot/grub/grub.cfg").exists());
+        // install refuses it before the image exists.
+        let img = t.join("stick.img");
+        let out = run(sik()
+            .args(["boot", "install", "--image"])
+            .arg(&img)
+            .args(["--size", "64M", "--sik-binary"])
+            .arg(bin));
+        assert_fails(&out, 2, &["boot install", why]);
+        assert!(!img.exists());
+    }
+}
+
+/// Without --sik-binary a release build puts the static copy it carries
+/// into the initrd; a debug build (the usual test binary) carries none and
+/// says so. Whichever this is, nothing dynamically linked is embedded, and
+/// what is embedded runs in an empty root (no libraries, no loader).
+#[test]
+fn generate_without_sik_binary_embeds_a_static_sik_or_refuses() {
+    if !require_tool("cpio") {
+        return;
+    }
+    let t = TestDir::new();
+    let medium = t.mkdir("medium");
+    let out = run(sik().args(["boot", "generate"]).arg(&medium));
+    if out.status.code() == Some(2) {
+        assert_fails(&out, 2, &["boot generate", "no static copy", "--release"]);
+        assert!(!medium.join("boot/sik/initrd.img").exists());
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    let root = t.mkdir("empty-root");
+    sh(
+        &root,
+        &format!(
+            "gzip -dc '{}' | cpio -id --quiet sik/sik",
+            medium.join("boot/sik/initrd.img").display()
+        ),
+    );
+    let bytes = std::fs::read(root.join("sik/sik")).unwrap();
+    assert_eq!(sik_boot::generate::initrd_binary_problem(&bytes), None);
+    if require_root() {
+        let help = run_ok(
+            cmd("chroot")
+                .arg(&root)
+                .args(["/sik/sik", "link", "--help"]),
+        );
+        assert!(help.contains("--allow-directories"), "{help}");
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod util;
 
 mod appimage;
 mod boot;
+mod boot_life;
 mod extension;
 mod hostile;
 mod link;

@@ -104,9 +104,10 @@ fn inspect_of_hostile_pe_files_is_one_line_or_a_problem() {
 /// `sik boot install --image DISK --size 160M ARGS… --sik-binary STAND-IN`
 /// (the initrd's sik does not matter here).
 fn install(t: &TestDir, disk: &Path, args: &[&str]) -> std::process::Command {
+    // A static executable (busybox-static), as install demands.
     let stand_in = t.join("sik-static");
     if !stand_in.exists() {
-        std::fs::write(&stand_in, b"#!/bin/sh\necho sik stand-in\n").unwrap();
+        crate::boot::fake_sik(t);
     }
     let mut c = sik();
     c.args(["boot", "install", "--image"])

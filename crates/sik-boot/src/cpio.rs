@@ -131,6 +131,38 @@ fn pad<W: Write>(w: &mut W, written: u64) -> io::Result<u64> {
     Ok(p)
 }
 
+/// The data of the regular file `want` in an uncompressed newc archive
+/// (the format [`Archive::write`] writes); `None` when it is not there or
+/// the archive is malformed. Every length is bounded by the input.
+pub fn find(archive: &[u8], want: &str) -> Option<Vec<u8>> {
+    let hex = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+    };
+    let mut at = 0usize;
+    loop {
+        let h = archive.get(at..at.checked_add(110)?)?;
+        if &h[..6] != b"070701" {
+            return None;
+        }
+        let mode = hex(&h[14..22])?;
+        let size = hex(&h[54..62])?;
+        let namesize = hex(&h[94..102])?;
+        let name_end = at.checked_add(110)?.checked_add(namesize)?;
+        let name = archive.get(at + 110..name_end.checked_sub(1)?)?;
+        let data_at = name_end.checked_add(3)? & !3;
+        let data_end = data_at.checked_add(size)?;
+        if name == b"TRAILER!!!" {
+            return None;
+        }
+        if name == want.as_bytes() && mode & 0o170000 == 0o100000 {
+            return archive.get(data_at..data_end).map(<[u8]>::to_vec);
+        }
+        at = data_end.checked_add(3)? & !3;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +182,9 @@ mod tests {
         let mut again = Vec::new();
         a.write(&mut again).unwrap();
         assert_eq!(out, again);
+        assert_eq!(find(&out, "b/file").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(find(&out, "a"), None, "a symlink is not a file");
+        assert_eq!(find(&out, "c"), None);
+        assert_eq!(find(&out[..out.len() / 2], "c"), None);
     }
 }

@@ -271,3 +271,16 @@ pub fn file_size(root: &Path, rel: &str) -> io::Result<Option<u64>> {
         Err(e) => Err(e),
     }
 }
+
+/// Remove the regular file `rel` beneath the root (its parent opened
+/// without following a symlink; a symlink named `rel` is itself removed,
+/// never followed).
+pub fn remove_file(root: &Path, rel: &str) -> io::Result<()> {
+    let rel = rel.trim_matches('/');
+    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(io::Error::other(format!("{rel}: not a file name")));
+    }
+    let dir = open(root, parent, OFlags::RDONLY | OFlags::DIRECTORY)?;
+    rustix::fs::unlinkat(&dir, name, AtFlags::empty()).map_err(io::Error::from)
+}

@@ -110,6 +110,11 @@ pub struct Boot {
     /// Boot through the ISO's own `/boot/grub/loopback.cfg` (`configfile`).
     #[serde(default)]
     pub use_loopback_cfg: bool,
+    /// The root filesystem images inside the ISO (SquashFS or EROFS), tried
+    /// in order; `sik boot list` reads the distribution's os-release from
+    /// the first that exists (never mounted, never booted from).
+    #[serde(default)]
+    pub rootfs: Vec<String>,
 }
 
 /// The family's initramfs, as our hook meets it.
@@ -258,11 +263,12 @@ fn validate_fields(fam: &Family) -> Result<(), String> {
             ));
         }
     }
-    let lists: [(&str, &Vec<String>, bool); 4] = [
+    let lists: [(&str, &Vec<String>, bool); 5] = [
         ("boot.kernel", &fam.boot.kernel, true),
         ("boot.initrd", &fam.boot.initrd, true),
         ("boot.early_initrd", &fam.boot.early_initrd, false),
         ("boot.configs", &fam.boot.configs, false),
+        ("boot.rootfs", &fam.boot.rootfs, false),
     ];
     for (field, list, glob) in lists {
         for p in list {

@@ -94,12 +94,50 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-/// Whether an ELF executable asks for a dynamic loader (`PT_INTERP`);
-/// `None` when the bytes are not an ELF file.
-pub fn needs_interpreter(bytes: &[u8]) -> Option<bool> {
-    let f = elf::ElfBytes::<elf::endian::AnyEndian>::minimal_parse(bytes).ok()?;
-    let segs = f.segments()?;
-    Some(segs.iter().any(|p| p.p_type == elf::abi::PT_INTERP))
+/// Why an executable cannot be the `sik` of a medium's initrd, `None` when
+/// it can: it must be an ELF executable for x86_64 (the medium's GRUB is
+/// `i386-pc` and `x86_64-efi`, and so are the kernels it boots) that asks
+/// for no program interpreter (`PT_INTERP`): a foreign initramfs has none
+/// of the host's dynamic loader and shared libraries.
+pub fn initrd_binary_problem(bytes: &[u8]) -> Option<String> {
+    use elf::abi;
+    let Ok(f) = elf::ElfBytes::<elf::endian::AnyEndian>::minimal_parse(bytes) else {
+        return Some("is not an ELF executable".into());
+    };
+    if f.ehdr.e_machine != abi::EM_X86_64 || f.ehdr.class != elf::file::Class::ELF64 {
+        let m = match f.ehdr.e_machine {
+            abi::EM_386 => "i386".to_string(),
+            abi::EM_AARCH64 => "aarch64".to_string(),
+            abi::EM_ARM => "arm".to_string(),
+            abi::EM_RISCV => "riscv".to_string(),
+            abi::EM_X86_64 => "x86_64 as a 32-bit ELF".to_string(),
+            other => format!("ELF machine {other}"),
+        };
+        return Some(format!(
+            "is built for {m}: the medium boots x86_64 systems (GRUB i386-pc and x86_64-efi)"
+        ));
+    }
+    if f.ehdr.e_type != abi::ET_EXEC && f.ehdr.e_type != abi::ET_DYN {
+        return Some(format!("is not an executable (ELF type {})", f.ehdr.e_type));
+    }
+    let Some(segs) = f.segments() else {
+        return Some("is an ELF file without program headers (not an executable)".into());
+    };
+    if let Some(interp) = segs.iter().find(|p| p.p_type == abi::PT_INTERP) {
+        let name = usize::try_from(interp.p_offset)
+            .ok()
+            .and_then(|o| bytes.get(o..o.checked_add(usize::try_from(interp.p_filesz).ok()?)?))
+            .map(|b| {
+                String::from_utf8_lossy(b)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+            .unwrap_or_default();
+        return Some(format!(
+            "is dynamically linked (it asks for the program interpreter {name:?}): it would not run inside a foreign initramfs"
+        ));
+    }
+    None
 }
 
 fn tool_path(tool: &str) -> Option<PathBuf> {
@@ -283,6 +321,19 @@ pub fn initrd_bytes(a: &Archive) -> Result<Vec<u8>> {
     })
 }
 
+/// The file `path` inside a secondary initrd (gzip-compressed newc, as
+/// [`initrd_bytes`] writes it), read with a bound of 1 GiB; `None` when it
+/// is not there or the initrd cannot be read.
+pub fn initrd_member(gz: &[u8], path: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .take(1 << 30)
+        .read_to_end(&mut raw)
+        .ok()?;
+    crate::cpio::find(&raw, path)
+}
+
 /// Detect the ISOs of a medium (`boot/iso/*.iso`), using the built-in
 /// families plus the medium's `boot/formats/*.toml`.
 pub fn detect_medium(m: &Medium) -> Result<(Vec<Family>, Vec<IsoResult>)> {
@@ -400,18 +451,11 @@ pub fn generate(medium: &Path, opts: &Options) -> Result<Report> {
         path: opts.sik_binary.clone(),
         source: e,
     })?;
-    match needs_interpreter(&sik) {
-        Some(true) => {
-            return Err(Error::Refused(format!(
-                "{} is dynamically linked (it asks for a program interpreter): it would not run inside a foreign initramfs; give the static build (cargo xtask dist) with --sik-binary",
-                opts.sik_binary.display()
-            )));
-        }
-        Some(false) => {}
-        None => warnings.push(format!(
-            "{} is not an ELF executable",
+    if let Some(why) = initrd_binary_problem(&sik) {
+        return Err(Error::Refused(format!(
+            "{} {why}; a release build of sik carries a static copy (cargo build --release), or give the static build of cargo xtask dist with --sik-binary target/dist/sik",
             opts.sik_binary.display()
-        )),
+        )));
     }
     let policy = Policy::read(&m)?;
     let (extra, _g) = m.local_tree("boot/customize/initrd")?;

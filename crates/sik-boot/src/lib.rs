@@ -19,6 +19,7 @@
 //! * [`secure_boot`]: the UEFI chain (unsigned GRUB, or shim + MokManager +
 //!   signed GRUB) and [`mok`], the Machine Owner Key of the own-key GRUB.
 //! * [`quote`]: the one place values are validated or quoted for GRUB and sh.
+//! * [`rootfs`]: the os-release of the distribution inside an ISO.
 //!
 //! ```no_run
 //! use sik_boot::{detect, family};
@@ -61,6 +62,7 @@ pub mod medium;
 pub mod mok;
 pub mod policy;
 pub mod quote;
+pub mod rootfs;
 pub mod secure_boot;
 
 pub use error::{Error, Result};

@@ -760,3 +760,25 @@ fn dir_fs_uuid(dir: &Path) -> Option<String> {
 /// `Read + Seek` as one object-safe trait.
 pub trait ReadSeek: std::io::Read + std::io::Seek {}
 impl<T: std::io::Read + std::io::Seek> ReadSeek for T {}
+
+impl Medium {
+    /// Remove a file of the medium: on a directory medium through
+    /// [`dirfs::remove_file`] (no symlink followed), on an exFAT image with
+    /// the exFAT writer, on a FAT image with `mdel`.
+    pub fn remove(&self, rel: &str) -> Result<()> {
+        match self {
+            Medium::Dir(root) => {
+                dirfs::remove_file(root, rel).map_err(|e| io_err(&root.join(rel), e))
+            }
+            Medium::Image { .. } if self.is_exfat() => {
+                let mut fs = self.exfat(true)?;
+                fs.remove_file(rel)
+                    .and_then(|()| fs.sync())
+                    .map_err(|e| self.exfat_err(rel, e))
+            }
+            Medium::Image { .. } => self
+                .mtool("mdel", &[&format!("::/{}", rel.trim_matches('/'))])
+                .map(drop),
+        }
+    }
+}

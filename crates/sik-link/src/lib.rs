@@ -24,7 +24,7 @@
 //! let _ = unlink(&["firmware".to_string()], "/sysroot".as_ref(), None);
 //! ```
 
-mod compat;
+pub mod compat;
 mod journal;
 mod kernel;
 mod link;

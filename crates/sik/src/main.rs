@@ -13,6 +13,11 @@ mod output;
 
 use std::process::ExitCode;
 
+/// The version, findable in the bytes of this binary (`sik boot list` reads
+/// it from the `sik` inside a medium's initrd without running it).
+#[used]
+static VERSION_MARK: &str = concat!("\0sik-version:", env!("CARGO_PKG_VERSION"), "\0");
+
 use clap::{Parser, Subcommand};
 
 /// Create, sign, verify, inspect and link ExtensionImages and AppImages; build boot media.

@@ -21,6 +21,7 @@ mod check;
 mod isos;
 mod medium;
 mod qemu;
+mod readme;
 mod secure_boot;
 mod verity;
 
@@ -64,7 +65,11 @@ type Scenario = (&'static str, fn(&Ctx) -> Result<Vec<Outcome>>);
 /// Scenarios run after the main medium's boots, in this order. Each builds
 /// its own medium from the shared ISOs (or reuses the main one) and returns
 /// one outcome per boot.
-const SCENARIOS: &[Scenario] = &[("verity", verity::run), ("secure-boot", secure_boot::run)];
+const SCENARIOS: &[Scenario] = &[
+    ("verity", verity::run),
+    ("secure-boot", secure_boot::run),
+    ("readme", readme::run),
+];
 
 pub fn main(args: &[String]) -> Result {
     let mut firmwares = vec![Firmware::Bios, Firmware::Uefi];

@@ -10,7 +10,7 @@ use sik_boot::family;
 use crate::fail::{CmdResult, Failure};
 
 /// Example shown by `sik boot --help`.
-pub const EXAMPLE: &str = "Example:\n  sik boot install --image stick.img --size 4G\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot generate stick.img --sik-binary target/dist/sik   # static: cargo xtask dist";
+pub const EXAMPLE: &str = "Example:\n  sik boot install --image stick.img --size 4G\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot generate stick.img";
 
 #[derive(clap::Subcommand)]
 pub enum BootCommand {
@@ -22,6 +22,12 @@ pub enum BootCommand {
     Install(InstallArgs),
     /// Copy an ISO, ExtensionImage or AppImage into a medium (directory or disk image).
     Add(AddArgs),
+    /// Show what a medium holds: ISOs and their distribution, extensions and where they link, apps, home.
+    List(crate::cmd::boot_list::ListArgs),
+    /// Check a medium: ISO checksums, signatures, generated files current, unreachable files.
+    Check(crate::cmd::boot_check::CheckArgs),
+    /// Take an ISO (with its checksum files), ExtensionImage or AppImage off a medium.
+    Remove(crate::cmd::boot_remove::RemoveArgs),
 }
 
 #[derive(clap::Args)]
@@ -54,7 +60,7 @@ pub struct InstallArgs {
     /// FAT volume label.
     #[arg(long, default_value = "SIKBOOT")]
     pub label: String,
-    /// The (static) sik binary put into the initrd [default: this program].
+    /// The static sik put into the initrd [default: this program, or the static copy it carries].
     #[arg(long)]
     pub sik_binary: Option<PathBuf>,
     /// Boot on PCs with Secure Boot on: Microsoft-signed shim as BOOTX64.EFI, MokManager, and
@@ -125,7 +131,7 @@ pub struct DetectArgs {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "The medium is a directory (a mounted stick) or a disk image made by `sik boot install --image`.\nFiles whose contents would not change are not rewritten. The sik put into the initrd must be\nstatically linked (cargo xtask dist gives target/dist/sik); a dynamically linked one is refused.\nChecked: every name from an ISO or family file that reaches grub.cfg or a script (unsafe ones\nare skipped with the reason); the medium is pinned by filesystem UUID; no symlink on a directory\nmedium is followed.\n\nExample:\n  sik boot generate /media/stick\n  sik boot generate disk.img --dry-run --json"
+    after_help = "The medium is a directory (a mounted stick) or a disk image made by `sik boot install --image`.\nFiles whose contents would not change are not rewritten. The sik put into the initrd must run in\na foreign initramfs: a static x86_64 ELF executable. Without --sik-binary: this program when it is\none (cargo xtask dist), else the static copy a release build carries (cargo build --release);\na debug build carries none. A binary that would not run there is refused (exit 2).\nChecked: every name from an ISO or family file that reaches grub.cfg or a script (unsafe ones\nare skipped with the reason); the medium is pinned by filesystem UUID; no symlink on a directory\nmedium is followed.\n\nExample:\n  sik boot generate /media/stick\n  sik boot generate disk.img --dry-run --json"
 )]
 pub struct GenerateArgs {
     /// Medium: directory or disk image file.
@@ -136,7 +142,7 @@ pub struct GenerateArgs {
     /// Print a JSON document (formats/schema/generate.json).
     #[arg(long)]
     pub json: bool,
-    /// The (static) sik binary put into the initrd [default: this program].
+    /// The static sik put into the initrd [default: this program, or the static copy it carries].
     #[arg(long)]
     pub sik_binary: Option<PathBuf>,
     /// GRUB menu timeout in seconds.
@@ -150,6 +156,9 @@ pub fn run(cmd: BootCommand) -> CmdResult {
         BootCommand::Generate(a) => generate_cmd(a),
         BootCommand::Install(a) => install_cmd(a),
         BootCommand::Add(a) => add_cmd(a),
+        BootCommand::List(a) => crate::cmd::boot_list::run(a),
+        BootCommand::Check(a) => crate::cmd::boot_check::run(a),
+        BootCommand::Remove(a) => crate::cmd::boot_remove::run(a),
     }
 }
 
@@ -237,7 +246,7 @@ fn detect_cmd(a: DetectArgs) -> CmdResult {
 }
 
 fn generate_cmd(a: GenerateArgs) -> CmdResult {
-    let sik_binary = sik_binary(a.sik_binary.clone(), "boot generate")?;
+    let (sik_binary, _tmp) = sik_binary(a.sik_binary.clone(), "boot generate")?;
     let opts = sik_boot::generate::Options {
         sik_binary,
         dry_run: a.dry_run,
@@ -268,17 +277,45 @@ fn generate_cmd(a: GenerateArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sik_binary(given: Option<PathBuf>, what: &str) -> Result<PathBuf, Failure> {
-    match given {
-        Some(p) => Ok(p),
-        None => std::env::current_exe().map_err(|e| {
-            Failure::input(
-                what.to_string(),
-                None,
-                format!("cannot find this program: {e}"),
-            )
-        }),
+/// The static copy of `sik` a release build carries for the initrds it
+/// generates (crates/sik/build.rs); empty in a debug build and in a build
+/// that is itself static.
+const STATIC_SIK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sik-static"));
+
+/// The `sik` put into an initrd: the one given, else this program when it
+/// can run in a foreign initramfs, else the static copy it carries
+/// (written to a temporary file kept alive by the returned guard). A
+/// program that can do neither is an error naming why.
+fn sik_binary(
+    given: Option<PathBuf>,
+    what: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), Failure> {
+    if let Some(p) = given {
+        return Ok((p, None));
     }
+    let exe = std::env::current_exe().map_err(|e| {
+        Failure::input(
+            what.to_string(),
+            None,
+            format!("cannot find this program: {e}"),
+        )
+    })?;
+    let bytes = std::fs::read(&exe).map_err(|e| Failure::input(what, Some(&exe), e))?;
+    let Some(why) = sik_boot::generate::initrd_binary_problem(&bytes) else {
+        return Ok((exe, None));
+    };
+    if STATIC_SIK.is_empty() {
+        return Err(Failure::input(
+            what,
+            Some(&exe),
+            format!("this sik {why}, and it carries no static copy for the initrd (a debug build)"),
+        )
+        .hint("build sik with cargo build --release (it carries a static copy), or give --sik-binary target/dist/sik (cargo xtask dist)"));
+    }
+    let dir = tempfile::tempdir().map_err(|e| Failure::input(what, None, e))?;
+    let path = dir.path().join("sik");
+    std::fs::write(&path, STATIC_SIK).map_err(|e| Failure::input(what, Some(&path), e))?;
+    Ok((path, Some(dir)))
 }
 
 /// The Secure Boot options of `install`: the host's package files unless
@@ -321,11 +358,26 @@ fn print_uefi(report: &sik_boot::install::Report) {
     }
 }
 
+/// [`sik_binary`], checked before anything is written (install and update
+/// end with a generate, after the boot files are in place).
+fn checked_sik_binary(
+    given: Option<PathBuf>,
+    what: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), Failure> {
+    let sik = sik_binary(given, what)?;
+    let bytes = std::fs::read(&sik.0).map_err(|e| Failure::input(what, Some(&sik.0), e))?;
+    if let Some(why) = sik_boot::generate::initrd_binary_problem(&bytes) {
+        return Err(Failure::input(what, Some(&sik.0), why)
+            .hint("a release build of sik carries a static copy (cargo build --release), or give --sik-binary target/dist/sik (cargo xtask dist)"));
+    }
+    Ok(sik)
+}
+
 fn install_cmd(a: InstallArgs) -> CmdResult {
     let what = "boot install";
     if let Some(m) = &a.update {
-        let mut opts =
-            sik_boot::install::Options::new(sik_binary(a.sik_binary.clone(), what)?, None);
+        let sik_tmp = checked_sik_binary(a.sik_binary.clone(), what)?;
+        let mut opts = sik_boot::install::Options::new(sik_tmp.0.clone(), None);
         opts.secure_boot = secure_boot_options(&a);
         let report =
             sik_boot::install::update(m, &opts).map_err(|e| Failure::input(what, Some(m), e))?;
@@ -398,7 +450,8 @@ fn install_cmd(a: InstallArgs) -> CmdResult {
             ));
         }
     };
-    let mut opts = sik_boot::install::Options::new(sik_binary(a.sik_binary.clone(), what)?, size);
+    let sik_tmp = checked_sik_binary(a.sik_binary.clone(), what)?;
+    let mut opts = sik_boot::install::Options::new(sik_tmp.0.clone(), size);
     opts.label = a.label.clone();
     opts.force = a.force;
     opts.secure_boot = secure_boot_options(&a);

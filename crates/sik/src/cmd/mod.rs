@@ -1,6 +1,9 @@
 //! One module per command.
 
 pub mod boot;
+pub mod boot_check;
+pub mod boot_list;
+pub mod boot_remove;
 pub mod completions;
 pub mod create;
 pub mod create_appimage;
