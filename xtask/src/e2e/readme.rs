@@ -1,7 +1,8 @@
 //! Scenario `readme`: the README's "Using sik" commands as written, with an
 //! ordinary `cargo build --release` (a dynamically linked `sik`, no
 //! `--sik-binary`): `sik create extension`, `sik key generate`, `sik sign`,
-//! `sik boot install --image stick.img --size 8G`, `sik boot add` of an
+//! `sik boot install --image stick.img --size 8G` (with `--data-fs fat32`:
+//! the e2e ISOs' initramfs reads no exFAT), `sik boot add` of an
 //! ISO, the extension and the key, `sik boot generate stick.img`. The initrd's `sik` must be the static copy
 //! the release build carries: it runs in an empty root (no loader, no
 //! libraries), and one BIOS boot of the Debian ISO links the extension.
@@ -68,7 +69,18 @@ pub(super) fn run(ctx: &Ctx) -> Result<Vec<Outcome>> {
     sik(
         &release,
         &dir,
-        &["boot", "install", "--image", "stick.img", "--size", "8G"],
+        // DATA FAT32 as on the main medium: the e2e ISOs' initramfs has no
+        // exFAT driver (E2E.md); everything else exactly as the README says.
+        &[
+            "boot",
+            "install",
+            "--image",
+            "stick.img",
+            "--size",
+            "8G",
+            "--data-fs",
+            "fat32",
+        ],
     )?;
     sik(
         &release,
