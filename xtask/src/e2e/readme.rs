@@ -66,6 +66,12 @@ pub(super) fn run(ctx: &Ctx) -> Result<Vec<Outcome>> {
             "_any",
         ],
     )?;
+    sik(&release, &dir, &["key", "generate", "-o", "mykey"])?;
+    sik(
+        &release,
+        &dir,
+        &["sign", "firmware.ExtensionImage", "--key", "mykey"],
+    )?;
     sik(
         &release,
         &dir,
@@ -91,6 +97,18 @@ pub(super) fn run(ctx: &Ctx) -> Result<Vec<Outcome>> {
         &release,
         &dir,
         &["boot", "add", "firmware.ExtensionImage", "stick.img"],
+    )?;
+    sik(
+        &release,
+        &dir,
+        &[
+            "boot",
+            "add",
+            "mykey.pub",
+            "stick.img",
+            "--to",
+            "boot/keys/",
+        ],
     )?;
     sik(&release, &dir, &["boot", "generate", "stick.img"])?;
     let disk = dir.join("stick.img");
