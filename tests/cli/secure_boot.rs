@@ -165,7 +165,8 @@ fn install_secure_boot_distro_places_shim_mokmanager_signed_grub_and_stub() {
             "EFI/BOOT/BOOTX64.EFI",
             "EFI/BOOT/mmx64.efi",
             "EFI/BOOT/grubx64.efi",
-            "EFI/debian/grub.cfg"
+            "EFI/debian/grub.cfg",
+            "EFI/BOOT/grub.cfg"
         ]
     );
     // Exactly the package files, byte for byte.

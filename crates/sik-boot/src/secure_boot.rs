@@ -42,6 +42,10 @@ pub const GRUBX64: &str = "EFI/BOOT/grubx64.efi";
 pub const MMX64: &str = "EFI/BOOT/mmx64.efi";
 /// The stub config Debian's signed GRUB reads (its fixed prefix).
 pub const DEBIAN_STUB: &str = "EFI/debian/grub.cfg";
+/// The same stub next to GRUB: its embedded config sources
+/// `$cmdpath/grub.cfg` when `[ -e $prefix ]` fails (seen under OVMF with
+/// the ESP as second MBR partition: the prefix became `($root)/boot/grub`).
+pub const CMDPATH_STUB: &str = "EFI/BOOT/grub.cfg";
 /// Why distro mode refuses exFAT DATA.
 pub const DISTRO_EXFAT: &str = "the distribution-signed GRUB cannot read exFAT (it has no exfat module and loads none under Secure Boot): use --data-fs fat32 (files up to 4 GiB - 1) or --secure-boot=own-key";
 /// The MOK certificate on the medium (DER), for MokManager's "Enroll key
@@ -382,7 +386,7 @@ pub fn write_uefi_chain(m: &Medium, chain: &Chain, data_uuid: Option<&str>) -> R
             source: f.source.clone(),
         });
     }
-    if let Some(stub) = chain.stub {
+    for stub in chain.stub.iter().flat_map(|s| [*s, CMDPATH_STUB]) {
         let uuid = data_uuid
             .filter(|u| crate::grub::uuid_ok(u))
             .ok_or_else(|| {
