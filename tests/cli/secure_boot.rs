@@ -465,10 +465,43 @@ fn generate_names_what_to_enroll_for_a_kernel_the_shim_does_not_trust() {
     );
     std::fs::write(tree.join("live/initrd.img"), b"initrd").unwrap();
     std::fs::write(tree.join("live/filesystem.squashfs"), b"sq").unwrap();
+    // The ISO's own "shim": a PE file whose `.vendor_cert` section (shim's
+    // layout: authorized size, deauthorized size, their offsets, then the
+    // DER certificate) holds the throwaway signer's certificate.
+    let der = t.join("c.der");
+    run_ok(
+        cmd("openssl")
+            .args(["x509", "-outform", "der", "-in"])
+            .arg(&crt)
+            .arg("-out")
+            .arg(&der),
+    );
+    let der = std::fs::read(&der).unwrap();
+    let mut section = Vec::new();
+    for v in [der.len() as u32, 0, 16, 16 + der.len() as u32] {
+        section.extend_from_slice(&v.to_le_bytes());
+    }
+    section.extend_from_slice(&der);
+    std::fs::write(t.join("vendor_cert.bin"), &section).unwrap();
+    std::fs::create_dir_all(tree.join("EFI/BOOT")).unwrap();
+    run_ok(
+        cmd("objcopy")
+            .args(["--long-section-names", "enable", "--add-section"])
+            .arg(format!(
+                ".vendor_cert={}",
+                t.join("vendor_cert.bin").display()
+            ))
+            .args(["--set-section-flags", ".vendor_cert=data,readonly"])
+            .arg(&plain)
+            .arg(tree.join("EFI/BOOT/BOOTX64.EFI")),
+    );
     let iso = t.join("other.iso");
     run_ok(&mut mkisofs(&tree, &iso, "OTHER"));
     let disk = t.join("sb.img");
-    run_ok(&mut install(&t, &disk, &["--secure-boot"]));
+    let esp = esp_at(&assert_schema(
+        "install",
+        &run_ok(&mut install(&t, &disk, &["--secure-boot", "--json"])),
+    ));
     run_ok(sik().args(["boot", "add"]).arg(&iso).arg(&disk));
     let json = run_ok(
         sik()
@@ -486,7 +519,18 @@ fn generate_names_what_to_enroll_for_a_kernel_the_shim_does_not_trust() {
     assert!(
         warnings.iter().any(|w| w.contains("boot/iso/other.iso")
             && w.contains("kernel signed by CN=throwaway kernel signer")
-            && w.contains("does not vouch for it")),
+            && w.contains("does not vouch for it")
+            && w.contains("enroll the ISO's shim vendor certificate CN=throwaway kernel signer")),
         "{warnings:?}"
+    );
+    // That certificate is on the ESP for MokManager's "Enroll key from disk".
+    let vendor = sik_image::pe::cert_info(&der).unwrap();
+    assert!(
+        medium_file(
+            &disk,
+            esp,
+            &format!("EFI/sik/vendor-{}.der", &vendor.sha256[..16])
+        ) == der,
+        "the vendor certificate on the ESP differs from the ISO shim's"
     );
 }
