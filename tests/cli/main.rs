@@ -17,4 +17,5 @@ mod memory;
 mod packages;
 mod secure_boot;
 mod signing;
+mod triggers;
 mod verity;

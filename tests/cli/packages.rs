@@ -43,7 +43,7 @@ fn normalise(path: &str) -> Option<String> {
 
 /// `apt-get download` of `names` into `dir` (after `apt-get update` when
 /// the package lists are missing); the downloaded files.
-fn apt_download(dir: &Path, names: &[&str]) -> Option<Vec<PathBuf>> {
+pub(crate) fn apt_download(dir: &Path, names: &[&str]) -> Option<Vec<PathBuf>> {
     if !require_tool("apt-get") || !require_tool("dpkg-deb") {
         return None;
     }

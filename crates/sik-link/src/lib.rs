@@ -37,6 +37,7 @@ mod stage;
 mod state;
 mod status;
 mod sys;
+mod trigger;
 mod unlink;
 mod walk;
 
@@ -51,6 +52,7 @@ pub use report::{
 };
 pub use state::show_bytes;
 pub use status::status;
+pub use trigger::{TRIGGERS_KEY, Trigger, TriggerKind, TriggerOutcome, TriggerRun};
 pub use unlink::{UnlinkResult, unlink, unlink_with};
 
 /// Name of the state directory below ROOT when none is given.

@@ -28,6 +28,7 @@ use crate::state::{
     Env, atomic_write, content_release, identity, lock, lossy, open_env, root_os_release,
     show_bytes, slash,
 };
+use crate::trigger;
 use crate::unlink::unlink_state;
 use crate::walk::Walker;
 use crate::{Error, ORPHANS_FILE, REFUSED_FILE, extension_name, ioe, valid_name};
@@ -107,7 +108,7 @@ pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error
     };
     let mut seen = std::collections::HashSet::new();
     let mut counter = Counter::new(opts.test.abort_after);
-    report.undone = complete_undos(&env);
+    report.undone = crate::unlink::complete_undos(&env);
     for (name, src) in items {
         let refuse = |reason: String| Refusal {
             name: name.clone(),
@@ -131,6 +132,7 @@ pub fn link(sources: &[PathBuf], opts: &LinkOptions) -> Result<LinkReport, Error
             Err(reason) => report.refused.push(refuse(reason)),
         }
     }
+    trigger::run_for_link(&env, &mut report);
     let doc = serde_json::to_vec_pretty(&report.refused).unwrap_or_default();
     atomic_write(&env.state.join(REFUSED_FILE), &doc).map_err(ioe(env.state.join(REFUSED_FILE)))?;
     Ok(report)
@@ -233,55 +235,6 @@ pub(crate) fn linker_dirs(env: &Env) -> std::collections::HashSet<Vec<u8>> {
                 out.insert(p);
             }
         }
-    }
-    out
-}
-
-/// Finish the undoing of refused links that an earlier run began (its
-/// journal holds `X`) and did not complete. Only incomplete links (no
-/// `state.json`) are looked at, so a state directory of complete links
-/// costs one stat per name.
-pub(crate) fn complete_undos(env: &Env) -> Vec<Refusal> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(&env.state) else {
-        return out;
-    };
-    let mut names: Vec<String> = rd
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| valid_name(n))
-        .collect();
-    names.sort();
-    for n in names {
-        let sdir = env.state.join(&n);
-        if sdir.join("state.json").exists() {
-            continue;
-        }
-        let Ok(recs) = journal::read(&sdir.join("journal"), &env.content(&n)) else {
-            continue;
-        };
-        let Some(reason) = recs.iter().rev().find_map(|r| match r {
-            Record::Undo(w) => Some(w.clone()),
-            _ => None,
-        }) else {
-            continue;
-        };
-        let source = recs
-            .iter()
-            .find_map(|r| match r {
-                Record::Source { path, .. } => Some(lossy(path)),
-                _ => None,
-            })
-            .unwrap_or_default();
-        let reason = match unlink_state(env, &n, true) {
-            Ok(_) => reason,
-            Err(e) => format!("{reason} (undoing failed again: {e})"),
-        };
-        out.push(Refusal {
-            name: n,
-            source,
-            reason,
-        });
     }
     out
 }
@@ -746,6 +699,18 @@ pub(crate) fn link_one(
                 }
             }
         }
+        // The triggers run once this run has linked every source; a link
+        // that changed nothing keeps those of the link that made it.
+        let triggers_due =
+            created > 0 || dirs_created > 0 || previous.as_ref().is_none_or(|p| !p.complete);
+        let triggers = if triggers_due {
+            Vec::new()
+        } else {
+            previous
+                .as_ref()
+                .map(|p| p.triggers.clone())
+                .unwrap_or_default()
+        };
         let state = ExtensionState {
             name: name.to_string(),
             source: src.display().to_string(),
@@ -761,6 +726,7 @@ pub(crate) fn link_one(
             identity: ident.clone(),
             changed_since_link: false,
             verified: verified.clone(),
+            triggers,
         };
         let doc = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
         atomic_write(&sdir.join("state.json"), &doc).map_err(|e| e.to_string())?;
@@ -770,6 +736,7 @@ pub(crate) fn link_one(
             dirs_created,
             staged_because,
             replaced_previous,
+            triggers_due,
         })
     })();
     result.map_err(|why| undo(env, name, journal, why))

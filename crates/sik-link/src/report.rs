@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::trigger::TriggerRun;
+
 /// What `link` should do.
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
@@ -190,6 +192,10 @@ pub struct ExtensionState {
     /// used, in parentheses), `unsigned-allowed`; `None` for a directory.
     #[serde(default)]
     pub verified: Option<String>,
+    /// The triggers its content needed when it was linked
+    /// (`spec/link-state.md`, Triggers) and how they went.
+    #[serde(default)]
+    pub triggers: Vec<TriggerRun>,
 }
 
 /// One linked source.
@@ -205,6 +211,9 @@ pub struct Linked {
     pub staged_because: Option<String>,
     /// An earlier link of a different source of the same name was removed first.
     pub replaced_previous: bool,
+    /// This run changed what the extension has linked (a new or completed
+    /// link), so the triggers its content needs were run.
+    pub triggers_due: bool,
 }
 
 /// A source that was not linked.
@@ -234,6 +243,9 @@ pub struct LinkReport {
     /// Trust directories inside ROOT that were not used, and why (a
     /// symlink, or a directory the linker created).
     pub ignored_trust: Vec<String>,
+    /// The triggers of this run, each run once for all the extensions
+    /// that needed it.
+    pub triggers: Vec<TriggerRun>,
 }
 
 /// Result of unlinking one extension.
@@ -251,6 +263,9 @@ pub struct UnlinkReport {
     pub kept: Vec<String>,
     /// The mount was busy and only detached lazily.
     pub lazy_unmount: bool,
+    /// The triggers this extension's content needed, run once after all
+    /// names of the unlink (a run needed by several names is in each).
+    pub triggers: Vec<TriggerRun>,
 }
 
 /// Result of [`status`](crate::status()).

@@ -147,40 +147,13 @@ pub(crate) fn run_extension(
         st.error = Some("ExtensionRun is not a regular file".into());
         return Some(st);
     }
-    let chroot = env.root_path != Path::new("/");
-    // A state directory outside ROOT (an initramfs's /run, moved into the
-    // new root at switch-root) is made visible inside ROOT for the run only:
-    // its top-level directory is bind-mounted over ROOT's, in a private
-    // mount namespace of the child, so ROOT itself is not changed.
-    let mut bind: Option<(std::ffi::CString, std::ffi::CString)> = None;
-    if chroot && !env.state_in_root {
-        let top = env
-            .state
-            .components()
-            .nth(1)
-            .map(|c| Path::new("/").join(c));
-        let inside = top
-            .as_ref()
-            .map(|t| env.root_path.join(t.strip_prefix("/").unwrap_or(t)));
-        match (top, inside) {
-            (Some(t), Some(i)) if std::fs::symlink_metadata(&i).is_ok_and(|m| m.is_dir()) => {
-                match (sys::cpath(&t), sys::cpath(&i)) {
-                    (Ok(a), Ok(b)) => bind = Some((a, b)),
-                    _ => {
-                        st.error = Some("path contains NUL".into());
-                        return Some(st);
-                    }
-                }
-            }
-            (_, inside) => {
-                st.error = Some(format!(
-                    "the state directory is outside ROOT and {} is not a directory, so ExtensionRun cannot run inside ROOT",
-                    inside.map(|i| i.display().to_string()).unwrap_or_default()
-                ));
-                return Some(st);
-            }
+    let bind = match state_bind(env) {
+        Ok(b) => b,
+        Err(why) => {
+            st.error = Some(why);
+            return Some(st);
         }
-    }
+    };
     let mut prog = seen_mnt.to_vec();
     prog.extend_from_slice(b"/ExtensionRun");
     let out = match std::fs::File::create(&log) {
@@ -201,32 +174,9 @@ pub(crate) fn run_extension(
     if let Some(e) = err {
         cmd.stderr(e);
     }
-    if chroot {
-        let Ok(root_c) = sys::cpath(&env.root_path) else {
-            st.error = Some("ROOT path contains NUL".into());
-            return Some(st);
-        };
-        // SAFETY: the closure runs between fork and exec, so it makes only
-        // direct system calls (unshare, mount, chroot, chdir) on C strings
-        // prepared before the fork: no allocation, no lock.
-        unsafe {
-            cmd.pre_exec(move || {
-                use rustix::mount::{MountPropagationFlags, mount_bind_recursive, mount_change};
-                if let Some((src, dst)) = &bind {
-                    // SAFETY: the child is single-threaded here, so a new
-                    // mount namespace cannot surprise another thread.
-                    rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
-                    mount_change(
-                        c"/",
-                        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-                    )?;
-                    mount_bind_recursive(src.as_c_str(), dst.as_c_str())?;
-                }
-                rustix::process::chroot(root_c.as_c_str())?;
-                rustix::process::chdir(c"/")?;
-                Ok(())
-            });
-        }
+    if let Err(why) = enter_root(env, &mut cmd, bind) {
+        st.error = Some(why);
+        return Some(st);
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -235,30 +185,108 @@ pub(crate) fn run_extension(
             return Some(st);
         }
     };
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if start.elapsed() >= timeout => {
-                // The whole process group: what it started goes too.
-                let _ = rustix::process::kill_process_group(
-                    rustix::process::Pid::from_child(&child),
-                    rustix::process::Signal::KILL,
-                );
-                let _ = child.kill();
-                st.timed_out = true;
-                break child.wait().ok();
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => {
-                st.error = Some(e.to_string());
-                break None;
-            }
-        }
-    };
+    let (status, timed_out, error) = wait_timeout(&mut child, timeout);
+    st.timed_out = timed_out;
+    st.error = error;
     if let Some(s) = status {
         st.exit_code = s.code();
         st.signal = s.signal();
     }
     Some(st)
+}
+
+/// The bind mount that makes a state directory outside ROOT (an
+/// initramfs's /run, moved into the new root at switch-root) visible
+/// inside ROOT for a child run there: its top-level directory over ROOT's.
+/// `None` when ROOT is `/` or the state directory is inside ROOT.
+pub(crate) fn state_bind(
+    env: &Env,
+) -> Result<Option<(std::ffi::CString, std::ffi::CString)>, String> {
+    if env.root_path == Path::new("/") || env.state_in_root {
+        return Ok(None);
+    }
+    let top = env
+        .state
+        .components()
+        .nth(1)
+        .map(|c| Path::new("/").join(c));
+    let inside = top
+        .as_ref()
+        .map(|t| env.root_path.join(t.strip_prefix("/").unwrap_or(t)));
+    match (top, inside) {
+        (Some(t), Some(i)) if std::fs::symlink_metadata(&i).is_ok_and(|m| m.is_dir()) => {
+            match (sys::cpath(&t), sys::cpath(&i)) {
+                (Ok(a), Ok(b)) => Ok(Some((a, b))),
+                _ => Err("path contains NUL".into()),
+            }
+        }
+        (_, inside) => Err(format!(
+            "the state directory is outside ROOT and {} is not a directory, so nothing can run inside ROOT",
+            inside.map(|i| i.display().to_string()).unwrap_or_default()
+        )),
+    }
+}
+
+/// Make `cmd` run inside ROOT: chrooted into it when ROOT is not `/`, in a
+/// private mount namespace with `bind` (from [`state_bind`]) mounted first
+/// when given, so ROOT itself is not changed.
+pub(crate) fn enter_root(
+    env: &Env,
+    cmd: &mut std::process::Command,
+    bind: Option<(std::ffi::CString, std::ffi::CString)>,
+) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    if env.root_path == Path::new("/") {
+        return Ok(());
+    }
+    let Ok(root_c) = sys::cpath(&env.root_path) else {
+        return Err("ROOT path contains NUL".into());
+    };
+    // SAFETY: the closure runs between fork and exec, so it makes only
+    // direct system calls (unshare, mount, chroot, chdir) on C strings
+    // prepared before the fork: no allocation, no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            use rustix::mount::{MountPropagationFlags, mount_bind_recursive, mount_change};
+            if let Some((src, dst)) = &bind {
+                // SAFETY: the child is single-threaded here, so a new
+                // mount namespace cannot surprise another thread.
+                rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
+                mount_change(
+                    c"/",
+                    MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+                )?;
+                mount_bind_recursive(src.as_c_str(), dst.as_c_str())?;
+            }
+            rustix::process::chroot(root_c.as_c_str())?;
+            rustix::process::chdir(c"/")?;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// Wait for `child`, killing it and its process group after `timeout`: its
+/// exit status, whether it was killed, and an error of waiting.
+pub(crate) fn wait_timeout(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> (Option<std::process::ExitStatus>, bool, Option<String>) {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return (Some(s), false, None),
+            Ok(None) if start.elapsed() >= timeout => {
+                // The whole process group: what it started goes too.
+                let _ = rustix::process::kill_process_group(
+                    rustix::process::Pid::from_child(child),
+                    rustix::process::Signal::KILL,
+                );
+                let _ = child.kill();
+                return (child.wait().ok(), true, None);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return (None, false, Some(e.to_string())),
+        }
+    }
 }

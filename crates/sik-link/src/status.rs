@@ -87,6 +87,7 @@ pub fn status(root: &Path, state: Option<&Path>) -> Result<Status, Error> {
             identity: String::new(),
             changed_since_link: false,
             verified: None,
+            triggers: Vec::new(),
         });
     }
     let refused = std::fs::read(env.state.join(REFUSED_FILE))

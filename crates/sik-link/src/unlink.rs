@@ -9,12 +9,13 @@ use rustix::fs::OFlags;
 use rustix::io::Errno;
 
 use crate::journal::{self, Record};
-use crate::link::Counter;
+use crate::link::{Counter, linker_dirs};
 use crate::report::{TestSwitches, UnlinkReport};
 use crate::resolve::Root;
 use crate::run::{PARALLEL_MIN_INODES, clear_dir, make_writable};
 use crate::state::{Env, cleanup_base, lock, open_env, remove_orphans, slash};
 use crate::sys;
+use crate::trigger;
 use crate::walk::{ParentCache, aside_name, sibling_aside_name, split_parent};
 use crate::{Error, ORPHANS_FILE, ioe, valid_name};
 
@@ -53,14 +54,113 @@ pub fn unlink_with(
         Err(e) => return Err(e),
     };
     let lock = lock(&env)?;
-    let out = names
+    let made = linker_dirs(&env);
+    let mut wanted = Vec::new();
+    let mut out: Vec<UnlinkResult> = names
         .iter()
-        .map(|n| (n.clone(), unlink_state(&env, n, false)))
+        .map(|n| {
+            let needs = unlink_needs(&env, n, &made);
+            let r = unlink_state(&env, n, false);
+            if r.is_ok() {
+                wanted.push((n.clone(), needs));
+            }
+            (n.clone(), r)
+        })
         .collect();
+    // The caches are rebuilt without the content just removed.
+    let runs = trigger::run_all(&env, trigger::merge(wanted));
+    for (n, r) in &mut out {
+        if let Ok(rep) = r {
+            rep.triggers = runs
+                .iter()
+                .filter(|t| t.extensions.contains(n))
+                .cloned()
+                .collect();
+        }
+    }
     remove_orphans(&env);
     cleanup_base(&env);
     drop(lock);
     Ok(out)
+}
+
+/// The triggers unlinking `name` needs: those its link recorded (skipped
+/// again for the same reason), else, for a link that never completed,
+/// what its journal's symlinks need.
+fn unlink_needs(
+    env: &Env,
+    name: &str,
+    made: &std::collections::HashSet<Vec<u8>>,
+) -> std::collections::BTreeMap<trigger::Trigger, Option<String>> {
+    if !valid_name(name) {
+        return Default::default();
+    }
+    let sdir = env.state.join(name);
+    if let Some(st) = std::fs::read(sdir.join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<crate::report::ExtensionState>(&b).ok())
+    {
+        return st
+            .triggers
+            .into_iter()
+            .map(|r| {
+                let skip = (r.outcome == trigger::TriggerOutcome::Skipped).then_some(r.detail);
+                (r.trigger, skip)
+            })
+            .collect();
+    }
+    let recs = journal::read(&sdir.join("journal"), &env.content(name)).unwrap_or_default();
+    let all = trigger::TriggerKind::ALL.into_iter().collect();
+    trigger::needs(&recs, made, &all, trigger::systemd_runs(env))
+}
+
+/// Finish the undoing of refused links that an earlier run began (its
+/// journal holds `X`) and did not complete. Only incomplete links (no
+/// `state.json`) are looked at, so a state directory of complete links
+/// costs one stat per name.
+pub(crate) fn complete_undos(env: &Env) -> Vec<crate::report::Refusal> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(&env.state) else {
+        return out;
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| valid_name(n))
+        .collect();
+    names.sort();
+    for n in names {
+        let sdir = env.state.join(&n);
+        if sdir.join("state.json").exists() {
+            continue;
+        }
+        let Ok(recs) = journal::read(&sdir.join("journal"), &env.content(&n)) else {
+            continue;
+        };
+        let Some(reason) = recs.iter().rev().find_map(|r| match r {
+            Record::Undo(w) => Some(w.clone()),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let source = recs
+            .iter()
+            .find_map(|r| match r {
+                Record::Source { path, .. } => Some(crate::state::lossy(path)),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let reason = match unlink_state(env, &n, true) {
+            Ok(_) => reason,
+            Err(e) => format!("{reason} (undoing failed again: {e})"),
+        };
+        out.push(crate::report::Refusal {
+            name: n,
+            source,
+            reason,
+        });
+    }
+    out
 }
 
 /// Unlink one name, acting on its journal backwards. `undoing`: the

@@ -222,6 +222,7 @@ pub fn run(a: Args) -> CmdResult {
             );
         }
     }
+    print_triggers(&report.triggers, a.quiet);
     for r in &report.refused {
         eprintln!("sik: refused: {}: {}: {}", r.name, r.source, r.reason);
     }
@@ -235,4 +236,33 @@ pub fn run(a: Args) -> CmdResult {
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per trigger of a link or unlink run: a failure is a warning,
+/// what ran, was skipped or is missing a note (the link stands either way).
+pub(crate) fn print_triggers(runs: &[sik_link::TriggerRun], quiet: bool) {
+    use sik_link::TriggerOutcome;
+    for r in runs {
+        let what = if r.command.is_empty() {
+            let mut w = r.trigger.kind.as_str().to_string();
+            if !r.trigger.arg.is_empty() {
+                w.push(' ');
+                w.push_str(&r.trigger.arg);
+            }
+            w
+        } else {
+            r.command.join(" ")
+        };
+        let who = r.extensions.join(", ");
+        match r.outcome {
+            TriggerOutcome::Failed => {
+                warn(format!("trigger {what} (for {who}) failed: {}", r.detail))
+            }
+            _ if quiet => {}
+            TriggerOutcome::Ran => println!("trigger {what}: ran (for {who})"),
+            TriggerOutcome::Missing | TriggerOutcome::Skipped => {
+                println!("trigger {what}: not run (for {who}): {}", r.detail)
+            }
+        }
+    }
 }

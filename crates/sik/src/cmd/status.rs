@@ -63,6 +63,21 @@ pub fn run(a: Args) -> CmdResult {
                 " (incomplete: run link or unlink again)"
             }
         );
+        for t in &e.triggers {
+            let mut what = t.trigger.kind.as_str().to_string();
+            if !t.trigger.arg.is_empty() {
+                what.push(' ');
+                what.push_str(&t.trigger.arg);
+            }
+            let outcome = match t.outcome {
+                sik_link::TriggerOutcome::Ran => "ran".to_string(),
+                sik_link::TriggerOutcome::Failed => format!("failed: {}", t.detail),
+                sik_link::TriggerOutcome::Missing | sik_link::TriggerOutcome::Skipped => {
+                    format!("not run: {}", t.detail)
+                }
+            };
+            println!("  {} trigger {what}: {outcome}", e.name);
+        }
     }
     for r in &st.refused {
         println!("refused {}: {}: {}", r.name, r.source, r.reason);

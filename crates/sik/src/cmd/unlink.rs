@@ -45,6 +45,17 @@ pub fn run(a: Args) -> CmdResult {
     let results = sik_link::unlink_with(&names, &a.root, a.state.as_deref(), &test)
         .map_err(|e| Failure::input("cannot unlink", Some(&a.root), e))?;
     let mut failed = 0;
+    // A trigger run for several names is in each of their reports: shown once.
+    let mut runs: Vec<sik_link::TriggerRun> = Vec::new();
+    for (_, r) in &results {
+        if let Ok(rep) = r {
+            for t in &rep.triggers {
+                if !runs.iter().any(|x| x.trigger == t.trigger) {
+                    runs.push(t.clone());
+                }
+            }
+        }
+    }
     for (name, r) in results {
         match r {
             Ok(rep) => {
@@ -69,6 +80,7 @@ pub fn run(a: Args) -> CmdResult {
             }
         }
     }
+    super::link::print_triggers(&runs, a.quiet);
     if failed > 0 {
         return Err(Failure::check(
             "not everything was unlinked",
