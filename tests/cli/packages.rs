@@ -77,9 +77,17 @@ fn real_debs_merge_into_one_extension_with_their_facts() {
     }
     let t = TestDir::new();
     let dl = t.mkdir("debs");
-    // A codec set as it comes: the libraries of Ogg Vorbis, three packages
-    // that share their documentation directories.
-    let Some(debs) = apt_download(&dl, &["libogg0", "libvorbis0a", "libvorbisenc2"]) else {
+    // A codec set as it comes: a GStreamer plugin package and the
+    // libraries of Ogg Vorbis, packages that share their directories.
+    let Some(debs) = apt_download(
+        &dl,
+        &[
+            "gstreamer1.0-plugins-base",
+            "libogg0",
+            "libvorbis0a",
+            "libvorbisenc2",
+        ],
+    ) else {
         return;
     };
     let image = t.join("codecs.ExtensionImage");
@@ -91,7 +99,7 @@ fn real_debs_merge_into_one_extension_with_their_facts() {
             .arg(&image),
     );
     let v = assert_schema("create", &json);
-    assert_eq!(v["sources"].as_array().unwrap().len(), 3);
+    assert_eq!(v["sources"].as_array().unwrap().len(), 4);
     assert_eq!(v["source_kind"], "deb");
 
     // The listing is the union of the packages' data.
@@ -112,7 +120,7 @@ fn real_debs_merge_into_one_extension_with_their_facts() {
         .collect();
     assert_eq!(
         ours, union,
-        "image listing vs dpkg-deb -c of the three packages"
+        "image listing vs dpkg-deb -c of the four packages"
     );
     assert!(
         v["stats"]["merged"].as_u64().unwrap() > 0,
@@ -123,7 +131,7 @@ fn real_debs_merge_into_one_extension_with_their_facts() {
     let facts = run_ok(sik().args(["inspect", "--json"]).arg(&image));
     let facts = assert_schema("inspect", &facts);
     let packages = facts["extension"]["packages"].as_array().unwrap();
-    assert_eq!(packages.len(), 3, "{facts}");
+    assert_eq!(packages.len(), 4, "{facts}");
     for (deb, p) in debs.iter().zip(packages) {
         let field = |f: &str| {
             run_ok(cmd("dpkg-deb").arg("-f").arg(deb).arg(f))
@@ -137,6 +145,32 @@ fn real_debs_merge_into_one_extension_with_their_facts() {
     }
     let text = run_ok(sik().arg("inspect").arg(&image));
     assert!(text.contains("package:            libogg0 "), "{text}");
+
+    // A deliberate conflict: a local tree whose copyright file of libogg0
+    // differs from the package's is reported, naming both sources.
+    t.write(
+        "local/usr/share/doc/libogg0/copyright",
+        "not the package's\n",
+    );
+    let out = run(sik()
+        .args(["create", "extension"])
+        .args(&debs)
+        .arg(t.join("local"))
+        .arg("-o")
+        .arg(t.join("conflict.ExtensionImage")));
+    let err = assert_fails(
+        &out,
+        2,
+        &["usr/share/doc/libogg0/copyright", "--later-wins"],
+    );
+    let ogg = debs
+        .iter()
+        .find(|d| d.to_string_lossy().contains("libogg0"))
+        .unwrap();
+    assert!(
+        err.contains(&*ogg.to_string_lossy()) && err.contains("local"),
+        "the error names both sources: {err}"
+    );
 }
 
 #[test]
