@@ -144,7 +144,7 @@ fn family_isos(t: &TestDir) -> Vec<(PathBuf, &'static str)> {
                 "menuentry \"grml64-full\" {\n  linux /boot/grml64full/vmlinuz apm=power-off boot=live live-media-path=/live/grml64-full/ bootid=grml64full202402 findiso=${iso_path}\n  initrd /boot/grml64full/initrd.img\n}\n",
             ),
         ]),
-        "loopback-cfg",
+        "generic",
     ));
     v
 }
@@ -301,9 +301,17 @@ fn detect_recognises_every_family_layout() {
         "isofrom=/dev/disk/by-uuid/${uuid}:${iso_path}"
     );
 
-    let g = by("loopback-cfg");
-    assert_eq!(g["use_loopback_cfg"], true);
+    // No family file knows grml: its own loopback.cfg entry, whose
+    // arguments already name the ISO file (findiso=).
+    let g = by("generic");
+    assert_eq!(g["use_loopback_cfg"], false);
+    assert_eq!(g["config"], "/boot/grub/loopback.cfg");
     assert_eq!(g["kernel"], "/boot/grml64full/vmlinuz");
+    assert_eq!(g["iso_access"], "argument");
+    assert!(args_of(&g).contains(&"findiso=${iso_path}".to_string()));
+    for fam in ["casper", "live-boot", "dracut-fedora", "archiso"] {
+        assert_eq!(by(fam)["iso_access"], "argument", "{fam}");
+    }
 
     // Plain text output names the family too.
     let out = run_ok(sik().args(["boot", "detect"]).arg(&isos[0].0));
@@ -370,6 +378,191 @@ fn detect_skips_odd_inputs_with_a_reason() {
     assert_eq!(e[7]["status"], "detected");
     assert_eq!(doc["skipped"], 7);
     assert_eq!(doc["detected"], 1);
+}
+
+#[test]
+fn detect_boots_unknown_isos_by_their_own_config() {
+    if !require_tool("xorriso") || !require_tool("grub-script-check") {
+        return;
+    }
+    let t = TestDir::new();
+    // An own loopback.cfg whose arguments name the ISO file.
+    let lb = make_iso(
+        &t,
+        "lb",
+        "LB-LIVE",
+        &[
+            ("/k/vmlinuz", KERNEL),
+            ("/k/initrd.gz", INITRD),
+            (
+                "/boot/grub/loopback.cfg",
+                "menuentry \"Live\" {\n  linux /k/vmlinuz boot=live findiso=${iso_path} quiet\n  initrd /k/initrd.gz\n}\n",
+            ),
+        ],
+    );
+    // An own loopback.cfg whose kernel path is only known to GRUB at boot.
+    let lbvar = make_iso(
+        &t,
+        "lbvar",
+        "LBVAR",
+        &[
+            ("/k/vmlinuz", KERNEL),
+            (
+                "/boot/grub/loopback.cfg",
+                "set kdir=/k\nmenuentry \"Live\" {\n  linux ${kdir}/vmlinuz quiet\n}\n",
+            ),
+        ],
+    );
+    // An own grub.cfg, a root found by label only: the ISO becomes a block device.
+    let grub = make_iso(
+        &t,
+        "grub",
+        "MYLIVE",
+        &[
+            ("/sysimg/boot/kernel", KERNEL),
+            ("/sysimg/boot/initramfs", INITRD),
+            ("/sysimg/squashfs.img", "sq"),
+            (
+                "/boot/grub/grub.cfg",
+                "set timeout=5\nmenuentry 'My live' {\n  linux ($root)/sysimg/boot/kernel BOOT_IMAGE=/x root=live:CDLABEL=MYLIVE rd.live.image rd.live.dir=sysimg 'a;reboot' sik.iso=forged:/x.iso quiet\n  initrd ($root)/sysimg/boot/initramfs\n}\n",
+            ),
+        ],
+    );
+    // An own isolinux.cfg (relative names, initrd= list in append).
+    let isolinux = make_iso(
+        &t,
+        "isolinux",
+        "ISOLIVE",
+        &[
+            ("/isolinux/vmlinuz", KERNEL),
+            ("/isolinux/initrd.gz", INITRD),
+            ("/isolinux/extra.gz", INITRD),
+            (
+                "/isolinux/isolinux.cfg",
+                "default live\nlabel live\n  kernel vmlinuz\n  append initrd=initrd.gz,extra.gz cdlabel=ISOLIVE quiet\n",
+            ),
+        ],
+    );
+    // A config naming no kernel that exists, and no config at all.
+    let dangling = make_iso(
+        &t,
+        "dangling",
+        "DANGLING",
+        &[(
+            "/boot/grub/grub.cfg",
+            "menuentry x {\n  linux /nowhere/vmlinuz\n}\n",
+        )],
+    );
+    let none = make_iso(&t, "none", "NONE", &[("/k/vmlinuz", KERNEL)]);
+    let list = [&lb, &lbvar, &grub, &isolinux, &dangling, &none];
+    let paths: Vec<&Path> = list.iter().map(|p| p.as_path()).collect();
+    let (code, doc) = detect_json(&paths);
+    assert_eq!(code, Some(1), "{doc:#}");
+    check_schema("detect.json", &doc);
+    let e = doc["isos"].as_array().unwrap();
+    for x in &e[..4] {
+        assert_eq!(x["status"], "detected", "{x:#}");
+        assert_eq!(x["family"], "generic", "{x:#}");
+    }
+
+    assert_eq!(e[0]["config"], "/boot/grub/loopback.cfg");
+    assert_eq!(e[0]["use_loopback_cfg"], false);
+    assert_eq!(e[0]["kernel"], "/k/vmlinuz");
+    assert_eq!(e[0]["initrds"], serde_json::json!(["/k/initrd.gz"]));
+    assert_eq!(
+        args_of(&e[0]),
+        ["boot=live", "findiso=${iso_path}", "quiet"]
+    );
+    assert_eq!(e[0]["iso_access"], "argument");
+
+    assert_eq!(e[1]["use_loopback_cfg"], true, "{:#}", e[1]);
+    assert_eq!(e[1]["config"], "/boot/grub/loopback.cfg");
+
+    assert_eq!(e[2]["config"], "/boot/grub/grub.cfg");
+    assert_eq!(e[2]["kernel"], "/sysimg/boot/kernel");
+    assert_eq!(
+        e[2]["initrds"],
+        serde_json::json!(["/sysimg/boot/initramfs"])
+    );
+    assert_eq!(
+        args_of(&e[2]),
+        [
+            "sik.iso=${uuid}:${iso_path}",
+            "root=live:CDLABEL=MYLIVE",
+            "rd.live.image",
+            "rd.live.dir=sysimg",
+            "quiet"
+        ]
+    );
+    assert_eq!(e[2]["iso_access"], "block-device");
+    let dropped: Vec<&str> = e[2]["dropped_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dropped,
+        ["BOOT_IMAGE=/x", "a;reboot", "sik.iso=forged:/x.iso"]
+    );
+
+    assert_eq!(e[3]["config"], "/isolinux/isolinux.cfg");
+    assert_eq!(e[3]["kernel"], "/isolinux/vmlinuz");
+    assert_eq!(
+        e[3]["initrds"],
+        serde_json::json!(["/isolinux/initrd.gz", "/isolinux/extra.gz"])
+    );
+    assert_eq!(
+        args_of(&e[3]),
+        ["sik.iso=${uuid}:${iso_path}", "cdlabel=ISOLIVE", "quiet"]
+    );
+
+    assert_eq!(e[4]["status"], "skipped");
+    let r4 = e[4]["reason"].as_str().unwrap();
+    assert!(
+        r4.contains("generic: no entry of its boot configs names a kernel")
+            && r4.contains("/boot/grub/grub.cfg"),
+        "{r4}"
+    );
+    assert_eq!(e[5]["status"], "skipped");
+    let r5 = e[5]["reason"].as_str().unwrap();
+    assert!(
+        r5.contains("unknown layout") && r5.contains("no boot config of its own"),
+        "{r5}"
+    );
+
+    // The plain output says where the entry came from.
+    let out = run(sik().args(["boot", "detect"]).arg(&grub).arg(&isolinux));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("generic (from boot/grub/grub.cfg)")
+            && text.contains("generic (from isolinux/isolinux.cfg)"),
+        "{text}"
+    );
+
+    // The menu entries: arguments as detected, bare words only; grub.cfg checks.
+    let medium = t.mkdir("medium");
+    for iso in [&lb, &lbvar, &grub, &isolinux] {
+        run_ok(sik().args(["boot", "add"]).arg(iso).arg(&medium));
+    }
+    run_ok(
+        sik()
+            .args(["boot", "generate", "--sik-binary"])
+            .arg(fake_sik(&t))
+            .arg(&medium),
+    );
+    let cfg = std::fs::read_to_string(medium.join("boot/grub/grub.cfg")).unwrap();
+    assert!(
+        cfg.contains("linux (loop)/sysimg/boot/kernel sik.iso=${uuid}:${iso_path} root=live:CDLABEL=MYLIVE rd.live.image rd.live.dir=sysimg quiet\n"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("initrd (loop)/sysimg/boot/initramfs /boot/sik/initrd.img\n"),
+        "{cfg}"
+    );
+    assert!(cfg.contains("menuentry 'grub (generic)'"), "{cfg}");
+    assert!(cfg.contains("configfile /boot/grub/loopback.cfg"), "{cfg}");
+    assert!(!cfg.contains("reboot"), "{cfg}");
 }
 
 /// A small stand-in for the static sik binary (the initrd only carries it).
@@ -564,7 +757,10 @@ fn generate_writes_checked_grub_cfg_and_initrd_once() {
         ),
         "archiso runs through init="
     );
-    assert!(cfg.contains("configfile /boot/grub/loopback.cfg"));
+    assert!(
+        cfg.contains("linux (loop)/boot/grml64full/vmlinuz apm=power-off boot=live"),
+        "generic: the ISO's own loopback.cfg entry: {cfg}"
+    );
     assert!(cfg.contains("terminal_output serial console"));
     for m in [
         "part_msdos",
@@ -591,6 +787,9 @@ fn generate_writes_checked_grub_cfg_and_initrd_once() {
         "lib/dracut/hooks/pre-pivot/90-sik.sh",
         "conf/conf.d/zz-sik.conf",
         "sik/initramfs-tools-hook",
+        "sik/iso-device.sh",
+        "usr/lib/dracut/hooks/initqueue/settled/05-sik-iso-device.sh",
+        "lib/dracut/hooks/initqueue/settled/05-sik-iso-device.sh",
         "etc/sik-extra.conf",
     ] {
         assert!(

@@ -14,12 +14,15 @@
 //!   `sik boot generate` on DIR, or on the example medium it assembles under
 //!   `target/example-medium/` from `examples/`.
 //! * `e2e`: boots a generated medium in QEMU (see E2E.md).
+//! * `compat [--check]`: writes COMPATIBILITY.md from the family files and
+//!   the e2e scenarios' record of what they boot (`compat.rs`).
 //! * `bench [create|extract|verify|link|appimage|detect|fuse|scale]… [--quick]`: side-by-side benchmarks against the peer
 //!   tools, written to BENCHMARKS.md.
 
 #![forbid(unsafe_code)]
 
 mod bench;
+mod compat;
 mod e2e;
 mod fuzz;
 #[cfg(test)]
@@ -42,10 +45,11 @@ fn main() -> ExitCode {
         Some("generate") => generate(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         Some("e2e") => e2e::main(&args[1..]),
+        Some("compat") => compat::main(&args[1..]),
         Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|tidy|test|example|generate [--medium DIR]|dist|bench [create|extract|verify|link|appimage|detect|fuse|scale]… [--quick]|e2e>"
+                "usage: cargo xtask <ci|tidy|test|example|generate [--medium DIR]|dist|bench [create|extract|verify|link|appimage|detect|fuse|scale]… [--quick]|e2e|compat [--check]>"
             );
             return ExitCode::from(2);
         }

@@ -8,12 +8,20 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::bootcfg;
-use crate::family::{Family, RunMethod};
+use crate::family::{Family, IsoAccess, RunMethod};
 use crate::iso9660::Iso;
 use crate::quote;
 
 /// Largest boot config read from an ISO.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The family of ISOs no other family file knows (`formats/live/generic.toml`).
+pub const GENERIC: &str = "generic";
+
+/// The kernel argument that asks the secondary initrd to make the ISO file a
+/// block device: the medium's filesystem UUID and the ISO's path on it (both
+/// GRUB variables set by the menu entry).
+pub const ISO_DEVICE_ARG: &str = "sik.iso=${uuid}:${iso_path}";
 
 /// What detection found in one ISO.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,6 +46,20 @@ pub struct Detected {
     pub use_loopback_cfg: bool,
     /// How our code runs in this family's initramfs.
     pub hook: RunMethod,
+    /// How the booted initramfs reaches the ISO file: `block-device` when
+    /// the arguments hold [`ISO_DEVICE_ARG`].
+    pub iso_access: IsoAccess,
+}
+
+impl Detected {
+    /// The family as a user reads it: `generic (from boot/grub/grub.cfg)`
+    /// for an ISO booted by its own config, else the family name.
+    pub fn describe(&self) -> String {
+        match (&self.family[..], &self.config) {
+            (GENERIC, Some(c)) => format!("{GENERIC} (from {})", c.trim_start_matches('/')),
+            _ => self.family.clone(),
+        }
+    }
 }
 
 /// Result of looking at one ISO.
@@ -85,7 +107,7 @@ pub fn detect_reader<R: Read + Seek>(r: R, families: &[Family]) -> Outcome {
     }
     let reason = if near_misses.is_empty() {
         format!(
-            "unknown layout: no family matches (volume label {:?})",
+            "unknown layout: no family matches and the ISO has no boot config of its own (volume label {:?})",
             iso.label()
         )
     } else {
@@ -186,7 +208,21 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
         }
     }
     let label = iso.label().to_string();
-    if fam.boot.use_loopback_cfg {
+    // A family that takes everything from the ISO's configs (generic) and
+    // could read no kernel from them still boots an ISO that has a
+    // loopback.cfg: through that file (`configfile`).
+    let loopback_fallback = if fam.boot.kernel.is_empty() && from_cfg.is_none() {
+        fam.boot
+            .configs
+            .iter()
+            .find(|c| c.ends_with("/loopback.cfg") && iso.is_file(c))
+            .cloned()
+    } else {
+        None
+    };
+    if fam.boot.use_loopback_cfg || loopback_fallback.is_some() {
+        let from_cfg =
+            from_cfg.or_else(|| loopback_fallback.map(|c| (c, bootcfg::CfgEntry::default())));
         let (config, entry) = match from_cfg {
             Some((c, e)) => (Some(c), e),
             None => (
@@ -208,6 +244,7 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
             config,
             use_loopback_cfg: true,
             hook: fam.hook.method,
+            iso_access: IsoAccess::Argument,
         });
     }
     let kernel = match &from_cfg {
@@ -215,6 +252,18 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
         None => first_existing(iso, &fam.boot.kernel),
     };
     let Some(kernel) = kernel else {
+        if fam.boot.kernel.is_empty() {
+            return Err(format!(
+                "no entry of its boot configs names a kernel on the ISO (read: {})",
+                fam.boot
+                    .configs
+                    .iter()
+                    .filter(|c| iso.is_file(c))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         return Err(format!(
             "no kernel found (looked for {})",
             fam.boot.kernel.join(", ")
@@ -268,20 +317,34 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
         args.push(format!("init={init}"));
     }
     let mut dropped = Vec::new();
+    let mut own = Vec::new();
     if let Some((_, e)) = &from_cfg {
         for a in &e.args {
             let ours = fam.hook.method == RunMethod::Init && arg_key(a) == "init";
             let drop = ours
                 || fam.boot.drop_args.iter().any(|k| k == arg_key(a) || k == a)
+                || arg_key(a) == "sik.iso"
                 || !quote::kernel_arg_ok(a)
-                || args.contains(a);
+                || args.contains(a)
+                || own.contains(a);
             if drop {
                 dropped.push(a.clone());
             } else {
-                args.push(a.clone());
+                own.push(a.clone());
             }
         }
     }
+    // The ISO as a block device, unless some argument already names the
+    // ISO file for the initramfs. Before the distribution's arguments: those
+    // may end with `--`, after which the kernel passes words to init.
+    let names_iso = args.iter().chain(&own).any(|a| a.contains("${iso_path}"));
+    let iso_access = if fam.boot.iso_access == IsoAccess::BlockDevice && !names_iso {
+        args.push(ISO_DEVICE_ARG.to_string());
+        IsoAccess::BlockDevice
+    } else {
+        IsoAccess::Argument
+    };
+    args.extend(own);
     Ok(Detected {
         family: fam.name.clone(),
         class: fam.class.clone(),
@@ -293,6 +356,7 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
         config: from_cfg.map(|(c, _)| c),
         use_loopback_cfg: false,
         hook: fam.hook.method,
+        iso_access,
     })
 }
 

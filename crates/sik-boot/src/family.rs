@@ -44,8 +44,8 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
         include_str!("../../../formats/live/mageia.toml"),
     ),
     (
-        "loopback-cfg.toml",
-        include_str!("../../../formats/live/loopback-cfg.toml"),
+        "generic.toml",
+        include_str!("../../../formats/live/generic.toml"),
     ),
 ];
 
@@ -64,8 +64,29 @@ pub enum RunMethod {
     /// sees it ([`Hook::init`]); that script links into `/` and then execs
     /// the system's init.
     Init,
-    /// The ISO's own `loopback.cfg` is used; nothing of ours runs.
+    /// No mechanism of the family's own: the hooks the secondary initrd
+    /// carries for the other families run when the ISO's initramfs is one
+    /// of those frameworks (the generic family), and nothing of ours runs
+    /// when GRUB boots through the ISO's `loopback.cfg`.
     None,
+}
+
+/// How the booted initramfs reaches the ISO file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IsoAccess {
+    /// The family's own kernel argument names the ISO file (`findiso=`,
+    /// `iso-scan/filename=`, `img_loop=` … in [`Boot::args`]).
+    #[default]
+    Argument,
+    /// The secondary initrd makes the ISO file a block device (a read-only
+    /// loop device over the file on the mounted medium) before the
+    /// initramfs looks for its root, so a by-label lookup such as
+    /// `root=live:CDLABEL=X` finds it as if it were a CD. Detection adds
+    /// the argument `sik.iso=${uuid}:${iso_path}` that tells the hook which
+    /// file on which filesystem, unless the ISO's arguments already name
+    /// `${iso_path}` (spec/medium.md).
+    BlockDevice,
 }
 
 /// Detection rules.
@@ -110,6 +131,9 @@ pub struct Boot {
     /// Boot through the ISO's own `/boot/grub/loopback.cfg` (`configfile`).
     #[serde(default)]
     pub use_loopback_cfg: bool,
+    /// How the booted initramfs reaches the ISO file.
+    #[serde(default)]
+    pub iso_access: IsoAccess,
     /// The root filesystem images inside the ISO (SquashFS or EROFS), tried
     /// in order; `sik boot list` reads the distribution's os-release from
     /// the first that exists (never mounted, never booted from).
@@ -377,6 +401,6 @@ mod tests {
     fn builtin_families_parse() {
         let v = super::builtin();
         assert!(v.len() >= 9);
-        assert_eq!(v.last().map(|f| f.name.as_str()), Some("loopback-cfg"));
+        assert_eq!(v.last().map(|f| f.name.as_str()), Some("generic"));
     }
 }

@@ -28,6 +28,22 @@ pub const ITOOLS_CONF: &str = include_str!("hooks/initramfs-tools.conf");
 pub const ITOOLS_HOOK: &str = include_str!("hooks/initramfs-tools-hook.sh");
 /// `init=` wrapper placed on the medium (template).
 pub const INIT_SH: &str = include_str!("hooks/init.sh");
+/// The script that makes the ISO file named by `sik.iso=` a block device
+/// (`sik/iso-device.sh` in the initrd).
+pub const ISO_DEVICE_SH: &str = include_str!("hooks/iso-device.sh");
+/// dracut initqueue/settled hook that runs [`ISO_DEVICE_SH`].
+pub const DRACUT_ISO_DEVICE_HOOK: &str = include_str!("hooks/dracut-iso-device.sh");
+/// Where dracut sources initqueue/settled hooks (`/lib` is a symlink to
+/// `/usr/lib` on merged-/usr initramfs, a directory on others): the ISO
+/// device hook goes to both, for every medium (it does nothing without
+/// `sik.iso=`).
+pub const DRACUT_ISO_DEVICE_PATHS: &[&str] = &[
+    "usr/lib/dracut/hooks/initqueue/settled/05-sik-iso-device.sh",
+    "lib/dracut/hooks/initqueue/settled/05-sik-iso-device.sh",
+];
+/// Where `sik/iso-device.sh` mounts the medium (read-only) for the loop
+/// device over the ISO file; the boot hook finds the medium there too.
+pub const ISO_DEVICE_MEDIUM: &str = "/run/sik/medium";
 
 /// Options of [`generate`].
 #[derive(Debug, Clone)]
@@ -197,6 +213,7 @@ pub fn medium_candidates(families: &[Family]) -> Vec<String> {
         }
     }
     add("/lib/live/mount/findiso");
+    add(ISO_DEVICE_MEDIUM);
     v.retain(|p| !p.contains(|c: char| c.is_whitespace() || "\"'$`\\;&|<>".contains(c)));
     v
 }
@@ -230,6 +247,21 @@ pub fn initrd_archive(
         "sik/boot.sh",
         Node::File(0o755, boot_script(families, policy).into_bytes()),
     );
+    a.add(
+        "sik/iso-device.sh",
+        Node::File(
+            0o755,
+            ISO_DEVICE_SH
+                .replace("@MEDIUM@", &quote::sh_quote(ISO_DEVICE_MEDIUM))
+                .into_bytes(),
+        ),
+    );
+    for p in DRACUT_ISO_DEVICE_PATHS {
+        a.add(
+            p,
+            Node::File(0o755, DRACUT_ISO_DEVICE_HOOK.as_bytes().to_vec()),
+        );
+    }
     for f in families {
         let newroot = quote::sh_quote(&f.initramfs.newroot);
         match f.hook.method {

@@ -17,6 +17,7 @@
 //! the ISOs in DIR instead, `SIK_E2E_SIK=FILE` a static sik built before); logs and the media are written to
 //! `target/e2e/`.
 
+mod any_iso;
 mod check;
 mod isos;
 mod medium;
@@ -69,7 +70,78 @@ const SCENARIOS: &[Scenario] = &[
     ("verity", verity::run),
     ("secure-boot", secure_boot::run),
     ("readme", readme::run),
+    ("any-iso", any_iso::run),
 ];
+
+/// One family a scenario's boot proves, for COMPATIBILITY.md
+/// (`cargo xtask compat`).
+pub(crate) struct Proof {
+    /// The scenario (`main` or one of [`SCENARIOS`]).
+    pub(crate) scenario: &'static str,
+    /// The family file name detection reports for the booted ISO.
+    pub(crate) family: &'static str,
+    /// The ISO booted.
+    pub(crate) iso: &'static str,
+    /// How its initramfs found the ISO file.
+    pub(crate) access: sik_boot::family::IsoAccess,
+    /// The firmware(s) it boots with.
+    pub(crate) firmware: &'static str,
+}
+
+/// What each scenario's boots prove; keep in step with the scenarios.
+pub(crate) const PROOFS: &[Proof] = {
+    use sik_boot::family::IsoAccess::{Argument, BlockDevice};
+    &[
+        Proof {
+            scenario: "main",
+            family: "live-boot",
+            iso: "Debian 12 live-boot + initramfs-tools",
+            access: Argument,
+            firmware: "SeaBIOS, OVMF",
+        },
+        Proof {
+            scenario: "main",
+            family: "dracut-fedora",
+            iso: "Fedora layout, dracut 059 dmsquash-live",
+            access: Argument,
+            firmware: "SeaBIOS, OVMF",
+        },
+        Proof {
+            scenario: "secure-boot",
+            family: "live-boot",
+            iso: "Debian 12 live-boot",
+            access: Argument,
+            firmware: "OVMF Secure Boot",
+        },
+        Proof {
+            scenario: "readme",
+            family: "live-boot",
+            iso: "Debian 12 live-boot",
+            access: Argument,
+            firmware: "SeaBIOS",
+        },
+        Proof {
+            scenario: "any-iso",
+            family: "dracut-fedora",
+            iso: "Fedora layout, only `root=live:CDLABEL=`",
+            access: BlockDevice,
+            firmware: "SeaBIOS",
+        },
+        Proof {
+            scenario: "any-iso",
+            family: "generic",
+            iso: "Fedora ISO in an unknown layout, own grub.cfg",
+            access: BlockDevice,
+            firmware: "SeaBIOS",
+        },
+    ]
+};
+
+/// The names `--scenario` takes besides `main`.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn scenario_names() -> Vec<&'static str> {
+    SCENARIOS.iter().map(|s| s.0).collect()
+}
 
 pub fn main(args: &[String]) -> Result {
     let mut firmwares = vec![Firmware::Bios, Firmware::Uefi];

@@ -172,7 +172,7 @@ struct DetectDoc {
 fn print_outcome(path: &std::path::Path, o: &Outcome) {
     match o {
         Outcome::Detected(d) => {
-            println!("{}: {} (label {:?})", path.display(), d.family, d.label);
+            println!("{}: {} (label {:?})", path.display(), d.describe(), d.label);
             if d.use_loopback_cfg {
                 println!(
                     "  boots through {}",
@@ -187,6 +187,9 @@ fn print_outcome(path: &std::path::Path, o: &Outcome) {
             }
             if !d.use_loopback_cfg {
                 println!("  args:   {}", d.args.join(" "));
+            }
+            if d.iso_access == sik_boot::family::IsoAccess::BlockDevice {
+                println!("  the ISO file becomes a block device carrying its label (sik.iso=)");
             }
             if let Some(c) = &d.config {
                 println!("  config: {c}");
@@ -264,7 +267,7 @@ fn generate_cmd(a: GenerateArgs) -> CmdResult {
     } else {
         for i in &report.isos {
             match &i.outcome {
-                Outcome::Detected(d) => println!("{}: {}", i.path, d.family),
+                Outcome::Detected(d) => println!("{}: {}", i.path, d.describe()),
                 Outcome::Skipped { reason } => {
                     crate::fail::warn(format!("{}: skipped: {reason}", i.path))
                 }
