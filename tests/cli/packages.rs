@@ -437,3 +437,129 @@ fn an_arch_package_goes_in_without_its_metadata() {
         "{release}"
     );
 }
+
+#[test]
+fn for_an_iso_what_its_root_holds_is_left_out_and_its_packages_refused() {
+    if !require_tool("mksquashfs") || !require_tool("xorriso") || !require_tool("unsquashfs") {
+        return;
+    }
+    let t = TestDir::new();
+    let dl = t.mkdir("debs");
+    let Some(debs) = apt_download(&dl, &["libogg0", "libvorbis0a"]) else {
+        return;
+    };
+    let ogg = debs
+        .iter()
+        .find(|d| d.to_string_lossy().contains("libogg0"))
+        .unwrap();
+    let field = |deb: &Path, f: &str| {
+        run_ok(cmd("dpkg-deb").arg("-f").arg(deb).arg(f))
+            .trim()
+            .to_string()
+    };
+    // A live ISO whose root file system holds libogg0's files as the
+    // package installs them (same content and mode), read by sik through
+    // its ISO 9660 and SquashFS readers.
+    let make_iso = |status: &str| {
+        let rootfs = t.join("rootfs");
+        let _ = std::fs::remove_dir_all(&rootfs);
+        std::fs::create_dir_all(&rootfs).unwrap();
+        run_ok(cmd("dpkg-deb").arg("-x").arg(ogg).arg(&rootfs));
+        t.write("rootfs/var/lib/dpkg/status", status);
+        let tree = t.join("isotree");
+        let _ = std::fs::remove_dir_all(&tree);
+        std::fs::create_dir_all(tree.join("live")).unwrap();
+        run_ok(
+            cmd("mksquashfs")
+                .arg(&rootfs)
+                .arg(tree.join("live/filesystem.squashfs"))
+                .args(["-all-root", "-noappend", "-quiet", "-no-progress"]),
+        );
+        let iso = t.join("live.iso");
+        let _ = std::fs::remove_file(&iso);
+        run_ok(&mut mkisofs(&tree, &iso, "LIVE"));
+        iso
+    };
+    let iso = make_iso("Package: base-files\nStatus: install ok installed\nVersion: 12.4\n");
+    let image = t.join("codecs.ExtensionImage");
+    let json = run_ok(
+        sik()
+            .args(["create", "extension", "--json", "--for"])
+            .arg(&iso)
+            .args(&debs)
+            .arg("-o")
+            .arg(&image),
+    );
+    let v = assert_schema("create", &json);
+    // Every regular file of libogg0 is left out, with its bytes.
+    let listing = run_ok(cmd("dpkg-deb").arg("-c").arg(ogg));
+    let regular: Vec<(&str, u64)> = listing
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[5], f[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(v["stats"]["omitted"], regular.len(), "{json}");
+    let bytes: u64 = regular.iter().map(|r| r.1).sum();
+    assert_eq!(v["stats"]["omitted_bytes"], bytes, "{json}");
+    assert_eq!(
+        v["for_iso"]["rootfs"], "/live/filesystem.squashfs",
+        "{json}"
+    );
+    let paths = image_paths(&image);
+    for (p, _) in &regular {
+        let p = normalise(p).unwrap();
+        assert!(!paths.contains(&p), "{p} is left out: {paths:?}");
+    }
+    assert!(
+        paths.iter().any(|p| p.contains("libvorbis.so.0")),
+        "libvorbis0a stays: {paths:?}"
+    );
+    let out = run(sik()
+        .args(["create", "extension", "--for"])
+        .arg(&iso)
+        .args(&debs)
+        .arg("-o")
+        .arg(&image));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("left out {} files ({bytes} bytes)", regular.len())),
+        "{said}"
+    );
+
+    // The ISO has libogg0 installed in this very version: refused, unless
+    // --keep-duplicates.
+    let version = field(ogg, "Version");
+    let iso = make_iso(&format!(
+        "Package: libogg0\nStatus: install ok installed\nArchitecture: amd64\nVersion: {version}\n"
+    ));
+    let out = run(sik()
+        .args(["create", "extension", "--for"])
+        .arg(&iso)
+        .args(&debs)
+        .arg("-o")
+        .arg(t.join("dup.ExtensionImage")));
+    assert_fails(&out, 2, &["libogg0", &version, "--keep-duplicates"]);
+    assert!(!t.join("dup.ExtensionImage").exists());
+    let json = run_ok(
+        sik()
+            .args([
+                "create",
+                "extension",
+                "--json",
+                "--keep-duplicates",
+                "--for",
+            ])
+            .arg(&iso)
+            .args(&debs)
+            .arg("-o")
+            .arg(t.join("dup.ExtensionImage")),
+    );
+    let v = assert_schema("create", &json);
+    assert_eq!(
+        v["for_iso"]["duplicates_kept"][0],
+        format!("libogg0 {version}").as_str()
+    );
+}

@@ -104,6 +104,9 @@ pub(crate) struct Ingest<'a> {
     pub merge: Option<Merge>,
     /// Index of the source being read (into `merge.sources`).
     pub origin: usize,
+    /// The root file system the image is made for (`--for`): its regular
+    /// files with the same mode and content are left out.
+    pub base: Option<&'a crate::base::Base>,
 }
 
 impl<'a> Ingest<'a> {
@@ -131,6 +134,7 @@ impl<'a> Ingest<'a> {
             watch,
             merge: None,
             origin: 0,
+            base: None,
         })
     }
 
@@ -244,6 +248,31 @@ impl<'a> Ingest<'a> {
         let w_err = |e| Error::in_source(origin, e);
         match body {
             Body::File(r) => {
+                let mut chained;
+                let based = self
+                    .base
+                    .and_then(|b| b.file_size(rel, meta.mode).map(|s| (b, s)));
+                let r: &mut dyn Read = match based {
+                    Some((base, size)) => {
+                        // Read as much as the base's file holds (and one
+                        // byte more): the same content and mode is left
+                        // out; anything else goes on with the bytes read
+                        // in front of the rest.
+                        let mut buf = Vec::new();
+                        (&mut *r)
+                            .take(size + 1)
+                            .read_to_end(&mut buf)
+                            .map_err(|e| w_err(e.into()))?;
+                        if buf.len() as u64 == size && base.same_content(rel, &buf) {
+                            self.stats.omitted += 1;
+                            self.stats.omitted_bytes += size;
+                            return Ok(());
+                        }
+                        chained = std::io::Cursor::new(buf).chain(r);
+                        &mut chained
+                    }
+                    None => r,
+                };
                 let mut hashing = Hashing {
                     inner: CountingReader {
                         inner: r,

@@ -16,6 +16,7 @@
 //! println!("{} files, {} bytes", report.stats.files, report.image_len);
 //! ```
 
+pub mod base;
 mod ingest;
 pub mod package;
 pub mod source;
@@ -162,6 +163,14 @@ pub struct ExtensionOptions {
     /// Append the dm-verity hash tree and its descriptor after the
     /// filesystem (`spec/extension-image.md`); default true.
     pub verity: bool,
+    /// `--for`: the live ISO the image is made for, and the paths inside
+    /// ISOs where a root file system image may be (the live-ISO families'
+    /// `boot.rootfs`). Files that root file system holds with the same mode
+    /// and content are left out; a package it has installed in the same
+    /// version is refused unless `keep_duplicates`.
+    pub for_iso: Option<(PathBuf, Vec<String>)>,
+    /// Add packages the `for_iso` root file system already has installed.
+    pub keep_duplicates: bool,
 }
 
 impl ExtensionOptions {
@@ -186,6 +195,8 @@ impl ExtensionOptions {
             threads: 0,
             before_open: None,
             verity: true,
+            for_iso: None,
+            keep_duplicates: false,
         }
     }
 
@@ -196,6 +207,19 @@ impl ExtensionOptions {
             || self.sysext_level.is_some()
             || self.arch.is_some()
     }
+}
+
+/// The ISO an image was made for (`--for`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ForIso {
+    /// The ISO.
+    pub iso: PathBuf,
+    /// Its root file system image (a path inside the ISO).
+    pub rootfs: String,
+    /// Where its installed packages were read from, if anywhere.
+    pub packages_from: Option<String>,
+    /// Packages it has installed that were added anyway (`--keep-duplicates`).
+    pub duplicates_kept: Vec<String>,
 }
 
 /// What was created.
@@ -223,6 +247,9 @@ pub struct ExtensionReport {
     pub release_from_source: bool,
     /// The dm-verity parameters, when the tree was written.
     pub verity: Option<VerityFacts>,
+    /// The ISO it was made for (`--for`): left-out files are counted in
+    /// `stats.omitted`.
+    pub for_iso: Option<ForIso>,
 }
 
 /// One source of an image.
@@ -364,6 +391,10 @@ pub fn create_extension(
         },
     )?;
 
+    let base = match &opts.for_iso {
+        Some((iso, rootfs)) => Some(base::Base::open(iso, rootfs)?),
+        None => None,
+    };
     let release_rel = release_path(&name);
     let source_opts = SourceOptions {
         keep_owner: opts.keep_owner,
@@ -379,6 +410,30 @@ pub fn create_extension(
     if opts.sources.len() > 1 {
         ingest.merge = Some(Merge::new(opts.sources.clone(), opts.later_wins));
     }
+    ingest.base = base.as_ref();
+    let mut duplicates = Vec::new();
+    // A package the base has installed in this very version is refused
+    // (before its content is read, where the facts come first).
+    let mut check = |src: &Path, p: &package::PackageFacts| -> Result<(), Error> {
+        let Some(b) = &base else { return Ok(()) };
+        if !b.installed(&p.fact.name, &p.fact.version) {
+            return Ok(());
+        }
+        if opts.keep_duplicates {
+            duplicates.push(format!("{} {}", p.fact.name, p.fact.version));
+            return Ok(());
+        }
+        Err(Error::BadSource {
+            path: src.to_path_buf(),
+            why: format!(
+                "{} {} is already installed in the root file system of {} (per {}); --keep-duplicates adds it anyway",
+                p.fact.name,
+                p.fact.version,
+                b.iso().display(),
+                b.packages_from.as_deref().unwrap_or("its package list")
+            ),
+        })
+    };
     let mut packages = Vec::new();
     for (i, (src, kind)) in opts.sources.iter().zip(&kinds).enumerate() {
         ingest.origin = i;
@@ -387,10 +442,16 @@ pub fn create_extension(
             SourceKind::Dir => ingest.dir(src)?,
             SourceKind::Tar(c) => ingest.tar(source::open_tar(src, c)?, src, &[], &mut ignore)?,
             SourceKind::Deb => {
-                packages.push(package::deb_facts(src)?);
+                let facts = package::deb_facts(src)?;
+                check(src, &facts)?;
+                packages.push(facts);
                 ingest.tar(source::open_deb(src)?, src, &[], &mut ignore)?;
             }
-            SourceKind::Rpm => packages.push(package::ingest_rpm(&mut ingest, src)?),
+            SourceKind::Rpm => {
+                let facts = package::ingest_rpm(&mut ingest, src)?;
+                check(src, &facts)?;
+                packages.push(facts);
+            }
             SourceKind::Arch(c) => {
                 let mut pkginfo = None;
                 let mut install = false;
@@ -405,7 +466,9 @@ pub fn create_extension(
                     },
                 )?;
                 let pkginfo = pkginfo.unwrap_or_default();
-                packages.push(package::arch_facts(src, &pkginfo, install)?);
+                let facts = package::arch_facts(src, &pkginfo, install)?;
+                check(src, &facts)?;
+                packages.push(facts);
             }
         }
     }
@@ -478,6 +541,12 @@ pub fn create_extension(
             })
             .collect(),
         packages,
+        for_iso: base.as_ref().map(|b| ForIso {
+            iso: b.iso().to_path_buf(),
+            rootfs: b.rootfs.clone(),
+            packages_from: b.packages_from.clone(),
+            duplicates_kept: duplicates,
+        }),
         stats,
         image_len,
         release,

@@ -223,6 +223,11 @@ pub struct SourceStats {
     pub merged: u64,
     /// Entries of an earlier source replaced by a later one (`later_wins`).
     pub replaced: u64,
+    /// Regular files left out because the root file system the image is
+    /// made for (`--for`) holds them with the same mode and content.
+    pub omitted: u64,
+    /// Their bytes.
+    pub omitted_bytes: u64,
     /// Paths whose mode has setuid, setgid or sticky bits.
     pub special_modes: Vec<String>,
     /// Whether an `ExtensionRun` executable is at the root.

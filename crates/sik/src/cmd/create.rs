@@ -22,7 +22,7 @@ pub enum CreateCommand {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Sources are merged in order; two sources with different entries at one path are an error naming\nboth (--later-wins keeps the later one). Package metadata (control files, the RPM header, .PKGINFO,\n.MTREE, .INSTALL …) is not content; the packages' name, version and architecture are recorded in the\nextension-release file (SIK_PACKAGES); maintainer scripts are never run, only named in a warning.\n\nChecked: archive paths (absolute or with `..` are refused); a directory source's files are read\nthrough the walk (a file swapped for a symlink is refused). Not checked: what the content does.\n\nExamples:\n  sik create extension ./tree -o firmware.ExtensionImage --os-id _any\n  sik create extension libogg0_*.deb libvorbis0a_*.deb -o codecs.ExtensionImage\n  sik create extension hello-2.12-1.x86_64.rpm ./extra -o hello.ExtensionImage --later-wins\n  sik create extension ./tree -o firmware.ExtensionImage --sign ~/.ssh/id_ed25519\n  sik create extension codecs.deb -o codecs.ExtensionImage --compression xz"
+    after_help = "Sources are merged in order; two sources with different entries at one path are an error naming\nboth (--later-wins keeps the later one). Package metadata (control files, the RPM header, .PKGINFO,\n.MTREE, .INSTALL …) is not content; the packages' name, version and architecture are recorded in the\nextension-release file (SIK_PACKAGES); maintainer scripts are never run, only named in a warning.\n\nChecked: archive paths (absolute or with `..` are refused); a directory source's files are read\nthrough the walk (a file swapped for a symlink is refused). Not checked: what the content does.\n\nExamples:\n  sik create extension ./tree -o firmware.ExtensionImage --os-id _any\n  sik create extension libogg0_*.deb libvorbis0a_*.deb -o codecs.ExtensionImage\n  sik create extension hello-2.12-1.x86_64.rpm ./extra -o hello.ExtensionImage --later-wins\n  sik create extension ./tree -o firmware.ExtensionImage --sign ~/.ssh/id_ed25519\n  sik create extension codecs.deb -o codecs.ExtensionImage --compression xz\n  sik create extension libogg0_*.deb libflac12_*.deb -o codecs.ExtensionImage --for debian-live.iso"
 )]
 pub struct ExtensionArgs {
     /// Directories, tar archives (plain, gzip, xz, zstd), Debian, RPM or Arch packages, merged in order.
@@ -83,6 +83,14 @@ pub struct ExtensionArgs {
     /// Compression threads (default: all cores). The output is the same for any number.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Make the image for this live ISO: leave out every file its root file
+    /// system already holds with the same content and mode (read from the ISO,
+    /// nothing mounted), and refuse a package it has installed in the same version.
+    #[arg(long = "for", value_name = "ISO")]
+    pub for_iso: Option<PathBuf>,
+    /// With --for: add packages the ISO already has installed in the same version.
+    #[arg(long, requires = "for_iso")]
+    pub keep_duplicates: bool,
     /// Print a JSON report (schema: formats/schema/create.json).
     #[arg(long)]
     pub json: bool,
@@ -154,6 +162,20 @@ fn extension(a: ExtensionArgs) -> CmdResult {
     opts.source_date_epoch = source_date_epoch;
     opts.threads = a.threads;
     opts.verity = !a.no_verity;
+    opts.keep_duplicates = a.keep_duplicates;
+    if let Some(iso) = &a.for_iso {
+        // Where a root file system image may be: every known live-ISO
+        // family's candidates.
+        let mut rootfs: Vec<String> = Vec::new();
+        for f in sik_boot::family::builtin() {
+            for p in f.boot.rootfs {
+                if !rootfs.contains(&p) {
+                    rootfs.push(p);
+                }
+            }
+        }
+        opts.for_iso = Some((iso.clone(), rootfs));
+    }
     if let Some(program) = a.debug_before_open {
         opts.before_open = Some(sik_create::source::BeforeOpen(std::sync::Arc::new(
             move |path: &Path| {
@@ -208,10 +230,27 @@ fn extension(a: ExtensionArgs) -> CmdResult {
             ));
         }
     }
+    if let Some(f) = &report.for_iso {
+        for d in &f.duplicates_kept {
+            warn(format!(
+                "package {d} is already installed in {} and was added anyway (--keep-duplicates)",
+                f.iso.display()
+            ));
+        }
+    }
     if a.json {
         print_json(&report);
     } else if !a.quiet {
         let s = &report.stats;
+        if let Some(f) = &report.for_iso {
+            eprintln!(
+                "left out {} files ({} bytes) that the root file system of {} ({}) already holds with the same content and mode",
+                s.omitted,
+                s.omitted_bytes,
+                f.iso.display(),
+                f.rootfs
+            );
+        }
         eprintln!(
             "created {} ({}): {} files, {} dirs, {} symlinks, {} hard links, {} special files; {} bytes in, {} bytes out{}",
             report.output.display(),
