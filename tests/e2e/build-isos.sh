@@ -92,15 +92,18 @@ cp "$HERE/debian/grub.cfg" "$D/boot/grub/grub.cfg"
 cp "$HERE/debian/live.cfg" "$D/isolinux/live.cfg"
 echo "Debian GNU/Linux 12 \"Bookworm\" - sik e2e amd64 LIVE" > "$D/.disk/info"
 
-# 4. The root filesystem (shared by both ISOs): without /boot, apt's caches
-# and the kernel modules (everything the boot needs is in the initramfs).
+# 4. The root filesystem (shared by both ISOs): without /boot and apt's
+# caches. It keeps the kernel's modules (lib/modules/KVER with modules.dep),
+# as a live root does: the sik boot hook loads dm-verity from there when the
+# initramfs has none.
 # /proc, /sys and /dev stay as empty directories: dracut's dmsquash-live
 # takes a squashfs.img as the root tree itself only when it holds /proc.
 R=$WORK/rootfs.squashfs
 rm -f "$R"
 in_chroot apt-get clean
 mksquashfs "$CH" "$R" -noappend -comp zstd -quiet -no-progress -wildcards \
-	-e 'boot/*' 'proc/*' 'sys/*' 'dev/*' 'var/lib/apt/lists/*' 'var/cache/apt/*' 'usr/share/doc/*' 'usr/share/man/*' 'usr/share/locale/*' 'usr/lib/modules/*' usr/sbin/policy-rc.d
+	-e 'boot/*' 'proc/*' 'sys/*' 'dev/*' 'var/lib/apt/lists/*' 'var/cache/apt/*' 'usr/share/doc/*' 'usr/share/man/*' 'usr/share/locale/*' usr/sbin/policy-rc.d
+echo "root squashfs: $(stat -c %s "$R") bytes; lib/modules uncompressed: $(du -sb "$CH/usr/lib/modules" | cut -f1) bytes"
 cp "$R" "$D/live/filesystem.squashfs"
 
 # 5. dracut with dmsquash-live (replaces initramfs-tools in the chroot).

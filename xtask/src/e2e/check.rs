@@ -86,6 +86,31 @@ pub(super) fn check(fam: &Family, text: &str, earlier_homes: &[String]) -> Vec<S
             "the signed extension's firmware file is not a working symlink into its mount".into(),
         );
     }
+    // dm-verity: the hook loaded it (from the initramfs or the new root),
+    // sik link said how it verified the image, the state records it and the
+    // booted system still has the image behind a verity device over a loop
+    // device.
+    if !text
+        .lines()
+        .any(|l| l.contains("sik: dm-verity: ") && l.contains("loaded"))
+    {
+        bad.push("the boot hook did not report dm-verity loaded".into());
+    }
+    if !text
+        .lines()
+        .any(|l| l.contains("e2e-signed: verified by dm-verity"))
+    {
+        bad.push("the hook's log does not say e2e-signed was verified by dm-verity".into());
+    }
+    if !lines.contains(&"verified e2e-signed dm-verity") {
+        bad.push("the linker's state does not record e2e-signed as verified by dm-verity".into());
+    }
+    if !lines
+        .iter()
+        .any(|l| l.starts_with("dm dm-") && l.contains(" sik-verity-e2e-signed over loop"))
+    {
+        bad.push("no sik-verity-e2e-signed device-mapper device over a loop device".into());
+    }
     if !has("command-ok hello from the signed extension") {
         bad.push("the signed extension's command did not run".into());
     }

@@ -50,8 +50,14 @@ esac
 # (dependencies from modules.dep first; .ko.xz/.zst/.gz unpacked to /tmp).
 # Without them sik checks each image whole, and says so per image.
 load_dm_verity() {
-	[ -d /sys/module/dm_verity ] && return 0
-	modprobe dm-verity 2>/dev/null && [ -d /sys/module/dm_verity ] && return 0
+	if [ -d /sys/module/dm_verity ]; then
+		log "dm-verity: already loaded"
+		return 0
+	fi
+	if modprobe dm-verity 2>/dev/null && [ -d /sys/module/dm_verity ]; then
+		log "dm-verity: loaded from the initramfs"
+		return 0
+	fi
 	_dir="$NEWROOT/lib/modules/$(uname -r)"
 	[ -f "$_dir/modules.dep" ] || _dir="$NEWROOT/usr/lib/modules/$(uname -r)"
 	if [ ! -f "$_dir/modules.dep" ]; then
@@ -115,8 +121,11 @@ if [ $# -gt 0 ]; then
 		log "policy: boot/customize/policy.toml allows:$flags"
 	fi
 	load_dm_verity
+	# sik link's report (one line per image: linked, and how it was
+	# verified) goes to stderr with the hook's own lines: the console shows
+	# stderr in every framework (dracut hooks' stdout only reaches the journal).
 	# shellcheck disable=SC2086
-	"$SIK" link "$@" --root "$NEWROOT" --trust "$MEDIUM/boot/keys" --state "$STATE" $flags
+	"$SIK" link "$@" --root "$NEWROOT" --trust "$MEDIUM/boot/keys" --state "$STATE" $flags >&2
 	rc=$?
 	case $rc in
 	0) log "link done" ;;
