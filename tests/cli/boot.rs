@@ -2349,3 +2349,119 @@ fn install_update_keeps_every_user_file_and_replaces_grub() {
     );
     assert!(dir.join("boot/sik/initrd.img").is_file());
 }
+
+/// The initrd's `sik/iso-device.sh` run as dracut's initqueue would, in a
+/// private mount namespace whose `/proc/cmdline` and `/run` are the test's:
+/// the medium (ext4 here: the host has no vfat) found by its UUID, the ISO
+/// file on it attached to a read-only loop device that carries the ISO's
+/// own label (blkid reads it as udev would), done once.
+#[test]
+fn iso_device_hook_makes_the_iso_a_block_device_with_its_label() {
+    if !require_root() {
+        return;
+    }
+    for tool in [
+        "xorriso",
+        "cpio",
+        "losetup",
+        "blkid",
+        "mkfs.ext4",
+        "unshare",
+    ] {
+        if !require_tool(tool) {
+            return;
+        }
+    }
+    let t = TestDir::new();
+    let iso = make_iso(
+        &t,
+        "live",
+        "MY-LIVE-LABEL",
+        &[("/LiveOS/squashfs.img", "sq")],
+    );
+    std::fs::create_dir_all(t.join("medium/boot/iso")).unwrap();
+    std::fs::copy(&iso, t.join("medium/boot/iso/live.iso")).unwrap();
+    run_ok(
+        sik()
+            .args(["boot", "generate", "--sik-binary"])
+            .arg(fake_sik(&t))
+            .arg(t.join("medium")),
+    );
+    sh(
+        t.path(),
+        "gzip -dc medium/boot/sik/initrd.img | cpio -i --quiet --to-stdout sik/iso-device.sh > iso-device.sh",
+    );
+    let uuid = "5e1c0de0-1234-4abc-8def-0123456789ab";
+    let img = t.join("medium.img");
+    run_ok(
+        cmd("mkfs.ext4")
+            .args(["-q", "-F", "-U", uuid, "-d"])
+            .arg(t.join("medium"))
+            .arg(&img)
+            .arg("16M"),
+    );
+    let medium_dev = run_ok(cmd("losetup").args(["-f", "--show"]).arg(&img))
+        .trim()
+        .to_string();
+    // One boot: the hook runs on several initqueue passes.
+    let boot = |cmdline: &str, after: &str| {
+        t.write("cmdline", format!("{cmdline}\n"));
+        let out = run(cmd("unshare").args(["-m", "sh", "-c"]).arg(format!(
+            "mount --make-rprivate / && mount --bind cmdline /proc/cmdline && mount -t tmpfs run /run && \
+             sh iso-device.sh && sh iso-device.sh && {after}"
+        )).current_dir(t.path()));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (stdout, stderr) = boot(
+        &format!("root=live:CDLABEL=MY-LIVE-LABEL sik.iso={uuid}:/boot/iso/live.iso quiet"),
+        "set -- $(cat /run/sik/iso-device); echo \"dev=$1\"; blkid -p -o value -s LABEL \"$1\"; \
+         blkid -p -o value -s TYPE \"$1\"; cat /sys/block/${1#/dev/}/ro; losetup -n -O BACK-FILE \"$1\"; \
+         losetup -d \"$1\"; umount /run/sik/medium",
+    );
+    let _ = cmd("losetup").arg("-d").arg(&medium_dev).status();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with("dev=/dev/loop")),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(
+        &lines[1..5],
+        [
+            "MY-LIVE-LABEL",
+            "iso9660",
+            "1",
+            "/run/sik/medium/boot/iso/live.iso"
+        ],
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("is the block device /dev/loop").count(),
+        1,
+        "once, whatever the passes: {stderr}"
+    );
+    assert!(stderr.contains("sik: /boot/iso/live.iso (on "), "{stderr}");
+
+    // Without sik.iso= it does nothing at all.
+    let (stdout, stderr) = boot(
+        "root=live:CDLABEL=MY-LIVE-LABEL quiet",
+        "ls /run/sik 2>/dev/null | wc -l",
+    );
+    assert_eq!(stdout.trim(), "0", "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    // A medium that is not there: it says it waits, once.
+    let (_, stderr) = boot(
+        "sik.iso=0000-0000:/boot/iso/live.iso",
+        "test ! -e /run/sik/iso-device",
+    );
+    assert_eq!(
+        stderr.matches("waiting for the medium").count(),
+        1,
+        "{stderr}"
+    );
+}
