@@ -1,22 +1,24 @@
-//! Scenario `secure-boot`: media made with `sik boot install --secure-boot`
-//! booted under OVMF with Secure Boot enforcing (q35 + SMM,
+//! Scenario `secure-boot`: a medium made with `sik boot install
+//! --secure-boot` booted under OVMF with Secure Boot enforcing (q35 + SMM,
 //! `OVMF_CODE_4M.secboot.fd`, a copy of `OVMF_VARS_4M.ms.fd` with
-//! Microsoft's keys). Each medium is the main medium's content (both ISOs,
+//! Microsoft's keys). The medium holds the main medium's content (both ISOs,
 //! the signed and unsigned extensions, key, overlay, home) with the Secure
-//! Boot chain on its ESP; the Debian live ISO (Debian-signed kernel) is
-//! booted and must pass every check of the main medium, and the guest's
-//! kernel log must say Secure Boot is enabled.
+//! Boot chain on its ESP. Every boot must pass every check of the main
+//! medium for its family (the home written by the earlier boots included),
+//! and the guest's kernel log must say Secure Boot is enabled.
 //!
-//! * `distro`: shim → Debian's signed GRUB → the Debian-signed kernel,
-//!   nothing enrolled;
-//! * `own-key`: shim → a GRUB sik built and signed with its MOK; the MOK's
-//!   certificate is added to the firmware's `db` with `virt-fw-vars`
-//!   (shim trusts `db`; this stands in for the MokManager enrolment). The
-//!   medium also holds `debian-resigned.iso`: the Debian ISO whose kernel's
-//!   signature was replaced (sbattach, sbsign) by a throwaway key's. It is
-//!   booted twice: refused while only the MOK is in `db` (GRUB shows shim's
-//!   reason on the console), and passing every check once the throwaway
-//!   key's certificate is in `db` too.
+//! 1. `distro`: shim → Debian's signed GRUB → the Debian-signed kernel,
+//!    nothing enrolled: the Debian live ISO and the Fedora-layout ISO.
+//! 2. `sik boot install --update --secure-boot=own-key` replaces the chain
+//!    in place (shim → a GRUB sik built and signed with its MOK); the MOK's
+//!    certificate is added to the firmware's `db` with `virt-fw-vars`
+//!    (shim trusts `db`; this stands in for the MokManager enrolment). The
+//!    Debian ISO boots, with the home of the distro boots still there.
+//! 3. `debian-resigned.iso`, the Debian ISO whose kernel's signature was
+//!    replaced (sbattach, sbsign) by a throwaway key's, is booted twice:
+//!    refused while only the MOK is in `db` (GRUB shows shim's reason on
+//!    the console), and passing every check once the throwaway key's
+//!    certificate is in `db` too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,7 +38,10 @@ const OWNER: &str = "605dab50-e046-4300-abb6-3dd810dd8b23";
 /// Boot on.
 const ENABLED: &str = "Secure boot enabled";
 
-/// Build both media, boot the Debian ISO of each.
+/// Build the medium with the distro chain and boot both ISOs; switch it to
+/// the own-key chain with `install --update` (in place: the later boots
+/// must still see the first boots' `$HOME`) and boot the Debian ISO, the
+/// refused re-signed copy and that copy once its signer is enrolled.
 pub(super) fn run(ctx: &Ctx) -> Result<Vec<Outcome>> {
     for f in [CODE, VARS_MS] {
         if !Path::new(f).is_file() {
@@ -44,36 +49,58 @@ pub(super) fn run(ctx: &Ctx) -> Result<Vec<Outcome>> {
         }
     }
     let mut outcomes = Vec::new();
+    let mut homes = Vec::new();
     // distro: nothing to enroll.
-    let out = ctx.out.join("secure-boot-distro");
+    let out = ctx.out.join("secure-boot");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     let disk = super::medium::build_medium(&ctx.sik, &ctx.isos, &out, &["--secure-boot"])?;
-    outcomes.push(boot_iso(
-        ctx,
-        &disk,
-        &out,
-        "debian-live.iso",
-        "distro GRUB",
-        PathBuf::from(VARS_MS),
-    )?);
+    for fam in FAMILIES {
+        outcomes.push(boot_iso(
+            ctx,
+            &disk,
+            &out,
+            (fam, fam.iso),
+            "distro GRUB",
+            PathBuf::from(VARS_MS),
+            &mut homes,
+        )?);
+    }
 
-    // own-key: the MOK's certificate in db stands in for MokManager.
-    let out = ctx.out.join("secure-boot-own-key");
-    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    // own-key: the same medium, its chain replaced in place; the MOK's
+    // certificate in db stands in for MokManager.
     let mok = out.join("mok");
-    let mok_arg = mok.to_string_lossy().into_owned();
-    let disk = super::medium::build_medium(
-        &ctx.sik,
-        &ctx.isos,
-        &out,
-        &[
+    let mut update = Command::new(&ctx.sik);
+    update
+        .args([
+            "boot",
+            "install",
+            "--json",
             "--secure-boot=own-key",
-            "--data-fs",
-            "fat32",
             "--mok-dir",
-            &mok_arg,
-        ],
-    )?;
+        ])
+        .arg(&mok)
+        .arg("--sik-binary")
+        .arg(&ctx.sik)
+        .arg("--update")
+        .arg(&disk);
+    eprintln!(
+        "$ sik boot install --json --secure-boot=own-key … --update {}",
+        disk.display()
+    );
+    let o = update
+        .output()
+        .map_err(|e| format!("sik boot install --update: {e}"))?;
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).map_err(|e| {
+        format!(
+            "sik boot install --update: {e}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })?;
+    if !o.status.success() || report["action"] != "update" || report["secure_boot"] != "own-key" {
+        return Err(format!(
+            "sik boot install --update --secure-boot=own-key said: {report}"
+        ));
+    }
     let resigned = resigned_iso(ctx, &out)?;
     crate::run(
         Command::new(&ctx.sik)
@@ -107,22 +134,25 @@ pub(super) fn run(ctx: &Ctx) -> Result<Vec<Outcome>> {
             .args(["--add-db", OWNER])
             .arg(&resigned.1),
     )?;
+    let debian = &FAMILIES[0];
     outcomes.push(boot_iso(
         ctx,
         &disk,
         &out,
-        "debian-live.iso",
-        "own-key GRUB (MOK in db)",
+        (debian, "debian-live.iso"),
+        "own-key GRUB after install --update (MOK in db)",
         vars_mok.clone(),
+        &mut homes,
     )?);
     outcomes.push(refused(ctx, &disk, &out, vars_mok)?);
     outcomes.push(boot_iso(
         ctx,
         &disk,
         &out,
-        "debian-resigned.iso",
+        (debian, "debian-resigned.iso"),
         "own-key GRUB, throwaway signer enrolled in db",
         vars_both,
+        &mut homes,
     )?);
     Ok(outcomes)
 }
@@ -236,27 +266,26 @@ fn refused(ctx: &Ctx, disk: &Path, out: &Path, vars: PathBuf) -> Result<Outcome>
     })
 }
 
-/// Boot the entry of `iso` (the Debian live ISO or a copy of it) with
-/// Secure Boot enforcing and check it as the main medium's Debian boot, plus
-/// the kernel's word that Secure Boot is on.
+/// Boot the entry of `iso` (a live ISO of family `base`, or a copy of it
+/// under another name) with Secure Boot enforcing and check it as the main
+/// medium's boot of that family (the home written by each earlier boot of
+/// this medium, in `homes`, must still be there), plus the kernel's word
+/// that Secure Boot is on.
 fn boot_iso(
     ctx: &Ctx,
     disk: &Path,
     out: &Path,
-    iso: &'static str,
+    (base, iso): (&check::Family, &'static str),
     what: &str,
     vars: PathBuf,
+    homes: &mut Vec<String>,
 ) -> Result<Outcome> {
-    let debian = FAMILIES
-        .iter()
-        .find(|f| f.iso == "debian-live.iso")
-        .ok_or("no Debian family")?;
-    let arg: &'static str = Box::leak(format!("findiso=/boot/iso/{iso}").into_boxed_str());
+    let arg: &'static str = Box::leak(base.arg.replace(base.iso, iso).into_boxed_str());
     let fam = check::Family {
-        name: debian.name,
+        name: base.name,
         iso,
         arg,
-        medium_mount: debian.medium_mount,
+        medium_mount: base.medium_mount,
     };
     let stem = iso.trim_end_matches(".iso");
     let titles = menu_titles(disk, out)?;
@@ -274,7 +303,12 @@ fn boot_iso(
         log.display()
     );
     let (text, seconds, status) = qemu::boot(disk, &fw, entry, &titles, &log, ctx.timeout)?;
-    let mut failures = check::check(&fam, &text, &[]);
+    let mut failures = check::check(&fam, &text, homes);
+    if let Some(id) = check::find_value(&text, "home-written ")
+        .and_then(|v| v.split_whitespace().next().map(str::to_string))
+    {
+        homes.push(id);
+    }
     if let Some(s) = status {
         failures.insert(0, s);
     }
