@@ -12,6 +12,7 @@ mod boot;
 mod boot_life;
 mod extension;
 mod hostile;
+mod integrate;
 mod link;
 mod memory;
 mod packages;

@@ -28,6 +28,26 @@ pub enum Error {
     /// Writing the SquashFS failed.
     #[error("{0}")]
     Create(String),
+    /// The file cannot be integrated (not an AppImage, no usable desktop
+    /// entry, unreadable SquashFS).
+    #[error("{path}: {why}")]
+    Integrate {
+        /// The AppImage.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The signature policy refuses the AppImage.
+    #[error("{path}: {why}")]
+    Refused {
+        /// The AppImage.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// An external tool failed.
+    #[error("{0}")]
+    Tool(String),
 }
 
 impl Error {

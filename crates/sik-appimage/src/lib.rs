@@ -10,6 +10,8 @@
 //! * [`updinfo`]: update information transports.
 //! * [`zsync`]: zsync 0.6.2 control files.
 //! * [`Runtime`], [`pack`]: assembling runtime + SquashFS.
+//! * [`integrate`]: desktop entries, icons and MIME packages of AppImages
+//!   in an XDG data directory.
 //!
 //! ```no_run
 //! use sik_appimage::{pack, PackOptions};
@@ -20,6 +22,8 @@
 #![forbid(unsafe_code)]
 
 pub mod appdir;
+mod contents;
+pub mod integrate;
 /// Desktop entries are format knowledge shared with `sik inspect`; they live in sik-image.
 pub use sik_image::desktop;
 mod error;

@@ -1,6 +1,8 @@
 //! Desktop entries (freedesktop.org Desktop Entry Specification), as far as
 //! an AppDir needs them (`sik create appimage` checks them, `sik inspect`
-//! shows them): the `[Desktop Entry]` group and its keys.
+//! shows them, `sik integrate` rewrites them): the `[Desktop Entry]` group
+//! and its keys, the escapes of string values and the quoting of `Exec`
+//! arguments (the one place that knows these rules).
 
 use std::collections::BTreeMap;
 
@@ -150,6 +152,173 @@ impl DesktopEntry {
     }
 }
 
+/// Whether `key` is a valid key name: `[A-Za-z0-9-]+`, optionally followed
+/// by a locale in brackets (`Name[de_DE@euro]`).
+pub fn valid_key(key: &str) -> bool {
+    let (base, locale) = match key.split_once('[') {
+        Some((b, rest)) => match rest.strip_suffix(']') {
+            Some(l) => (b, Some(l)),
+            None => return false,
+        },
+        None => (key, None),
+    };
+    !base.is_empty()
+        && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && locale.is_none_or(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '.' | '-'))
+        })
+}
+
+/// A value of type string as written in a file: `\\`, newline, tab and
+/// carriage return escaped (`\\\\`, `\\n`, `\\t`, `\\r`), a leading space as
+/// `\\s`.
+pub fn escape_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            ' ' if i == 0 => out.push_str("\\s"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The inverse of [`escape_value`] (`\\s`, `\\n`, `\\t`, `\\r`, `\\\\`; any
+/// other backslash is kept).
+pub fn unescape_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('s') => out.push(' '),
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('\\') => out.push('\\'),
+            Some(o) => {
+                out.push('\\');
+                out.push(o);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// Characters that make an `Exec` argument need double quotes.
+const EXEC_RESERVED: &[char] = &[
+    ' ', '\t', '\n', '"', '\'', '\\', '>', '<', '~', '|', '&', ';', '$', '*', '?', '#', '(', ')',
+    '`',
+];
+
+/// One argument of an `Exec` command line, before the value is escaped
+/// with [`escape_value`]: quoted in double quotes when it holds a reserved
+/// character (inside them `"`, `` ` ``, `$` and `\\` get a backslash). A
+/// literal argument (`literal`, such as a file path) has `%` doubled; an
+/// argument taken from another `Exec` line keeps its field codes.
+pub fn exec_arg(arg: &str, literal: bool) -> String {
+    let arg = if literal {
+        arg.replace('%', "%%")
+    } else {
+        arg.to_string()
+    };
+    if !arg.is_empty() && !arg.contains(EXEC_RESERVED) {
+        return arg;
+    }
+    let mut out = String::with_capacity(arg.len() + 2);
+    out.push('"');
+    for c in arg.chars() {
+        if matches!(c, '"' | '`' | '$' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The arguments of an `Exec` value as written in a file: string escapes
+/// undone, then split at unquoted spaces, double quotes removed and their
+/// backslash escapes undone. `%` sequences (field codes, `%%`) are kept as
+/// written. `None` for an unterminated quote.
+pub fn exec_args(value: &str) -> Option<Vec<String>> {
+    let text = unescape_value(value);
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut in_arg = false;
+    let mut it = text.chars();
+    while let Some(c) = it.next() {
+        match c {
+            '"' => {
+                in_arg = true;
+                loop {
+                    match it.next()? {
+                        '"' => break,
+                        '\\' => cur.push(it.next()?),
+                        o => cur.push(o),
+                    }
+                }
+            }
+            ' ' | '\t' => {
+                if in_arg {
+                    args.push(std::mem::take(&mut cur));
+                    in_arg = false;
+                }
+            }
+            o => {
+                in_arg = true;
+                cur.push(o);
+            }
+        }
+    }
+    if in_arg {
+        args.push(cur);
+    }
+    Some(args)
+}
+
+/// An `Exec` value (escaped for the file) that runs `program` (a path,
+/// taken literally) with `args` (arguments of another `Exec` line, field
+/// codes kept).
+pub fn exec_value(program: &str, args: &[String]) -> String {
+    let mut line = exec_arg(program, true);
+    for a in args {
+        line.push(' ');
+        line.push_str(&exec_arg(a, false));
+    }
+    escape_value(&line)
+}
+
+impl DesktopEntry {
+    /// The text of a desktop file holding this entry's group:
+    /// `[Desktop Entry]`, `Type` and `Name` first, then the other keys in
+    /// name order. Values are written as stored (already escaped).
+    pub fn to_text(&self) -> String {
+        let mut out = String::from("[Desktop Entry]\n");
+        for first in ["Type", "Name"] {
+            if let Some(v) = self.get(first) {
+                out.push_str(&format!("{first}={v}\n"));
+            }
+        }
+        for (k, v) in &self.keys {
+            if k != "Type" && k != "Name" {
+                out.push_str(&format!("{k}={v}\n"));
+            }
+        }
+        out
+    }
+}
+
 /// The main categories of the Desktop Menu Specification.
 pub const MAIN_CATEGORIES: [&str; 13] = [
     "AudioVideo",
@@ -191,6 +360,29 @@ mod tests {
         for needle in ["Type=Link", "Name=", "Exec=", "Icon=x.png", "main category"] {
             assert!(p.contains(needle), "{needle}: {p}");
         }
+    }
+
+    #[test]
+    fn exec_quoting_round_trips() {
+        // Spec examples: reserved characters need quotes, and inside them
+        // `"`, `$`, backtick and backslash get a backslash; the file value
+        // then doubles every backslash.
+        assert_eq!(exec_arg("/opt/a b/App", true), "\"/opt/a b/App\"");
+        assert_eq!(exec_arg("/x/100%.AppImage", true), "/x/100%%.AppImage");
+        assert_eq!(exec_arg("a\"$`\\", true), "\"a\\\"\\$\\`\\\\\"");
+        assert_eq!(exec_arg("%F", false), "%F");
+        let v = exec_value("/m/My App$1.AppImage", &["--x".into(), "%U".into()]);
+        assert_eq!(v, "\"/m/My App\\\\$1.AppImage\" --x %U");
+        assert_eq!(
+            exec_args(&v).unwrap(),
+            ["/m/My App$1.AppImage", "--x", "%U"]
+        );
+        assert_eq!(exec_args("\"a \\\\\"b\" c").unwrap(), ["a \"b", "c"]);
+        assert!(exec_args("\"open").is_none());
+        assert_eq!(escape_value(" a\\b\n"), "\\sa\\\\b\\n");
+        assert_eq!(unescape_value("\\sa\\\\b\\n"), " a\\b\n");
+        assert!(valid_key("Name[de_DE@euro]") && valid_key("X-AppImage-Version"));
+        assert!(!valid_key("Na me") && !valid_key("Name[") && !valid_key(""));
     }
 
     #[test]

@@ -53,6 +53,8 @@ enum Command {
     /// Boot media: detect live ISOs, generate grub.cfg and the initrd, install, add files.
     #[command(subcommand, after_help = cmd::boot::EXAMPLE)]
     Boot(cmd::boot::BootCommand),
+    /// Put AppImages into the desktop's menu (entries, icons, MIME types), list or remove them.
+    Integrate(cmd::integrate::Args),
     /// Generate Ed25519 signing keys and print fingerprints.
     Key(cmd::key::Args),
     /// Sign an ExtensionImage or AppImage in place (SSHSIG, OpenSSH keys).
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Unlink(a) => cmd::unlink::run(a),
         Command::Status(a) => cmd::status::run(a),
         Command::Boot(c) => cmd::boot::run(c),
+        Command::Integrate(a) => cmd::integrate::run(a),
         Command::Key(a) => cmd::key::run(a),
         Command::Sign(a) => cmd::sign::run(a),
         Command::Verify(a) => cmd::verify::run(a),

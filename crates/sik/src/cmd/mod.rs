@@ -9,6 +9,7 @@ pub mod create;
 pub mod create_appimage;
 pub mod extract;
 pub mod inspect;
+pub mod integrate;
 pub mod key;
 pub mod link;
 pub mod manpages;
