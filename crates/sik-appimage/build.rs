@@ -4,9 +4,14 @@
 //! network and no extra file.
 //!
 //! The runtime is built by a nested `cargo build -p sik-runtime --profile
-//! runtime --target <TARGET>` with `-C target-feature=+crt-static`, in its
-//! own target directory (`<target-dir>/sik-runtime`; see the `sik-build`
-//! crate, which `sik`'s build script shares). Cargo reruns this script
+//! runtime --target <ARCH>-unknown-linux-musl` with `-C
+//! target-feature=+crt-static`, in its own target directory
+//! (`<target-dir>/sik-runtime`; see the `sik-build` crate, which `sik`'s
+//! build script shares). musl, not glibc: a static glibc alone is over
+//! 1 MiB of code (its static dlopen, stdio and locale machinery), a static
+//! musl program of the same Rust code a third of that. The musl target comes
+//! from `rustup target add`, the C parts (libzstd, liblzma) are compiled with
+//! `musl-gcc` (Debian `musl-tools`); `.ci/deps` installs both. Cargo reruns this script
 //! only when the runtime's sources, sik-image's sources or the lock file
 //! change, and the nested build is incremental.
 //!
@@ -35,16 +40,29 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", ws.join(p).display());
     }
+    let host = std::env::var("TARGET").expect("TARGET");
+    let target = musl_target(&host);
+    // cc-rs looks for `<arch>-linux-musl-gcc`; Debian calls it musl-gcc.
+    let cc_var = format!("CC_{}", target.replace('-', "_"));
+    println!("cargo:rerun-if-env-changed={cc_var}");
+    let cc = std::env::var(&cc_var).unwrap_or_else(|_| "musl-gcc".into());
     let built = sik_build::StaticBuild {
         workspace: &ws,
         package: "sik-runtime",
         bin: "sik-runtime",
         profile: "runtime",
         dir_name: "sik-runtime",
-        env: &[],
+        env: &[(&cc_var, &cc)],
     }
-    .run();
+    .run_for(&target);
     install(&built, &dest);
+}
+
+/// The musl target of the same architecture as `host`
+/// (`x86_64-unknown-linux-gnu` -> `x86_64-unknown-linux-musl`).
+fn musl_target(host: &str) -> String {
+    let arch = host.split('-').next().unwrap_or(host);
+    format!("{arch}-unknown-linux-musl")
 }
 
 /// Copy the runtime and mark it as an AppImage type 2 runtime: bytes 8..11

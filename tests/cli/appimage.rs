@@ -85,6 +85,22 @@ fn offset(t: &TestDir, image: &Path) -> u64 {
         .expect("offset")
 }
 
+/// The runtime (the ELF before the SquashFS, reserved sections included)
+/// stays at most 1 MiB, with every feature: FUSE, the extract-and-run
+/// cache, every `--appimage-*` option and every payload compression.
+#[test]
+fn runtime_is_at_most_one_mib() {
+    let t = TestDir::new();
+    let dir = appdir(&t, "Hello.AppDir");
+    let image = t.join("Hello.AppImage");
+    pack(&dir, &image, &[]);
+    let size = offset(&t, &image);
+    assert!(
+        size <= 1_048_576,
+        "the runtime is {size} bytes, more than 1 MiB"
+    );
+}
+
 #[test]
 fn runs_through_fuse_with_args_env_and_status() {
     if !require_fuse() {

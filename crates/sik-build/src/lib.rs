@@ -67,12 +67,19 @@ pub struct StaticBuild<'a> {
 }
 
 impl StaticBuild<'_> {
-    /// Run the nested build; the path of the static executable. Panics
-    /// (the build script's way to fail) with the reason.
+    /// Run the nested build for the outer build's target; the path of the
+    /// static executable. Panics (the build script's way to fail) with the
+    /// reason.
     pub fn run(&self) -> PathBuf {
+        self.run_for(&std::env::var("TARGET").expect("TARGET"))
+    }
+
+    /// Run the nested build for `target` (a Rust target triple); the path
+    /// of the static executable.
+    pub fn run_for(&self, target: &str) -> PathBuf {
         let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
-        let target = std::env::var("TARGET").expect("TARGET");
-        let target_dir = nested_target_dir(&out_dir, &target, self.dir_name);
+        let outer_target = std::env::var("TARGET").expect("TARGET");
+        let target_dir = nested_target_dir(&out_dir, &outer_target, self.dir_name);
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.arg("build")
@@ -86,7 +93,7 @@ impl StaticBuild<'_> {
                 "--profile",
                 self.profile,
                 "--target",
-                &target,
+                target,
                 "--target-dir",
             ])
             .arg(&target_dir);
@@ -109,11 +116,11 @@ impl StaticBuild<'_> {
             .unwrap_or_else(|e| panic!("cannot run cargo to build {}: {e}", self.bin));
         if !status.success() {
             panic!(
-                "building the static {} (cargo build -p {} --profile {}) failed: {status}",
+                "building the static {} (cargo build -p {} --profile {} --target {target}) failed: {status}",
                 self.bin, self.package, self.profile
             );
         }
-        let built = target_dir.join(&target).join(self.profile).join(self.bin);
+        let built = target_dir.join(target).join(self.profile).join(self.bin);
         assert!(
             !out_dir.starts_with(&target_dir),
             "the nested build directory {} holds OUT_DIR {}",

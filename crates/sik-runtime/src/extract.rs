@@ -8,50 +8,33 @@
 //! are skipped.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use backhand::{FilesystemReader, InnerNode};
+use sik_image_lean::squashfs::{DataBuffers, FragmentCache, Image, InodeKind, walk};
 
-/// Open the SquashFS at `offset` in the open AppImage `file` (named
-/// `image` in errors). Every block decompresses within its size bound
-/// ([`crate::bounded`]).
-pub fn open(file: &File, image: &Path, offset: u64) -> Result<FilesystemReader<'static>, String> {
-    let f = file
-        .try_clone()
-        .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
-    FilesystemReader::from_reader_with_offset_and_kind(
-        BufReader::new(f),
-        offset,
-        crate::bounded::kind(),
-    )
-    .map_err(|e| {
-        format!(
-            "cannot read the SquashFS of {}: {}",
-            image.display(),
-            sik_image::squashfs::describe_error(&e)
-        )
-    })
+pub use crate::fs::open_image as open;
+
+/// Why extraction stopped: the image's fault (said with the image's
+/// name by the caller), or a message already complete.
+enum Fail {
+    Image(sik_image_lean::Error),
+    Other(String),
 }
 
-/// The checked relative path of an image entry (`None` for the root).
-fn relative(full: &Path) -> Result<Option<PathBuf>, String> {
-    let mut rel = PathBuf::new();
-    for c in full.components() {
-        match c {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(n) if !n.as_bytes().contains(&b'/') && !n.is_empty() => rel.push(n),
-            _ => return Err(format!("refusing unsafe path in image: {}", full.display())),
-        }
+impl From<sik_image_lean::Error> for Fail {
+    fn from(e: sik_image_lean::Error) -> Fail {
+        Fail::Image(e)
     }
-    Ok(if rel.as_os_str().is_empty() {
-        None
-    } else {
-        Some(rel)
-    })
+}
+
+impl From<String> for Fail {
+    fn from(e: String) -> Fail {
+        Fail::Other(e)
+    }
 }
 
 /// Make sure `dest/rel` is a real directory, creating missing components
@@ -88,8 +71,10 @@ fn clear(p: &Path) -> Result<(), String> {
 
 /// Extract the entries whose relative path `wanted` accepts into `dest`
 /// (created when missing). `on_entry` sees each extracted relative path.
+/// Entry names are plain names (sik-image refuses `.`, `..`, `/` and NUL
+/// in them), so every path stays below `dest`.
 pub fn extract(
-    fs: &FilesystemReader,
+    image: &Image<File>,
     dest: &Path,
     wanted: &dyn Fn(&Path) -> bool,
     on_entry: &mut dyn FnMut(&Path),
@@ -101,25 +86,32 @@ pub fn extract(
             .map_err(|e| format!("cannot create {}: {e}", dest.display()))?,
     }
     let mut dir_modes: Vec<(PathBuf, u32, u32)> = Vec::new();
-    for node in fs.files() {
-        let Some(rel) = relative(&node.fullpath)? else {
-            continue;
-        };
+    let mut meta = image.meta_cache();
+    let mut bufs = DataBuffers::new(image);
+    let frags = FragmentCache::default();
+    let walked = walk(image, &mut meta, &mut |path: &[Vec<u8>], inode, _| {
+        if path.is_empty() {
+            return Ok(());
+        }
+        let rel: PathBuf = path
+            .iter()
+            .map(|c| std::ffi::OsStr::from_bytes(c))
+            .collect();
         if !wanted(&rel) {
-            continue;
+            return Ok(());
         }
         if let Some(parent) = rel.parent() {
             ensure_dir(dest, parent)?;
         }
         let target = dest.join(&rel);
-        let mode = u32::from(node.header.permissions) & 0o1777;
-        let mtime = UNIX_EPOCH + Duration::from_secs(u64::from(node.header.mtime));
-        match &node.inner {
-            InnerNode::Dir(_) => {
+        let mode = u32::from(inode.mode) & 0o1777;
+        let mtime = UNIX_EPOCH + Duration::from_secs(u64::from(inode.mtime));
+        match &inode.kind {
+            InodeKind::Dir(_) => {
                 ensure_dir(dest, &rel)?;
-                dir_modes.push((target, mode, node.header.mtime));
+                dir_modes.push((target, mode, inode.mtime));
             }
-            InnerNode::File(f) => {
+            InodeKind::File(f) => {
                 clear(&target)?;
                 let out = OpenOptions::new()
                     .write(true)
@@ -129,8 +121,8 @@ pub fn extract(
                     .open(&target)
                     .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
                 let mut w = BufWriter::with_capacity(1 << 17, out);
-                let mut r = fs.file(f).reader();
-                std::io::copy(&mut r, &mut w)
+                image
+                    .read_file(f, &mut bufs, &frags, &mut |b| w.write_all(b))
                     .map_err(|e| format!("cannot extract {}: {e}", rel.display()))?;
                 let out = w
                     .into_inner()
@@ -139,14 +131,20 @@ pub fn extract(
                     .map_err(|e| format!("cannot set mode of {}: {e}", target.display()))?;
                 let _ = out.set_modified(mtime);
             }
-            InnerNode::Symlink(s) => {
+            InodeKind::Symlink(link) => {
                 clear(&target)?;
-                std::os::unix::fs::symlink(&s.link, &target)
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(link), &target)
                     .map_err(|e| format!("cannot create symlink {}: {e}", target.display()))?;
             }
-            _ => continue,
+            _ => return Ok(()),
         }
         on_entry(&rel);
+        Ok::<(), Fail>(())
+    });
+    match walked {
+        Ok(()) => {}
+        Err(Fail::Image(e)) => return Err(format!("cannot read the SquashFS: {e}")),
+        Err(Fail::Other(e)) => return Err(e),
     }
     // Directory modes last (deepest first), so read-only directories were writable while filling.
     for (p, mode, mtime) in dir_modes.into_iter().rev() {

@@ -1,46 +1,43 @@
 //! The embedded SquashFS served read-only through FUSE.
 //!
-//! backhand parses the image's tables once; file data is then read block by
-//! block at any offset (the kernel asks for pages in any order when it maps
-//! an executable), with a small cache of decompressed blocks.
+//! sik-image's streaming reader walks the tree once at mount; file data is
+//! then read block by block at any offset (the kernel asks for pages in any
+//! order when it maps an executable), with a small cache of decompressed
+//! blocks. Every block decompresses within its size bound (sik-image's
+//! [`Decoder`]).
 //!
 //! Requests are served by several threads (the kernel's readahead sends
 //! reads ahead asynchronously, so blocks decompress in parallel). Each thread
-//! keeps its buffers and its zstd context between requests, so a read costs
-//! one `pread` of the compressed block, one decompression into a recycled
-//! buffer and, for the usual request inside one block, no copy at all before
-//! the reply.
+//! keeps its buffers and its decoder (a zstd context) between requests, so a
+//! read costs one `pread` of the compressed block, one decompression into a
+//! recycled buffer and, for the usual request inside one block, no copy at
+//! all before the reply.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::BufReader;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use backhand::compression::Compressor;
-use backhand::{DataSize, FilesystemReader, InnerNode};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
     OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
 };
+use sik_image_lean::squashfs::{BLOCK_UNCOMPRESSED, Decoder, Image, InodeKind, walk};
 
 /// The image never changes while mounted: let the kernel cache everything.
 const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
-/// Fragment index meaning "no fragment".
-const NO_FRAGMENT: usize = 0xffff_ffff;
 /// Decompressed blocks kept in memory.
 const CACHE_BLOCKS: usize = 32;
 
 struct FileData {
-    /// Absolute file offset and size of each data block.
-    blocks: Vec<(u64, DataSize)>,
-    /// Fragment block (absolute offset, size) and offset in it.
-    fragment: Option<(u64, DataSize, u32)>,
+    /// Position in the image and size word of each data block.
+    blocks: Vec<(u64, u32)>,
+    /// Fragment block (position, size word) and offset in it.
+    fragment: Option<(u64, u32, u32)>,
 }
 
 struct Entry {
@@ -60,15 +57,14 @@ struct Entry {
 
 /// A SquashFS image, ready to answer FUSE requests.
 pub struct SquashFs {
-    file: File,
+    image: Image<File>,
     block_size: u32,
-    compressor: Compressor,
     entries: Vec<Entry>,
     cache: Mutex<Cache>,
 }
 
-/// Decompressed blocks by absolute offset, oldest first, and buffers of
-/// evicted blocks to decompress into again.
+/// Decompressed blocks by position, oldest first, and buffers of evicted
+/// blocks to decompress into again.
 #[derive(Default)]
 struct Cache {
     blocks: VecDeque<(u64, Arc<Vec<u8>>)>,
@@ -85,112 +81,122 @@ struct Scratch {
     raw: Vec<u8>,
     /// A reply spanning several blocks, assembled.
     out: Vec<u8>,
-    /// zstd's decompression context (allocating one per block costs more
-    /// than decompressing small blocks).
-    zstd: Option<zstd::bulk::Decompressor<'static>>,
+    /// The decoder (for zstd, a context: allocating one per block costs
+    /// more than decompressing small blocks).
+    decoder: Option<Decoder>,
 }
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
+/// Why the tree could not be read: the image's fault, or ours.
+enum Fail {
+    Image(sik_image_lean::Error),
+    Other(String),
+}
+
+impl From<sik_image_lean::Error> for Fail {
+    fn from(e: sik_image_lean::Error) -> Fail {
+        Fail::Image(e)
+    }
+}
+
+/// Open the SquashFS at `offset` of `file` (named `path` in errors).
+pub fn open_image(file: &File, path: &Path, offset: u64) -> Result<Image<File>, String> {
+    let f = file
+        .try_clone()
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    Image::open(f, offset)
+        .map_err(|e| format!("cannot read the SquashFS of {}: {e}", path.display()))
+}
+
 impl SquashFs {
-    /// Parse the tables of the SquashFS at `offset` in `path`.
+    /// Read the tree of the SquashFS at `offset` in `path`.
     pub fn open(path: &Path, offset: u64) -> Result<SquashFs, String> {
         let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let reader = BufReader::new(
-            file.try_clone()
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
-        );
-        let fsr = FilesystemReader::from_reader_with_offset_and_kind(
-            reader,
-            offset,
-            crate::bounded::kind(),
-        )
-        .map_err(|e| {
-            format!(
-                "cannot read the SquashFS of {}: {}",
-                path.display(),
-                sik_image::squashfs::describe_error(&e)
-            )
-        })?;
-        let compressor: Compressor = match fsr.compressor {
-            Some(c) => c.into(),
-            None => Compressor::Uncompressed,
-        };
-        let fragments = fsr.fragments.clone().unwrap_or_default();
-        let mut index: HashMap<&Path, usize> = HashMap::new();
-        let mut entries: Vec<Entry> = Vec::with_capacity(fsr.root.nodes.len());
-        for node in fsr.files() {
+        let image = open_image(&file, path, offset)?;
+        let mut meta = image.meta_cache();
+        // Directories by their path (components joined with `/`).
+        let mut dirs: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut entries: Vec<Entry> = Vec::new();
+        let walked = walk(&image, &mut meta, &mut |path: &[Vec<u8>], inode, _| {
             let i = entries.len();
-            let path = node.fullpath.as_path();
-            let parent = match path.parent() {
-                Some(p) => match index.get(p) {
-                    Some(&pi) => pi,
-                    None => return Err(format!("{} has no parent directory", path.display())),
-                },
+            let parent = match path.split_last() {
                 None => 0,
+                Some((_, up)) => *dirs
+                    .get(&up.join(&b'/'))
+                    .ok_or_else(|| Fail::Other("an entry has no parent directory".into()))?,
             };
-            index.insert(path, i);
-            let name = path.file_name().unwrap_or(OsStr::new("")).to_os_string();
-            let h = &node.header;
+            let name = OsString::from_vec(path.last().cloned().unwrap_or_default());
             let mut e = Entry {
                 name,
                 parent,
                 kind: FileType::Directory,
-                perm: h.permissions & 0o7777,
-                uid: h.uid,
-                gid: h.gid,
-                mtime: h.mtime,
+                perm: inode.mode & 0o7777,
+                uid: inode.uid,
+                gid: inode.gid,
+                mtime: inode.mtime,
                 size: 0,
                 rdev: 0,
                 children: Vec::new(),
                 data: None,
                 link: None,
             };
-            match &node.inner {
-                InnerNode::File(f) => {
+            match &inode.kind {
+                InodeKind::Dir(_) => {
+                    dirs.insert(path.join(&b'/'), i);
+                }
+                InodeKind::File(f) => {
                     e.kind = FileType::RegularFile;
-                    e.size = f.file_len() as u64;
-                    let fragment = if f.frag_index() == NO_FRAGMENT {
-                        None
-                    } else {
-                        let fr = fragments.get(f.frag_index()).ok_or_else(|| {
-                            format!("{}: fragment index out of range", path.display())
-                        })?;
-                        Some((offset + fr.start, fr.size, f.block_offset()))
+                    e.size = f.size;
+                    let fragment = match f.fragment {
+                        Some((index, off)) => {
+                            let (at, word) = image.fragment(index)?;
+                            Some((at, word, off))
+                        }
+                        None => None,
                     };
-                    let mut at = offset + f.blocks_start();
+                    let mut at = f.blocks_start;
                     let blocks = f
-                        .block_sizes()
+                        .blocks
                         .iter()
-                        .map(|&s| {
+                        .map(|&w| {
                             let here = at;
-                            at += u64::from(s.size());
-                            (here, s)
+                            at += u64::from(w & !BLOCK_UNCOMPRESSED);
+                            (here, w)
                         })
                         .collect();
                     e.data = Some(FileData { blocks, fragment });
                 }
-                InnerNode::Symlink(s) => {
+                InodeKind::Symlink(t) => {
                     e.kind = FileType::Symlink;
-                    let bytes = s.link.as_os_str().as_bytes().to_vec();
-                    e.size = bytes.len() as u64;
-                    e.link = Some(bytes);
+                    e.size = t.len() as u64;
+                    e.link = Some(t.clone());
                 }
-                InnerNode::Dir(_) => {}
-                InnerNode::CharacterDevice(d) => {
+                InodeKind::Char(d) => {
                     e.kind = FileType::CharDevice;
-                    e.rdev = d.device_number;
+                    e.rdev = *d;
                 }
-                InnerNode::BlockDevice(d) => {
+                InodeKind::Block(d) => {
                     e.kind = FileType::BlockDevice;
-                    e.rdev = d.device_number;
+                    e.rdev = *d;
                 }
-                InnerNode::NamedPipe => e.kind = FileType::NamedPipe,
-                InnerNode::Socket => e.kind = FileType::Socket,
+                InodeKind::Fifo => e.kind = FileType::NamedPipe,
+                InodeKind::Socket => e.kind = FileType::Socket,
             }
             entries.push(e);
+            Ok::<(), Fail>(())
+        });
+        match walked {
+            Ok(()) => {}
+            Err(Fail::Image(e)) => {
+                return Err(format!(
+                    "cannot read the SquashFS of {}: {e}",
+                    path.display()
+                ));
+            }
+            Err(Fail::Other(e)) => return Err(format!("{}: {e}", path.display())),
         }
         if entries.is_empty() {
             return Err("the SquashFS has no root directory".into());
@@ -199,7 +205,8 @@ impl SquashFs {
             let p = entries[i].parent;
             entries[p].children.push(i);
         }
-        let mut sorted = Vec::new();
+        // Lookups search children by name in byte order.
+        let mut sorted = Vec::with_capacity(entries.len());
         for i in 0..entries.len() {
             let mut c = std::mem::take(&mut entries[i].children);
             c.sort_by(|&a, &b| entries[a].name.cmp(&entries[b].name));
@@ -209,9 +216,8 @@ impl SquashFs {
             e.children = c;
         }
         Ok(SquashFs {
-            file,
-            block_size: fsr.block_size,
-            compressor,
+            block_size: image.layout.block_size,
+            image,
             entries,
             cache: Mutex::new(Cache::default()),
         })
@@ -244,8 +250,9 @@ impl SquashFs {
         }
     }
 
-    /// One decompressed block (data block or fragment block), cached.
-    fn block(&self, at: u64, size: DataSize) -> Result<Arc<Vec<u8>>, Errno> {
+    /// One decompressed block (data block or fragment block, at `at` in
+    /// the image with size word `word`), cached.
+    fn block(&self, at: u64, word: u32) -> Result<Arc<Vec<u8>>, Errno> {
         let mut out = {
             let Ok(mut c) = self.cache.lock() else {
                 return Err(Errno::EIO);
@@ -255,36 +262,26 @@ impl SquashFs {
             }
             c.spare.pop().unwrap_or_default()
         };
-        let len = size.size() as usize;
+        let len = (word & !BLOCK_UNCOMPRESSED) as usize;
         let bs = self.block_size as usize;
-        if len > bs + 1024 || (size.uncompressed() && len > bs) {
+        if len > bs {
             return Err(Errno::EIO);
         }
-        out.clear();
-        out.reserve_exact(bs);
         SCRATCH.with(|s| -> Result<(), Errno> {
             let mut s = s.borrow_mut();
             let s = &mut *s;
             s.raw.resize(len, 0);
-            self.file
-                .read_exact_at(&mut s.raw, at)
+            self.image
+                .read_data(&mut s.raw, at)
                 .map_err(|_| Errno::EIO)?;
-            if size.uncompressed() {
+            if word & BLOCK_UNCOMPRESSED != 0 {
+                out.clear();
                 out.extend_from_slice(&s.raw);
-            } else if self.compressor == Compressor::Zstd {
-                if s.zstd.is_none() {
-                    s.zstd = Some(zstd::bulk::Decompressor::new().map_err(|_| Errno::EIO)?);
-                }
-                let z = s.zstd.as_mut().ok_or(Errno::EIO)?;
-                // Writes into the spare capacity only: at most the block size.
-                z.decompress_to_buffer(&s.raw[..], &mut out)
-                    .map_err(|_| Errno::EIO)?;
             } else {
-                crate::bounded::decompress(self.compressor, &s.raw, &mut out, bs)
-                    .map_err(|_| Errno::EIO)?;
-            }
-            if out.len() > bs {
-                return Err(Errno::EIO);
+                let d = s
+                    .decoder
+                    .get_or_insert_with(|| Decoder::new(self.image.layout.compressor));
+                d.decompress(&s.raw, &mut out, bs).map_err(|_| Errno::EIO)?;
             }
             Ok(())
         })?;
@@ -314,7 +311,7 @@ impl SquashFs {
         let in_block = (pos % bs) as usize;
         let want = want.min(bs as usize - in_block);
         if let Some(&(at, s)) = d.blocks.get(b) {
-            if s.size() == 0 {
+            if s & !BLOCK_UNCOMPRESSED == 0 {
                 return Ok(None);
             }
             let blk = self.block(at, s)?;
@@ -468,7 +465,7 @@ impl Filesystem for SquashFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        let len = self.image.layout.bytes_used;
         reply.statfs(
             len.div_ceil(u64::from(self.block_size)),
             0,

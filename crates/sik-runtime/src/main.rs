@@ -4,8 +4,9 @@
 //! the SquashFS holding the AppDir follows it directly. At start it mounts
 //! that SquashFS read-only with FUSE and runs `AppRun`; where FUSE is not
 //! usable it extracts the SquashFS once into a cache directory keyed by the
-//! image's digest and runs from there. It reads every compression backhand
-//! reads (gzip, xz, lz4, zstd).
+//! image's digest and runs from there. It reads every SquashFS compression
+//! (gzip, xz, lz4, zstd, lzo, lzma) through sik-image's reader; it is built
+//! static for musl (see `crates/sik-appimage/build.rs`) to stay small.
 //!
 //! ```text
 //! ./App-1.0-x86_64.AppImage --appimage-offset
@@ -13,7 +14,6 @@
 //! APPIMAGE_EXTRACT_AND_RUN=1 ./App-1.0-x86_64.AppImage args…
 //! ```
 
-mod bounded;
 mod cache;
 mod extract;
 mod fs;
@@ -57,7 +57,7 @@ struct Image {
     meta: std::fs::Metadata,
     /// SquashFS offset (end of the ELF).
     offset: u64,
-    layout: sik_image::elf::ElfLayout,
+    layout: sik_image_lean::elf::ElfLayout,
 }
 
 fn die(msg: impl std::fmt::Display) -> ExitCode {
@@ -92,7 +92,7 @@ fn open_image() -> Result<Image, String> {
     let path = std::fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut f = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let layout =
-        sik_image::elf::read_layout(&mut f).map_err(|e| format!("{}: {e}", path.display()))?;
+        sik_image_lean::elf::read_layout(&mut f).map_err(|e| format!("{}: {e}", path.display()))?;
     let meta = f
         .metadata()
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -139,8 +139,8 @@ fn section_text(image: &Image, name: &str) -> Result<String, String> {
         return Ok(String::new());
     };
     let mut f = File::open(&image.path).map_err(|e| e.to_string())?;
-    let bytes = sik_image::elf::read_section(&mut f, sec).map_err(|e| e.to_string())?;
-    Ok(sik_image::elf::nul_padded_text(&bytes).unwrap_or_default())
+    let bytes = sik_image_lean::elf::read_section(&mut f, sec).map_err(|e| e.to_string())?;
+    Ok(sik_image_lean::elf::nul_padded_text(&bytes).unwrap_or_default())
 }
 
 fn option(image: &Image, opt: &str, rest: &[OsString], argv0: &OsStr) -> ExitCode {

@@ -163,9 +163,10 @@ fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
     // SAFETY: msghdr is plain data; every pointer set below outlives recvmsg.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iovlen = 1 as _;
     msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    // The field is a usize on glibc and a u32 on musl.
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
     loop {
         // SAFETY: msg points at valid buffers.
         let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };

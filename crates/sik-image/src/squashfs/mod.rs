@@ -1,5 +1,9 @@
-//! SquashFS 4.0: the superblock facts (through backhand's parser), the
-//! padding rule, and a streaming reader of the tables and file data.
+//! SquashFS 4.0: the superblock facts, the padding rule, and a streaming
+//! reader of the tables and file data with bounded block decompression.
+//!
+//! Feature `backhand` (default): [`describe_error`] for backhand's errors,
+//! and [`read_superblock`] also checks compressor options with backhand's
+//! parser. Without it (the AppImage runtime) backhand is not linked.
 //!
 //! The reader ([`Image`], [`walk()`], [`Image::read_file`]) reads an inode,
 //! a directory listing or a data block when it is needed, never the whole
@@ -12,21 +16,20 @@
 //! ExtensionImage; anything after it (a signature block) is not part of the
 //! filesystem and is ignored by the kernel and by unsquashfs.
 
-use std::io::{BufReader, Read, Seek, SeekFrom};
-
-use backhand::kind::{Kind, LE_V4_0};
-use backhand::{Squashfs, SuperBlock};
+use std::io::{Read, Seek, SeekFrom};
 
 use crate::{Error, Result};
 
 mod data;
+mod decode;
 mod tables;
 mod walk;
 
 pub use data::{DataBuffers, FragmentCache};
+pub use decode::Decoder;
 pub use tables::{
-    Decoder, DirEntry, DirRef, FileData, Image, Inode, InodeKind, Layout, METADATA_LEN, MetaCache,
-    Source,
+    BLOCK_UNCOMPRESSED, DirEntry, DirRef, FileData, Image, Inode, InodeKind, Layout, METADATA_LEN,
+    MetaCache, Source,
 };
 pub use walk::{Visit, walk};
 
@@ -160,7 +163,8 @@ pub fn padded_len(bytes_used: u64) -> u64 {
 
 /// What a backhand error means for the image, in words for a user: its
 /// parser errors (`deku error: Incomplete(NeedSize { bits: 96 })`) become
-/// the fault they stand for.
+/// the fault they stand for. (Feature `backhand`, on by default.)
+#[cfg(feature = "backhand")]
 pub fn describe_error(e: &backhand::BackhandError) -> String {
     use backhand::BackhandError as B;
     use deku::DekuError as D;
@@ -226,30 +230,38 @@ pub fn read_superblock<R: Read + Seek + Send>(
         Error::malformed("squashfs superblock", "the file ends inside the superblock")
     })?;
     check_superblock_fields(&raw)?;
-    reader.seek(SeekFrom::Start(offset))?;
-    let mut buf = BufReader::new(reader);
-    let kind = Kind::from_const(LE_V4_0).map_err(|e| Error::malformed("squashfs", e))?;
-    let (sb, _opts): (SuperBlock, _) =
-        Squashfs::superblock_and_compression_options(&mut buf, &kind)
+    #[cfg(feature = "backhand")]
+    {
+        // backhand also parses the compressor options that may follow.
+        use backhand::kind::{Kind, LE_V4_0};
+        reader.seek(SeekFrom::Start(offset))?;
+        let mut buf = std::io::BufReader::new(&mut *reader);
+        let kind = Kind::from_const(LE_V4_0).map_err(|e| Error::malformed("squashfs", e))?;
+        backhand::Squashfs::superblock_and_compression_options(&mut buf, &kind)
             .map_err(|e| Error::malformed("squashfs superblock", describe_error(&e)))?;
-    if sb.bytes_used < SUPERBLOCK_LEN as u64 {
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([raw[o], raw[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes([raw[o], raw[o + 1], raw[o + 2], raw[o + 3]]);
+    let u64_at = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().expect("8 bytes"));
+    let bytes_used = u64_at(40);
+    if bytes_used < SUPERBLOCK_LEN as u64 {
         return Err(Error::malformed(
             "squashfs superblock",
             "bytes_used is smaller than the superblock",
         ));
     }
-    let compression_id = sb.compressor as u16;
+    let compression_id = u16_at(20);
     Ok(SuperblockFacts {
         compression: Compression::from_id(compression_id),
         compression_id,
-        block_size: sb.block_size,
-        inode_count: sb.inode_count,
-        bytes_used: sb.bytes_used,
-        mod_time: sb.mod_time,
-        fragment_count: sb.frag_count,
-        id_count: sb.id_count,
-        flags: sb.flags,
-        has_xattrs: sb.xattr_table != NOT_SET,
+        block_size: u32_at(12),
+        inode_count: u32_at(4),
+        bytes_used,
+        mod_time: u32_at(8),
+        fragment_count: u32_at(16),
+        id_count: u16_at(26),
+        flags: u16_at(24),
+        has_xattrs: u64_at(56) != NOT_SET,
     })
 }
 

@@ -12,9 +12,8 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 
-use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
-
-use super::SUPERBLOCK_LEN;
+pub use super::decode::Decoder;
+use super::{Compression, SUPERBLOCK_LEN};
 use crate::{Error, Result};
 
 /// Uncompressed size of a metadata block.
@@ -87,61 +86,13 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
 }
 
-/// Decompresses blocks with an output bound; holds one zstd context, so a
-/// reader keeps one per thread.
-pub struct Decoder {
-    compressor: Compressor,
-    zstd: Option<zstd::bulk::Decompressor<'static>>,
-}
-
-impl Decoder {
-    /// A decoder for blocks of `compressor`.
-    pub fn new(compressor: Compressor) -> Decoder {
-        Decoder {
-            compressor,
-            zstd: None,
-        }
-    }
-
-    /// Decompress `bytes` into `out` (cleared first), at most `limit` bytes.
-    pub fn decompress(&mut self, bytes: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<()> {
-        out.clear();
-        if self.compressor == Compressor::Zstd {
-            if self.zstd.is_none() {
-                self.zstd = Some(zstd::bulk::Decompressor::new().map_err(Error::Stream)?);
-            }
-            let z = self.zstd.as_mut().expect("made above");
-            out.reserve(limit);
-            z.decompress_to_buffer(bytes, out)
-                .map_err(|e| bad(format!("corrupt zstd block ({e})")))?;
-        } else {
-            out.reserve(limit);
-            DefaultCompressor
-                .decompress(bytes, out, self.compressor)
-                .map_err(|e| {
-                    bad(format!(
-                        "corrupt {:?} block ({})",
-                        self.compressor,
-                        super::describe_error(&e)
-                    ))
-                })?;
-        }
-        if out.len() > limit {
-            return Err(bad(format!(
-                "a block decompresses to more than {limit} bytes"
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// The superblock fields the tables are found by.
 #[derive(Debug, Clone, Copy)]
 pub struct Layout {
     /// Data block size.
     pub block_size: u32,
     /// Compressor of every block.
-    pub compressor: Compressor,
+    pub compressor: Compression,
     /// Number of inodes.
     pub inode_count: u32,
     /// Reference of the root directory inode.
@@ -279,14 +230,8 @@ impl<S: Source> Image<S> {
         let mut raw = [0u8; SUPERBLOCK_LEN];
         read_at(&src, &mut raw, base, "superblock")?;
         super::check_superblock_fields(&raw)?;
-        let compressor = match u16_at(&raw, 20) {
-            1 => Compressor::Gzip,
-            2 => Compressor::Lzma,
-            3 => Compressor::Lzo,
-            4 => Compressor::Xz,
-            5 => Compressor::Lz4,
-            _ => Compressor::Zstd,
-        };
+        // check_superblock_fields accepts known compressor ids only.
+        let compressor = Compression::from_id(u16_at(&raw, 20)).unwrap_or(Compression::Zstd);
         let layout = Layout {
             block_size: u32_at(&raw, 12),
             compressor,
@@ -648,7 +593,7 @@ fn check_name(name: &[u8]) -> Result<()> {
 }
 
 impl MetaCache {
-    fn new(compressor: Compressor) -> MetaCache {
+    fn new(compressor: Compression) -> MetaCache {
         MetaCache {
             blocks: HashMap::new(),
             order: VecDeque::new(),
