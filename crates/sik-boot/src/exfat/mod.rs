@@ -113,6 +113,9 @@ impl Entry {
 /// An opened exFAT volume.
 pub struct ExFat {
     f: File,
+    /// `f` is a regular file (a disk image): runs of zeros in a written
+    /// file become holes instead of written blocks.
+    image_file: bool,
     start: u64,
     cluster_shift: u32,
     fat_off: u64,
@@ -153,8 +156,10 @@ impl ExFat {
                 "exFAT boot sector: FAT too small for the cluster count",
             ));
         }
+        let image_file = f.metadata()?.file_type().is_file();
         let mut v = ExFat {
             f,
+            image_file,
             start,
             cluster_shift,
             fat_off,

@@ -327,14 +327,28 @@ impl ExFat {
                 let lo = i * cb;
                 let hi = (j * cb).min(want);
                 if lo < hi {
-                    self.f
-                        .write_all_at(&buf[lo..hi], self.cluster_pos(group[i]))?;
+                    self.put(&buf[lo..hi], self.cluster_pos(group[i]))?;
                 }
                 i = j;
             }
             left -= want as u64;
         }
         Ok(())
+    }
+
+    /// Write file contents at `pos`. On a disk image file a run of zeros
+    /// is a punched hole instead (it reads back as zeros whatever the
+    /// clusters held before), so a sparse ISO stays sparse in the image; a
+    /// device, or a filesystem that cannot punch holes, gets the bytes.
+    fn put(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        if self.image_file && data.iter().all(|b| *b == 0) {
+            let flags =
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+            if rustix::fs::fallocate(&self.f, flags, pos, data.len() as u64).is_ok() {
+                return Ok(());
+            }
+        }
+        self.f.write_all_at(data, pos)
     }
 
     /// Delete a file (not a directory).
