@@ -553,11 +553,17 @@ fn detect_boots_unknown_isos_by_their_own_config() {
     );
     let cfg = std::fs::read_to_string(medium.join("boot/grub/grub.cfg")).unwrap();
     assert!(
-        cfg.contains("linux (loop)/sysimg/boot/kernel sik.iso=${uuid}:${iso_path} root=live:CDLABEL=MYLIVE rd.live.image rd.live.dir=sysimg quiet\n"),
+        cfg.contains("linux (loop)/sysimg/boot/kernel sik.iso=${uuid}:${iso_path} root=live:CDLABEL=MYLIVE rd.live.image rd.live.dir=sysimg quiet sik.iso-name="),
         "{cfg}"
     );
     assert!(
         cfg.contains("initrd (loop)/sysimg/boot/initramfs /boot/sik/initrd.img\n"),
+        "{cfg}"
+    );
+    // Its factory-state entry still needs our initrd to find the ISO (a
+    // block device): it keeps it and tells the hook to apply nothing.
+    assert!(
+        cfg.contains("linux (loop)/sysimg/boot/kernel sik.iso=${uuid}:${iso_path} root=live:CDLABEL=MYLIVE rd.live.image rd.live.dir=sysimg quiet sik.factory\n"),
         "{cfg}"
     );
     assert!(cfg.contains("menuentry 'grub (generic)'"), "{cfg}");
@@ -721,7 +727,9 @@ fn generate_writes_checked_grub_cfg_and_initrd_once() {
         "# hand-written\n"
     );
     run_ok(cmd("grub-script-check").arg(&cfg_path));
-    assert_eq!(cfg.matches("menuentry ").count(), 9, "{cfg}");
+    // Nine ISOs, each with a factory-state entry too.
+    assert_eq!(cfg.matches("menuentry ").count(), 18, "{cfg}");
+    assert_eq!(cfg.matches(" (factory state)'").count(), 9, "{cfg}");
     assert!(
         cfg.contains("menuentry 'ubuntu-24.04.1-desktop-amd64 (casper)'"),
         "{cfg}"
@@ -738,22 +746,43 @@ fn generate_writes_checked_grub_cfg_and_initrd_once() {
         "{doc:#}"
     );
     assert!(cfg.contains("loopback loop \"${iso_path}\""));
+    // The ISO's entry names the ISO to the hook (its own extensions) and
+    // loads our initrd; the factory-state entry does neither.
+    let entry_of = |title: &str| {
+        let at = cfg
+            .find(&format!("menuentry '{title}'"))
+            .unwrap_or_else(|| panic!("no entry {title}: {cfg}"));
+        let body = &cfg[at..];
+        body[..body.find("\n}\n").unwrap()].to_string()
+    };
+    let ubuntu = entry_of("ubuntu-24.04.1-desktop-amd64 (casper)");
     assert!(
-        cfg.contains(
-            "linux (loop)/casper/vmlinuz boot=casper iso-scan/filename=${iso_path} quiet splash\n"
+        ubuntu.contains(
+            "linux (loop)/casper/vmlinuz boot=casper iso-scan/filename=${iso_path} quiet splash sik.iso-name=ubuntu-24.04.1-desktop-amd64\n"
         ),
-        "{cfg}"
+        "{ubuntu}"
     );
     assert!(
-        cfg.contains("initrd (loop)/casper/initrd /boot/sik/initrd.img\n"),
-        "{cfg}"
+        ubuntu.ends_with("initrd (loop)/casper/initrd /boot/sik/initrd.img"),
+        "{ubuntu}"
+    );
+    let factory = entry_of("ubuntu-24.04.1-desktop-amd64 (casper) (factory state)");
+    assert!(
+        factory.contains(
+            "linux (loop)/casper/vmlinuz boot=casper iso-scan/filename=${iso_path} quiet splash\n"
+        ),
+        "{factory}"
+    );
+    assert!(
+        factory.ends_with("initrd (loop)/casper/initrd"),
+        "{factory}"
     );
     assert!(cfg.contains(
         "initrd (loop)/arch/boot/intel-ucode.img (loop)/arch/boot/amd-ucode.img (loop)/arch/boot/x86_64/initramfs-linux.img /boot/sik/initrd.img\n"
     ));
     assert!(
         cfg.contains(
-            "img_loop=${iso_path} init=/run/archiso/img_dev/boot/sik/init archisobasedir=arch\n"
+            "img_loop=${iso_path} init=/run/archiso/img_dev/boot/sik/init archisobasedir=arch sik.iso-name="
         ),
         "archiso runs through init="
     );
@@ -761,6 +790,14 @@ fn generate_writes_checked_grub_cfg_and_initrd_once() {
         cfg.contains("linux (loop)/boot/grml64full/vmlinuz apm=power-off boot=live"),
         "generic: the ISO's own loopback.cfg entry: {cfg}"
     );
+    // The factory state of an init= family: the system's own init, no
+    // initrd of ours.
+    let arch_factory = cfg
+        .split("\nmenuentry ")
+        .find(|e| e.contains("archiso) (factory state)'"))
+        .unwrap_or_else(|| panic!("no archiso factory entry: {cfg}"));
+    assert!(!arch_factory.contains("init="), "{arch_factory}");
+    assert!(!arch_factory.contains("sik"), "{arch_factory}");
     assert!(cfg.contains("terminal_output serial console"));
     for m in [
         "part_msdos",
@@ -1786,7 +1823,8 @@ fn generate_skips_isos_whose_names_would_write_grub_commands() {
     let cfg_path = medium.join("boot/grub/grub.cfg");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
     run_ok(cmd("grub-script-check").arg(&cfg_path));
-    assert_eq!(cfg.matches("menuentry ").count(), 1, "{cfg}");
+    // good.iso's entry and its factory-state entry.
+    assert_eq!(cfg.matches("menuentry ").count(), 2, "{cfg}");
     for bad in [
         "set timeout=0",
         "set default=1",

@@ -518,3 +518,185 @@ fn remove_takes_items_and_their_sidecars_off_the_medium() {
         assert_eq!(doc["extensions"].as_array().unwrap().len(), 2, "{doc}");
     }
 }
+
+/// `list` and `check` on a disk image made by `sik boot install` with its
+/// default exFAT DATA, read in place through sik's own exFAT reader: a
+/// correct, a corrupted and an unchecksummed ISO; signed, unsigned and
+/// incompatible extensions; an ISO's own extension (linked for that ISO
+/// only) and a directory of extensions for no ISO (unreachable). Both JSON
+/// documents are validated against their schemas.
+#[test]
+fn list_and_check_read_an_exfat_image_medium() {
+    if !require_tool("xorriso")
+        || !require_tool("mksquashfs")
+        || !require_tool("mkfs.ext4")
+        || !require_tool("mkfs.exfat")
+        || !require_tool("grub-mkimage")
+        || !require_tool("sha256sum")
+    {
+        return;
+    }
+    let t = TestDir::new();
+    let f = fixture(&t);
+    let img = t.join("stick.img");
+    let out = run_ok(
+        sik()
+            .args(["boot", "install", "--json", "--image"])
+            .arg(&img)
+            .args(["--size", "256M", "--sik-binary"])
+            .arg(crate::boot::fake_sik(&t)),
+    );
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["data_fs"], "exfat", "{doc}");
+    // Zeros written to an image file become holes: 64 MiB of them (a
+    // sparse file, as a padded ISO is) leave the image's allocation about
+    // where it was.
+    let used =
+        |p: &Path| std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(p).unwrap()) * 512;
+    let before = used(&img);
+    let zeros = t.join("zeros.bin");
+    std::fs::File::create(&zeros)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    run_ok(
+        sik()
+            .args(["boot", "add"])
+            .arg(&zeros)
+            .arg(&img)
+            .args(["--to", "zeros.bin"]),
+    );
+    assert!(
+        used(&img) < before + (1 << 20),
+        "{} -> {}",
+        before,
+        used(&img)
+    );
+    fill(&img, &f);
+    let plain = live_iso(
+        &t,
+        "plain-live",
+        "live-boot",
+        "etc/os-release",
+        "ID=debian\n",
+    );
+    run_ok(sik().args(["boot", "add"]).arg(&plain).arg(&img));
+    // Sidecars: debian's digest of the ISO itself; fedora's of the ISO
+    // before one byte of the copy put on the medium was changed.
+    let dir = f.isos[0].parent().unwrap();
+    let side = t.write(
+        "sums/debian-live.iso.sha256",
+        sh(dir, "sha256sum debian-live.iso"),
+    );
+    let fed_side = t.write(
+        "sums/fedora-live.iso.sha256",
+        sh(dir, "sha256sum fedora-live.iso"),
+    );
+    for s in [&side, &fed_side] {
+        run_ok(
+            sik()
+                .args(["boot", "add"])
+                .arg(s)
+                .arg(&img)
+                .args(["--to", "boot/iso/"]),
+        );
+    }
+    let bad = t.mkdir("bad").join("fedora-live.iso");
+    let mut bytes = std::fs::read(&f.isos[1]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&bad, bytes).unwrap();
+    run_ok(sik().args(["boot", "add"]).arg(&bad).arg(&img));
+    // The Debian ISO's own extension, and one for an ISO the medium lacks.
+    let own = extension(&t, "own", "ID=_any\n");
+    run_ok(
+        sik()
+            .arg("sign")
+            .arg(&own)
+            .arg("--key")
+            .arg(t.join("signer")),
+    );
+    for to in [
+        "boot/extensions/debian-live/x86_64/",
+        "boot/extensions/no-such-iso/x86_64/",
+    ] {
+        run_ok(
+            sik()
+                .args(["boot", "add"])
+                .arg(&own)
+                .arg(&img)
+                .args(["--to", to]),
+        );
+    }
+    run_ok(
+        sik()
+            .args(["boot", "generate", "--sik-binary"])
+            .arg(crate::boot::fake_sik(&t))
+            .arg(&img),
+    );
+
+    let doc = list_json(&img);
+    let isos: Vec<&str> = doc["isos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        isos,
+        [
+            "boot/iso/debian-live.iso",
+            "boot/iso/fedora-live.iso",
+            "boot/iso/plain-live.iso"
+        ],
+        "{doc}"
+    );
+    assert_eq!(doc["isos"][0]["os_release"]["fields"]["ID"], "debian");
+    assert_eq!(
+        links(&doc, "x86_64/tools.ExtensionImage", "debian-live.iso").0,
+        true
+    );
+    let (l, why) = links(&doc, "legacy.ExtensionImage", "debian-live.iso");
+    assert_eq!(l, false);
+    assert!(why.contains("VERSION_ID=11"), "{why}");
+    let (l, why) = links(&doc, "unsigned.ExtensionImage", "fedora-live.iso");
+    assert_eq!(l, false);
+    assert!(why.contains("unsigned"), "{why}");
+    let own_path = "debian-live/x86_64/own.ExtensionImage";
+    assert_eq!(links(&doc, own_path, "debian-live.iso").0, true, "{doc}");
+    let (l, why) = links(&doc, own_path, "fedora-live.iso");
+    assert_eq!(l, false);
+    assert!(why.contains("only when that ISO boots"), "{why}");
+    assert_eq!(links(&doc, own_path, "plain-live.iso").0, false);
+    assert_eq!(doc["home"]["filesystem"], "ext2/3/4");
+
+    let (code, doc) = check_json(&img);
+    assert_eq!(code, Some(1), "{doc}");
+    assert_eq!(iso_status(&doc, "debian-live.iso"), "ok");
+    assert_eq!(iso_status(&doc, "fedora-live.iso"), "mismatch");
+    assert_eq!(iso_status(&doc, "plain-live.iso"), "unchecked");
+    let sig = |name: &str| {
+        doc["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["path"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name}: {doc}"))
+            .clone()
+    };
+    assert_eq!(sig("x86_64/tools.ExtensionImage")["ok"], true);
+    assert_eq!(sig("x86_64/legacy.ExtensionImage")["ok"], true);
+    assert_eq!(
+        sig("x86_64/unsigned.ExtensionImage")["signature"],
+        "unsigned"
+    );
+    assert_eq!(sig(own_path)["ok"], true);
+    assert_eq!(doc["generated"]["current"], true, "{doc}");
+    let unreachable: Vec<&str> = doc["unreachable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(unreachable, ["boot/extensions/no-such-iso"], "{doc}");
+}

@@ -323,7 +323,8 @@ fn classify<R: Read + Seek>(iso: &mut Iso<R>, fam: &Family) -> Result<Detected, 
             let ours = fam.hook.method == RunMethod::Init && arg_key(a) == "init";
             let drop = ours
                 || fam.boot.drop_args.iter().any(|k| k == arg_key(a) || k == a)
-                || arg_key(a) == "sik.iso"
+                || ["sik.iso", crate::grub::ISO_ARG, crate::grub::FACTORY_ARG]
+                    .contains(&arg_key(a))
                 || !quote::kernel_arg_ok(a)
                 || args.contains(a)
                 || own.contains(a);

@@ -3,12 +3,40 @@
 //! initrd appended. Works for BIOS (`i386-pc`) and UEFI (`x86_64-efi`) GRUB.
 
 use crate::detect::Detected;
+use crate::family::{IsoAccess, RunMethod};
 use crate::quote;
 
 /// Path of the medium's GRUB config, relative to the medium.
 pub const GRUB_CFG: &str = "boot/grub/grub.cfg";
 /// Path of the secondary initrd, relative to the medium.
 pub const SIK_INITRD: &str = "boot/sik/initrd.img";
+/// The kernel argument naming the booted ISO (its file name without
+/// `.iso`) to the boot hook, which then also links the ExtensionImages of
+/// `boot/extensions/STEM/ARCH/` ([`iso_extensions_dir`]).
+pub const ISO_ARG: &str = "sik.iso-name";
+/// The kernel argument of a factory-state entry that still loads the
+/// secondary initrd (an ISO reached as a block device needs it to be
+/// found): the hook then applies nothing.
+pub const FACTORY_ARG: &str = "sik.factory";
+/// The names of architecture directories below `boot/extensions/`
+/// (`uname -m`); an ISO whose stem is one of them has no directory of its
+/// own there.
+pub const ARCH_DIRS: &[&str] = &["x86_64", "aarch64", "i686", "armv7l", "riscv64"];
+/// What the factory-state entry of an ISO adds to its title.
+pub const FACTORY_SUFFIX: &str = " (factory state)";
+
+/// The directory of an ISO's own ExtensionImages (below it one directory
+/// per architecture, as in `boot/extensions/`): `boot/extensions/STEM`
+/// for `boot/iso/STEM.iso`, or `None` when STEM cannot name one (an
+/// architecture directory's name, or not a plain file name).
+pub fn iso_extensions_dir(iso_file_name: &str) -> Option<String> {
+    let stem = iso_file_name
+        .strip_suffix(".iso")
+        .or_else(|| iso_file_name.strip_suffix(".ISO"))
+        .unwrap_or(iso_file_name);
+    (path_safe(stem) && !ARCH_DIRS.contains(&stem) && quote::kernel_arg_ok(stem))
+        .then(|| format!("boot/extensions/{stem}"))
+}
 
 /// GRUB modules the config loads (they are built into the images `install`
 /// makes; `insmod` of a built-in module is a no-op). `exfat` is loaded only
@@ -153,56 +181,93 @@ pub fn render(isos: &[MenuIso], timeout: u32, pin: &Pin, data_exfat: bool) -> St
         _ => "  search --no-floppy --file --set=root \"${iso_path}\"\n".to_string(),
     };
     for m in isos {
-        let d = &m.detected;
-        let iso_path = format!("/boot/iso/{}", m.file_name);
-        let title = format!("{} ({})", m.file_name.trim_end_matches(".iso"), d.family);
-        let class = d
-            .class
-            .as_deref()
-            .map(|c| format!(" --class {c}"))
-            .unwrap_or_default();
-        s.push('\n');
-        s.push_str(&format!(
-            "menuentry {}{class} --class os {{\n",
-            quote::grub_quote(&title)
-        ));
-        s.push_str(&format!(
-            "  set iso_path={}\n",
-            quote::grub_quote(&iso_path)
-        ));
-        s.push_str("  export iso_path\n");
-        s.push_str(&search);
-        s.push_str("  probe --set=uuid --fs-uuid \"${root}\"\n");
-        s.push_str("  loopback loop \"${iso_path}\"\n");
-        if d.use_loopback_cfg {
-            s.push_str("  set root=(loop)\n");
-            s.push_str(&format!(
-                "  configfile {}\n",
-                d.config.as_deref().unwrap_or("/boot/grub/loopback.cfg")
-            ));
-        } else {
-            let kernel = d.kernel.as_deref().unwrap_or("/vmlinuz");
-            let args = d.args.join(" ");
-            // One argument (quoted text joined to the quoted variable): GRUB
-            // writes it to serial and console at once, not word by word.
-            s.push_str(&format!(
-                "  echo {}\"${{iso_path}}\"\n",
-                quote::grub_quote(&format!("Loading {kernel} from "))
-            ));
-            s.push_str(&format!(
-                "  linux (loop){kernel}{}{args}\n",
-                if args.is_empty() { "" } else { " " }
-            ));
-            let mut initrd = String::from("  initrd");
-            for i in &d.initrds {
-                initrd.push_str(&format!(" (loop){i}"));
-            }
-            initrd.push_str(&format!(" /{SIK_INITRD}"));
-            s.push_str(&initrd);
-            s.push('\n');
+        s.push_str(&entry(m, &search, false));
+        if !m.detected.use_loopback_cfg {
+            s.push_str(&entry(m, &search, true));
         }
-        s.push_str("}\n");
     }
+    s
+}
+
+/// One ISO's menu entry. `factory`: the factory-state entry, which boots
+/// the ISO with nothing of ours: the distribution's kernel, initrds and
+/// arguments only, without the secondary initrd (so no hook links
+/// extensions, applies the customization or mounts the home) and without
+/// the `init=` of `init` families. An ISO reached as a block device needs
+/// the secondary initrd to be found; its factory entry keeps it and passes
+/// [`FACTORY_ARG`], on which the hook applies nothing. An ISO booted
+/// through its own `loopback.cfg` gets no secondary initrd anyway and no
+/// factory entry.
+fn entry(m: &MenuIso, search: &str, factory: bool) -> String {
+    let mut s = String::new();
+    let d = &m.detected;
+    let iso_path = format!("/boot/iso/{}", m.file_name);
+    let mut title = format!("{} ({})", m.file_name.trim_end_matches(".iso"), d.family);
+    if factory {
+        title.push_str(FACTORY_SUFFIX);
+    }
+    let class = d
+        .class
+        .as_deref()
+        .map(|c| format!(" --class {c}"))
+        .unwrap_or_default();
+    s.push('\n');
+    s.push_str(&format!(
+        "menuentry {}{class} --class os {{\n",
+        quote::grub_quote(&title)
+    ));
+    s.push_str(&format!(
+        "  set iso_path={}\n",
+        quote::grub_quote(&iso_path)
+    ));
+    s.push_str("  export iso_path\n");
+    s.push_str(search);
+    s.push_str("  probe --set=uuid --fs-uuid \"${root}\"\n");
+    s.push_str("  loopback loop \"${iso_path}\"\n");
+    if d.use_loopback_cfg {
+        s.push_str("  set root=(loop)\n");
+        s.push_str(&format!(
+            "  configfile {}\n",
+            d.config.as_deref().unwrap_or("/boot/grub/loopback.cfg")
+        ));
+    } else {
+        let kernel = d.kernel.as_deref().unwrap_or("/vmlinuz");
+        let mut args: Vec<String> = d
+            .args
+            .iter()
+            .filter(|a| !(factory && d.hook == RunMethod::Init && a.starts_with("init=")))
+            .cloned()
+            .collect();
+        let needs_initrd = d.iso_access == IsoAccess::BlockDevice;
+        if !factory && let Some(dir) = iso_extensions_dir(&m.file_name) {
+            let stem = dir.trim_start_matches("boot/extensions/");
+            args.push(format!("{ISO_ARG}={stem}"));
+        }
+        if factory && needs_initrd {
+            args.push(FACTORY_ARG.to_string());
+        }
+        let args = args.join(" ");
+        // One argument (quoted text joined to the quoted variable): GRUB
+        // writes it to serial and console at once, not word by word.
+        s.push_str(&format!(
+            "  echo {}\"${{iso_path}}\"\n",
+            quote::grub_quote(&format!("Loading {kernel} from "))
+        ));
+        s.push_str(&format!(
+            "  linux (loop){kernel}{}{args}\n",
+            if args.is_empty() { "" } else { " " }
+        ));
+        let mut initrd = String::from("  initrd");
+        for i in &d.initrds {
+            initrd.push_str(&format!(" (loop){i}"));
+        }
+        if !factory || needs_initrd {
+            initrd.push_str(&format!(" /{SIK_INITRD}"));
+        }
+        s.push_str(&initrd);
+        s.push('\n');
+    }
+    s.push_str("}\n");
     s
 }
 

@@ -2,8 +2,10 @@
 # sik boot hook (POSIX sh, busybox compatible), written by `sik boot generate`.
 # Runs inside a live system's own initramfs (or as its init= wrapper) and
 #  1. finds the boot medium (the partition holding the ISO file),
-#  2. links the ExtensionImages of this architecture and the overlay into
-#     the new root with `sik link` (signatures checked against boot/keys),
+#  2. links the ExtensionImages of this architecture (shared ones and those
+#     of the booted ISO, named by the kernel argument sik.iso-name=STEM) and the
+#     overlay into the new root with `sik link` (signatures checked against
+#     boot/keys),
 #  3. mounts the persistent home (home.img on the medium, or the partition
 #     labelled SIK-HOME) on NEWROOT/home,
 #  4. makes boot/customize/init run once in the booted system.
@@ -17,6 +19,15 @@ LINK_POLICY=@LINK_POLICY@
 NEWROOT="${1:-/}"
 MEDIUM="${2:-}"
 log() { echo "sik: $*" >&2; }
+
+# The factory-state entry of an ISO that needs this initrd to be found (the
+# ISO as a block device) passes sik.factory: then nothing of ours is applied.
+case " $(cat /proc/cmdline 2>/dev/null) " in
+*" sik.factory "*)
+	log "factory state (sik.factory): no extension, overlay, customization or home"
+	exit 0
+	;;
+esac
 
 if [ -z "$MEDIUM" ]; then
 	for d in $CANDIDATES; do
@@ -91,11 +102,38 @@ load_dm_verity() {
 	fi
 }
 
-# 2. ExtensionImages and overlay.
+# The booted ISO's own ExtensionImages: boot/extensions/STEM/ARCH/, where
+# STEM comes from the kernel argument sik.iso-name=STEM that generate puts
+# into each ISO's menu entry (a plain file name; anything else is ignored).
+ISO_STEM=""
+if [ -r /proc/cmdline ]; then
+	set -f
+	# shellcheck disable=SC2013
+	for a in $(cat /proc/cmdline); do
+		case "$a" in sik.iso-name=*) ISO_STEM="${a#sik.iso-name=}" ;; esac
+	done
+	set +f
+fi
+case "$ISO_STEM" in
+"" | . | .. | */* | *[!A-Za-z0-9._,+:=@%~-]*) ISO_STEM="" ;;
+esac
+ISO_EXT=""
+[ -n "$ISO_STEM" ] && [ -d "$MEDIUM/boot/extensions/$ISO_STEM/$ARCH" ] &&
+	ISO_EXT="$MEDIUM/boot/extensions/$ISO_STEM/$ARCH"
+
+# 2. ExtensionImages (shared, then the ISO's own: one of the same file name
+# replaces the shared one) and overlay.
 set --
 for f in "$MEDIUM/boot/extensions/$ARCH/"*.ExtensionImage "$MEDIUM/boot/customize/$ARCH/"*.ExtensionImage; do
+	[ -n "$ISO_EXT" ] && [ -f "$ISO_EXT/${f##*/}" ] && continue
 	[ -f "$f" ] && set -- "$@" "$f"
 done
+if [ -n "$ISO_EXT" ]; then
+	for f in "$ISO_EXT/"*.ExtensionImage; do
+		[ -f "$f" ] && set -- "$@" "$f"
+	done
+	log "ISO $ISO_STEM: its own extensions from boot/extensions/$ISO_STEM/$ARCH"
+fi
 [ -d "$MEDIUM/boot/customize/overlay" ] && set -- "$@" "$MEDIUM/boot/customize/overlay"
 # The state (mounts of the images) lives inside the new root but not below
 # its /run: the initramfs's /run is moved over NEWROOT/run at switch_root,

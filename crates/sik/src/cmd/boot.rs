@@ -98,7 +98,7 @@ pub enum SecureBootMode {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Without --to the place follows the file's contents: ISOs go to boot/iso/, ExtensionImages to\nboot/extensions/ARCH/, AppImages to Applications/. With --to any file or directory tree goes to\nthat path on the medium (keys, overlay, customize/init, home.img). Run `sik boot generate` afterwards.\n\nExample:\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot add firmware.ExtensionImage /media/stick\n  sik boot add signer.pub stick.img --to boot/keys/\n  sik boot add ./overlay stick.img --to boot/customize/overlay"
+    after_help = "Without --to the place follows the file's contents: ISOs go to boot/iso/, ExtensionImages to\nboot/extensions/ARCH/, AppImages to Applications/. With --to any file or directory tree goes to\nthat path on the medium (keys, overlay, customize/init, home.img). An ExtensionImage for one ISO\nonly goes to boot/extensions/STEM/ARCH/ (STEM: the ISO's file name without .iso). Run `sik boot\ngenerate` afterwards.\n\nExample:\n  sik boot add ubuntu-24.04.iso stick.img\n  sik boot add firmware.ExtensionImage /media/stick\n  sik boot add codecs.ExtensionImage stick.img --to boot/extensions/ubuntu-24.04/x86_64/\n  sik boot add signer.pub stick.img --to boot/keys/\n  sik boot add ./overlay stick.img --to boot/customize/overlay"
 )]
 pub struct AddArgs {
     /// The file to copy.

@@ -354,6 +354,17 @@ fn generated(m: &Medium) -> Generated {
 /// Files in the medium's boot places that GRUB or the boot hook never use.
 fn unreachable(m: &Medium, isos: &[boot_list::IsoItem]) -> Vec<Unreachable> {
     let mut out = Vec::new();
+    // The ISOs whose boot names them (sik.iso=STEM): their own extension
+    // directories boot/extensions/STEM/.
+    let iso_stems: Vec<String> = isos
+        .iter()
+        .filter(|i| i.skipped.is_none())
+        .filter_map(|i| {
+            let file = i.path.rsplit('/').next().unwrap_or(&i.path);
+            sik_boot::grub::iso_extensions_dir(file)
+                .map(|d| d.trim_start_matches("boot/extensions/").to_string())
+        })
+        .collect();
     for i in isos {
         if let Some(why) = &i.skipped {
             out.push(Unreachable {
@@ -393,24 +404,48 @@ fn unreachable(m: &Medium, isos: &[boot_list::IsoItem]) -> Vec<Unreachable> {
             if base == "boot/customize" && ["overlay", "initrd"].contains(&e.name.as_str()) {
                 continue;
             }
-            if !["x86_64", "aarch64", "i686", "armv7l", "riscv64"].contains(&e.name.as_str()) {
+            if !sik_boot::grub::ARCH_DIRS.contains(&e.name.as_str()) {
+                // An ISO's own directory: boot/extensions/STEM/ARCH/.
+                if base == "boot/extensions" && iso_stems.contains(&e.name) {
+                    for a in m.list(&rel).unwrap_or_default() {
+                        let arel = format!("{rel}/{}", a.name);
+                        if !a.is_dir || !sik_boot::grub::ARCH_DIRS.contains(&a.name.as_str()) {
+                            out.push(Unreachable {
+                                path: arel,
+                                why: format!("the boot of {}.iso links only {rel}/ARCH/*.ExtensionImage (ARCH as uname -m, e.g. x86_64)", e.name),
+                            });
+                        } else {
+                            unreachable_in_arch_dir(m, &arel, &mut out);
+                        }
+                    }
+                    continue;
+                }
                 out.push(Unreachable {
                     path: rel.clone(),
-                    why: "not an architecture directory (uname -m, e.g. x86_64): nothing in it is linked".into(),
+                    why: if base == "boot/extensions" {
+                        format!("neither an architecture directory (uname -m, e.g. x86_64) nor the directory of an ISO boot/iso/{}.iso: nothing in it is linked", e.name)
+                    } else {
+                        "not an architecture directory (uname -m, e.g. x86_64): nothing in it is linked".into()
+                    },
                 });
                 continue;
             }
-            for f in m.list(&rel).unwrap_or_default() {
-                if f.is_dir || !f.name.ends_with(".ExtensionImage") {
-                    out.push(Unreachable {
-                        path: format!("{rel}/{}", f.name),
-                        why: "the boot links only *.ExtensionImage files here".into(),
-                    });
-                }
-            }
+            unreachable_in_arch_dir(m, &rel, &mut out);
         }
     }
     out
+}
+
+/// What in an architecture directory of extensions no boot links.
+fn unreachable_in_arch_dir(m: &Medium, rel: &str, out: &mut Vec<Unreachable>) {
+    for f in m.list(rel).unwrap_or_default() {
+        if f.is_dir || !f.name.ends_with(".ExtensionImage") {
+            out.push(Unreachable {
+                path: format!("{rel}/{}", f.name),
+                why: "the boot links only *.ExtensionImage files here".into(),
+            });
+        }
+    }
 }
 
 pub fn run(a: CheckArgs) -> CmdResult {
@@ -419,29 +454,24 @@ pub fn run(a: CheckArgs) -> CmdResult {
     let (trust, _) = boot_list::medium_trust(&m)?;
     let isos = check_isos(&m, a.quiet || a.json);
     let listed = boot_list::isos(&m)?;
-    let signatures: Vec<SignatureCheck> = boot_list::files_in(
-        &m,
-        &["boot/extensions", "boot/customize"],
-        ".ExtensionImage",
-        true,
-    )
-    .into_iter()
-    .chain(boot_list::files_in(
-        &m,
-        &["Applications"],
-        ".AppImage",
-        false,
-    ))
-    .map(|rel| {
-        let item = boot_list::image_item(&m, &rel, &trust, &[], false);
-        SignatureCheck {
-            ok: item.signature == "trusted",
-            path: item.path,
-            signature: item.signature,
-            reason: item.error.unwrap_or(item.signature_reason),
-        }
-    })
-    .collect();
+    let signatures: Vec<SignatureCheck> = boot_list::extension_files(&m)
+        .into_iter()
+        .chain(boot_list::files_in(
+            &m,
+            &["Applications"],
+            ".AppImage",
+            false,
+        ))
+        .map(|rel| {
+            let item = boot_list::image_item(&m, &rel, &trust, &[], false);
+            SignatureCheck {
+                ok: item.signature == "trusted",
+                path: item.path,
+                signature: item.signature,
+                reason: item.error.unwrap_or(item.signature_reason),
+            }
+        })
+        .collect();
     let generated = generated(&m);
     let unreachable = unreachable(&m, &listed);
     let ok = isos.iter().all(|i| matches!(i.status, "ok" | "unchecked"))

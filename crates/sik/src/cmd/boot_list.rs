@@ -180,6 +180,49 @@ pub fn files_in(m: &Medium, dirs: &[&str], suffix: &str, nested: bool) -> Vec<St
     out
 }
 
+/// Every ExtensionImage a boot may link: `boot/extensions/ARCH/`,
+/// `boot/customize/ARCH/` (found one level down; what is not in an
+/// architecture directory is reported by `check`) and the ISOs' own
+/// `boot/extensions/STEM/ARCH/` (a directory `STEM` that is not an
+/// architecture name).
+pub fn extension_files(m: &Medium) -> Vec<String> {
+    let mut out = files_in(
+        m,
+        &["boot/extensions", "boot/customize"],
+        ".ExtensionImage",
+        true,
+    );
+    for e in m.list("boot/extensions").unwrap_or_default() {
+        if e.is_dir && !sik_boot::grub::ARCH_DIRS.contains(&e.name.as_str()) {
+            let dir = format!("boot/extensions/{}", e.name);
+            for a in m.list(&dir).unwrap_or_default() {
+                if a.is_dir {
+                    out.extend(files_in(
+                        m,
+                        &[format!("{dir}/{}", a.name).as_str()],
+                        ".ExtensionImage",
+                        false,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The ISO file name an ExtensionImage is for when it lies in an ISO's
+/// own directory `boot/extensions/STEM/ARCH/` (`STEM.iso`), else `None`
+/// (shared by every ISO).
+pub fn own_iso_stem(rel: &str) -> Option<&str> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts.as_slice() {
+        ["boot", "extensions", stem, _arch, _file] if !sik_boot::grub::ARCH_DIRS.contains(stem) => {
+            Some(stem)
+        }
+        _ => None,
+    }
+}
+
 /// The systemd architecture name of an extensions directory (`uname -m`).
 fn arch_of(rel: &str) -> &'static str {
     let dir = rel.rsplit('/').nth(1).unwrap_or("");
@@ -251,8 +294,22 @@ pub fn image_item(
         .or_else(|| release.get("VERSION_ID"))
         .map(str::to_string);
     item.name = name.clone();
+    let own = own_iso_stem(rel);
     for iso in isos.iter().filter(|i| i.family.is_some()) {
-        let verdict = if item.signature != "trusted" {
+        let file = iso.path.rsplit('/').next().unwrap_or(&iso.path);
+        let for_other = own.is_some_and(|stem| {
+            sik_boot::grub::iso_extensions_dir(file).as_deref()
+                != Some(format!("boot/extensions/{stem}").as_str())
+        });
+        let verdict = if for_other {
+            (
+                Some(false),
+                Some(format!(
+                    "in boot/extensions/{}/: linked only when that ISO boots",
+                    own.unwrap_or_default()
+                )),
+            )
+        } else if item.signature != "trusted" {
             (
                 Some(false),
                 Some(format!("signature: {}", item.signature_reason)),
@@ -293,12 +350,7 @@ pub fn listing(medium: &Path) -> Result<Listing, Failure> {
     let m = Medium::open(medium).map_err(|e| fail(medium, e))?;
     let (trust, keys) = medium_trust(&m)?;
     let isos = isos(&m)?;
-    let ext_files = files_in(
-        &m,
-        &["boot/extensions", "boot/customize"],
-        ".ExtensionImage",
-        true,
-    );
+    let ext_files = extension_files(&m);
     let extensions = ext_files
         .iter()
         .map(|rel| image_item(&m, rel, &trust, &isos, true))

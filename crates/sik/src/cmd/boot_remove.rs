@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 use sik_boot::medium::Medium;
 
-use crate::cmd::boot_list::files_in;
+use crate::cmd::boot_list::{extension_files, files_in};
 use crate::fail::{CmdResult, Failure};
 
 #[derive(clap::Args)]
@@ -33,12 +33,7 @@ struct RemoveDoc {
 /// The medium files ITEM names.
 fn candidates(m: &Medium, item: &str) -> Vec<String> {
     let mut all = files_in(m, &["boot/iso"], ".iso", false);
-    all.extend(files_in(
-        m,
-        &["boot/extensions", "boot/customize"],
-        ".ExtensionImage",
-        true,
-    ));
+    all.extend(extension_files(m));
     all.extend(files_in(m, &["Applications"], ".AppImage", false));
     all.into_iter()
         .filter(|rel| {
