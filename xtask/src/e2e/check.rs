@@ -148,3 +148,78 @@ pub(super) fn check(fam: &Family, text: &str, earlier_homes: &[String]) -> Vec<S
     }
     bad
 }
+
+/// The per-ISO extension ([`super::medium::PER_ISO`], in
+/// `boot/extensions/debian-live/x86_64/`): linked in the Debian ISO's boot
+/// (the linker's state has a directory for it), absent in any other.
+pub(super) fn check_per_iso(fam: &Family, text: &str) -> Vec<String> {
+    let name = super::medium::PER_ISO;
+    let linked =
+        guest_lines(text).any(|l| l.starts_with("state ") && l.ends_with(&format!("/{name}")));
+    let own = fam.iso == "debian-live.iso";
+    match (own, linked) {
+        (true, false) => vec![format!(
+            "the Debian ISO's own extension {name} was not linked in its boot"
+        )],
+        (false, true) => vec![format!(
+            "{name}, the Debian ISO's own extension, was linked in a boot of {}",
+            fam.iso
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// A boot of an ISO's factory-state entry: the ISO boots (GRUB loads its
+/// kernel, the report completes) with nothing of ours: no hook ran (no
+/// `sik: ` line), no `sik.iso-name=` argument, no extension linked (no linker
+/// state, the extension's command missing), no overlay file, no
+/// customization, `/home` not the `home.img` loop mount.
+pub(super) fn check_factory(fam: &Family, text: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    let lines: Vec<&str> = guest_lines(text).collect();
+    let has = |p: &str| lines.iter().any(|l| l.starts_with(p));
+    if !text.contains(&format!("from /boot/iso/{}", fam.iso)) {
+        bad.push(format!(
+            "GRUB did not say it loads the kernel from /boot/iso/{}",
+            fam.iso
+        ));
+    }
+    if !has("end") {
+        bad.push("the guest's report did not complete (no `SIK-E2E: end`)".into());
+        return bad;
+    }
+    if !lines
+        .iter()
+        .any(|l| l.starts_with("cmdline ") && l.contains(fam.arg))
+    {
+        bad.push(format!("kernel command line lacks {}", fam.arg));
+    }
+    if lines
+        .iter()
+        .any(|l| l.starts_with("cmdline ") && l.contains("sik.iso-name="))
+    {
+        bad.push("the factory entry passed sik.iso-name=".into());
+    }
+    if let Some(l) = text.lines().find(|l| l.contains("sik: ")) {
+        bad.push(format!("our boot hook ran: {}", l.trim()));
+    }
+    if let Some(l) = lines.iter().find(|l| l.starts_with("state ")) {
+        bad.push(format!("an extension or overlay was linked: {l}"));
+    }
+    if !has("missing /usr/bin/sik-e2e-hello") || has("command-ok") {
+        bad.push("the signed extension's command is there".into());
+    }
+    if !has("overlay-missing") {
+        bad.push("the overlay file is there".into());
+    }
+    if !has("customize-missing") || has("customize-unit active") {
+        bad.push("boot/customize/init ran".into());
+    }
+    if lines
+        .iter()
+        .any(|l| l.starts_with("home ") && l.contains("loop"))
+    {
+        bad.push("/home is the home.img loop mount".into());
+    }
+    bad
+}

@@ -10,6 +10,10 @@ use std::process::Command;
 
 use crate::{Result, root, run};
 
+/// The name of the ExtensionImage only the Debian ISO's boots link
+/// (`tests/e2e/per-iso`, in `boot/extensions/debian-live/x86_64/`).
+pub(super) const PER_ISO: &str = "e2e-debian-only";
+
 /// Assemble the medium: a 2 GiB sparse disk image with everything on it.
 /// `install_args` go to `sik boot install` (the main medium: `--data-fs
 /// fat32`; the Secure Boot scenario adds its chain).
@@ -18,6 +22,29 @@ pub(super) fn build_medium(
     isos: &(PathBuf, bool),
     out: &Path,
     install_args: &[&str],
+) -> Result<PathBuf> {
+    build(
+        sik,
+        isos,
+        out,
+        install_args,
+        "2G",
+        &[("debian-live.iso", None), ("fedora-live.iso", None)],
+    )
+}
+
+/// Assemble a medium of `size` (sparse) in `out/disk.img` holding the ISOs
+/// `iso_list` names from the cache, each padded with zeros to the given
+/// number of bytes first when one is given (a sparse copy, removed after
+/// `sik boot add`; still a valid ISO: its volume ends where its descriptor
+/// says), and the common contents.
+pub(super) fn build(
+    sik: &Path,
+    isos: &(PathBuf, bool),
+    out: &Path,
+    install_args: &[&str],
+    size: &str,
+    iso_list: &[(&str, Option<u64>)],
 ) -> Result<PathBuf> {
     let recipes = root().join("tests/e2e");
     let work = out.join("work");
@@ -28,7 +55,7 @@ pub(super) fn build_medium(
         .args(install_args)
         .arg("--image")
         .arg(&disk)
-        .args(["--size", "2G", "--sik-binary"])
+        .args(["--size", size, "--sik-binary"])
         .arg(sik))?;
     let add_to = |src: &Path, dest: &str| {
         run(Command::new(sik)
@@ -37,11 +64,23 @@ pub(super) fn build_medium(
             .arg(&disk)
             .args(["--to", dest]))
     };
-    for iso in ["debian-live.iso", "fedora-live.iso"] {
-        run(Command::new(sik)
-            .args(["boot", "add"])
-            .arg(isos.0.join(iso))
-            .arg(&disk))?;
+    for (iso, pad) in iso_list {
+        let mut src = isos.0.join(iso);
+        if let Some(len) = pad {
+            let big = work.join(iso);
+            std::fs::copy(&src, &big).map_err(|e| format!("{}: {e}", big.display()))?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&big)
+                .and_then(|f| f.set_len(*len))
+                .map_err(|e| format!("{}: {e}", big.display()))?;
+            src = big;
+        }
+        let added = run(Command::new(sik).args(["boot", "add"]).arg(&src).arg(&disk));
+        if pad.is_some() {
+            let _ = std::fs::remove_file(&src);
+        }
+        added?;
     }
     // The signer's key and the two extensions.
     let key = work.join("e2e-key");
@@ -70,6 +109,22 @@ pub(super) fn build_medium(
         .args(["--os-id", "_any", "--version", "1.0"]))?;
     for img in [&signed, &unsigned] {
         run(Command::new(sik).args(["boot", "add"]).arg(img).arg(&disk))?;
+    }
+    // The Debian ISO's own extension (signed): linked in its boots only.
+    if iso_list.iter().any(|(i, _)| *i == "debian-live.iso") {
+        let own = work.join(format!("{PER_ISO}.ExtensionImage"));
+        run(Command::new(sik)
+            .args(["create", "extension", "-q"])
+            .arg(recipes.join("per-iso"))
+            .arg("-o")
+            .arg(&own)
+            .args(["--os-id", "_any", "--version", "1.0"]))?;
+        run(Command::new(sik)
+            .arg("sign")
+            .arg(&own)
+            .arg("--key")
+            .arg(&key))?;
+        add_to(&own, "boot/extensions/debian-live/x86_64/")?;
     }
     add_to(&work.join("e2e-key.pub"), "boot/keys/e2e-key.pub")?;
     // Overlay and customize/init.

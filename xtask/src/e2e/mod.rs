@@ -20,6 +20,7 @@
 mod any_iso;
 mod check;
 mod isos;
+mod large;
 mod medium;
 mod qemu;
 mod readme;
@@ -71,6 +72,7 @@ const SCENARIOS: &[Scenario] = &[
     ("secure-boot", secure_boot::run),
     ("readme", readme::run),
     ("any-iso", any_iso::run),
+    ("large", large::run),
 ];
 
 /// One family a scenario's boot proves, for COMPATIBILITY.md
@@ -325,6 +327,7 @@ fn main_boots(
             );
             let (text, seconds, status) = qemu::boot(disk, fw, entry, &titles, &log, ctx.timeout)?;
             let mut failures = check::check(fam, &text, &home_ids);
+            failures.extend(check::check_per_iso(fam, &text));
             if let Some(s) = status {
                 failures.insert(0, s);
             }
@@ -353,6 +356,46 @@ fn main_boots(
                 log,
             });
         }
+    }
+    // One boot of a factory-state entry (the first family, first firmware):
+    // nothing of ours may be applied.
+    if let (Some(fam), Some(fw)) = (families.first(), firmwares.first()) {
+        let stem = fam.iso.trim_end_matches(".iso");
+        let entry = titles
+            .iter()
+            .position(|t| t.contains(stem) && t.ends_with(sik_boot::grub::FACTORY_SUFFIX))
+            .ok_or_else(|| format!("no factory-state menu entry for {} in grub.cfg", fam.iso))?;
+        let log = ctx.out.join(format!("{stem}-factory-{}.log", fw.name()));
+        eprintln!(
+            "e2e: booting entry {entry} ({}) with {}, log {}",
+            titles[entry],
+            fw.name(),
+            log.display()
+        );
+        let (text, seconds, status) = qemu::boot(disk, fw, entry, &titles, &log, ctx.timeout)?;
+        let mut failures = check::check_factory(fam, &text);
+        if let Some(s) = status {
+            failures.insert(0, s);
+        }
+        let passed = failures.is_empty();
+        eprintln!(
+            "e2e: {} factory state / {}: {} in {seconds:.0} s",
+            fam.name,
+            fw.name(),
+            if passed { "passed" } else { "FAILED" }
+        );
+        for f in &failures {
+            eprintln!("e2e:   - {f}");
+        }
+        outcomes.push(Outcome {
+            scenario: "main",
+            what: format!("{} (factory state)", fam.name),
+            firmware: fw.title(),
+            passed,
+            seconds,
+            failures,
+            log,
+        });
     }
     Ok(outcomes)
 }
