@@ -6,7 +6,8 @@
 //! of the id before the first `-` is the benchmark that wrote it: running a
 //! benchmark replaces all of its rows and keeps every other row as it was.
 //! Rows are sorted by [`ORDER`]; ids not listed there follow, in file order.
-//! The header (machine, tool versions) is rewritten on every run.
+//! The header (machine, tool versions) is rewritten on every run; sections
+//! after the table (from its first `## ` heading on) are kept as they are.
 
 use std::path::Path;
 use std::process::Command;
@@ -154,6 +155,10 @@ fn existing_rows(md: &str) -> Vec<(String, String)> {
     let mut rows = Vec::new();
     let mut legacy = false;
     for line in md.lines() {
+        if line.starts_with("## ") {
+            // The hand-written sections after the table.
+            break;
+        }
         if line.starts_with("| benchmark | sik | peer |") {
             legacy = true;
             continue;
@@ -214,11 +219,24 @@ pub fn write(rows: &[Row], ran: &[&str]) -> Result {
         md.push_str(line);
         md.push('\n');
     }
+    md.push_str(sections_after_table(&old));
     let tmp = path.with_extension("md.tmp");
     std::fs::write(&tmp, md).map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// The hand-written sections after the table: from the first line that
+/// starts with `## ` to the end (empty when there are none).
+fn sections_after_table(old: &str) -> &str {
+    if old.starts_with("## ") {
+        return old;
+    }
+    match old.find("\n## ") {
+        Some(i) => &old[i..],
+        None => "",
+    }
 }
 
 fn today() -> String {
@@ -284,6 +302,17 @@ fn version(cmd: &str, arg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sections_after_the_table_are_kept_and_not_rows() {
+        let md = "# B\n\n| id | run |\n|---|---|\n| create | full |\n\n## Sizes\n\n| part | bytes |\n|---|---|\n| libc | 1 |\n";
+        let rows = existing_rows(md);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, "create");
+        assert!(sections_after_table(md).starts_with("\n## Sizes\n"));
+        assert!(sections_after_table(md).ends_with("| libc | 1 |\n"));
+        assert_eq!(sections_after_table("# B\n| create |\n"), "");
+    }
 
     #[test]
     fn legacy_rows_get_ids_and_groups_replace() {
