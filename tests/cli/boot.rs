@@ -1244,6 +1244,7 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
     t.write("medium/boot/customize/overlay/etc/motd", "hello\n");
     t.write("medium/boot/keys/signer.pub", "ssh-ed25519 AAAA test");
     t.write("medium/boot/customize/init", "#!/bin/sh\necho customized\n");
+    t.write("medium/Applications/App.AppImage", "ai");
     // The stand-in for sik records how the hook called it.
     t.write(
         "medium/boot/customize/policy.toml",
@@ -1251,7 +1252,7 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
     );
     let recorder = t.write(
         "sik-recorder",
-        "#!/bin/sh\ncase \"$*\" in *--help*) echo '--allow-directories --allow-unsigned-run'; exit 0 ;; esac\necho \"$@\" > /sik-link-args\n[ -e /link-fails ] && exit 2\nexit 0\n",
+        "#!/bin/sh\ncase \"$*\" in *--help*) echo '--allow-directories --allow-unsigned-run'; exit 0 ;; esac\necho \"$@\" > \"/sik-$1-args\"\n[ -e /link-fails ] && exit 2\nexit 0\n",
     );
     std::fs::set_permissions(
         &recorder,
@@ -1299,6 +1300,13 @@ fn hooks_run_in_busybox_initramfs_tools_and_dracut_roots() {
     assert_eq!(
         args.trim(),
         "link /isodevice/boot/extensions/x86_64/firmware.ExtensionImage /isodevice/boot/customize/overlay --root /root --trust /isodevice/boot/keys --state /root/var/lib/sik/extensions --allow-directories"
+    );
+    // The AppImages of Applications/ go into the new root's menu, only
+    // signed ones with boot/keys in force; entries of others are dropped.
+    let args = std::fs::read_to_string(root.join("sik-integrate-args")).unwrap();
+    assert_eq!(
+        args.trim(),
+        "integrate --system --root /root --sync --trust /isodevice/boot/keys /isodevice/Applications/App.AppImage"
     );
     // The home is mounted nosuid,nodev.
     let home_line = stderr

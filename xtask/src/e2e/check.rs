@@ -127,6 +127,25 @@ pub(super) fn check(fam: &Family, text: &str, earlier_homes: &[String]) -> Vec<S
     if !refusal {
         bad.push("no refusal of e2e-unsigned.ExtensionImage with its reason in the log".into());
     }
+    // The AppImages of Applications/: the signed one is in the menu and
+    // its entry runs it on the medium; the unsigned one is not.
+    if !has_with("app-entry ", "SIK E2E Signed App") {
+        bad.push(
+            "no desktop entry for the signed AppImage in /usr/local/share/applications".into(),
+        );
+    }
+    if has_with("app-entry ", "SIK E2E Unsigned App") {
+        bad.push("the unsigned AppImage was integrated".into());
+    }
+    if !has_with(
+        "app-exec ",
+        &format!("{}/Applications/e2e-Signed.AppImage", fam.medium_mount),
+    ) {
+        bad.push("the signed AppImage's entry does not run it on the medium".into());
+    }
+    if !has("app-ran hello from the signed AppImage e2e-arg") {
+        bad.push("the signed AppImage's entry's command line did not run it".into());
+    }
     if !has("overlay overlay file from boot/customize/overlay") {
         bad.push("the overlay file is missing".into());
     }

@@ -1,5 +1,6 @@
 //! The e2e's main medium: `sik boot install --image`, both live ISOs, a
-//! signed and an unsigned ExtensionImage, the signer's key, the overlay and
+//! signed and an unsigned ExtensionImage, a signed and an unsigned AppImage
+//! (in `Applications/`), the signer's key, the overlay and
 //! `boot/customize/init` of `tests/e2e/medium`, a `home.img`, then
 //! `sik boot generate`. Written without mounting, only through `sik boot
 //! install/add/generate`, as users do. DATA is FAT32 (`--data-fs fat32`):
@@ -127,6 +128,15 @@ pub(super) fn build(
         add_to(&own, "boot/extensions/debian-live/x86_64/")?;
     }
     add_to(&work.join("e2e-key.pub"), "boot/keys/e2e-key.pub")?;
+    // Two AppImages in Applications/: the boot hook integrates the signed
+    // one into the menu (its entry runs it on the medium), not the other.
+    for (label, signed) in [("Signed", true), ("Unsigned", false)] {
+        let image = app_image(sik, &work, label, signed.then_some(key.as_path()))?;
+        run(Command::new(sik)
+            .args(["boot", "add"])
+            .arg(&image)
+            .arg(&disk))?;
+    }
     // Overlay and customize/init.
     add_to(&recipes.join("medium/boot/customize"), "boot/customize")?;
     // The persistent home: an ext4 image with the e2e user's directory.
@@ -147,4 +157,46 @@ pub(super) fn build(
         .arg(sik)
         .args(["--timeout", "30"]))?;
     Ok(disk)
+}
+
+/// An AppImage `e2e-LABEL.AppImage` (made from an AppDir written here)
+/// whose AppRun prints `hello from the LABEL AppImage` and its arguments;
+/// signed with `key` when given.
+fn app_image(sik: &Path, work: &Path, label: &str, key: Option<&Path>) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = work.join(format!("e2e-{label}.AppDir"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+    };
+    let lower = label.to_lowercase();
+    write(
+        "AppRun",
+        format!("#!/bin/sh\necho \"hello from the {lower} AppImage $*\"\n"),
+    )?;
+    std::fs::set_permissions(dir.join("AppRun"), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    write(
+        &format!("sik-e2e-{lower}.desktop"),
+        format!(
+            "[Desktop Entry]\nType=Application\nName=SIK E2E {label} App\nExec=AppRun %F\nIcon=sik-e2e\nCategories=Utility;\nX-AppImage-Version=1.0\n"
+        ),
+    )?;
+    write(
+        "sik-e2e.svg",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n".into(),
+    )?;
+    let image = work.join(format!("e2e-{label}.AppImage"));
+    let mut c = Command::new(sik);
+    c.args(["create", "appimage", "-q"])
+        .arg(&dir)
+        .arg("-o")
+        .arg(&image);
+    if let Some(k) = key {
+        c.arg("--sign").arg(k);
+    }
+    run(&mut c)?;
+    Ok(image)
 }

@@ -5,7 +5,8 @@
 #  2. links the ExtensionImages of this architecture (shared ones and those
 #     of the booted ISO, named by the kernel argument sik.iso-name=STEM) and the
 #     overlay into the new root with `sik link` (signatures checked against
-#     boot/keys),
+#     boot/keys), and puts the AppImages of Applications/ into its menu
+#     (`sik integrate`),
 #  3. mounts the persistent home (home.img on the medium, or the partition
 #     labelled SIK-HOME) on NEWROOT/home,
 #  4. makes boot/customize/init run once in the booted system.
@@ -169,6 +170,29 @@ if [ $# -gt 0 ]; then
 	0) log "link done" ;;
 	1) log "link done; some sources were refused (reasons above)" ;;
 	*) log "link failed with status $rc" ;;
+	esac
+fi
+
+# 2b. AppImages of Applications/: desktop entries, icons and MIME types in
+# NEWROOT's /usr/local/share whose Exec runs each AppImage on the medium
+# (nothing is copied; the medium's mount point under /run stays the same
+# after switch_root). With keys in boot/keys only AppImages signed by one
+# of them; --sync drops entries of AppImages no longer on the medium.
+set --
+for f in "$MEDIUM/Applications/"*.AppImage; do
+	[ -f "$f" ] && set -- "$@" "$f"
+done
+apps=$#
+[ -d "$MEDIUM/boot/keys" ] && set -- --trust "$MEDIUM/boot/keys" "$@"
+if ! "$SIK" integrate --help >/dev/null 2>&1; then
+	[ "$apps" -gt 0 ] && log "this sik has no integrate command; AppImages not integrated"
+elif [ "$apps" -gt 0 ] || [ -d "$NEWROOT/usr/local/share/applications" ]; then
+	log "integrating $apps AppImage(s) into $NEWROOT/usr/local/share"
+	"$SIK" integrate --system --root "$NEWROOT" --sync "$@"
+	case $? in
+	0) log "AppImages integrated" ;;
+	1) log "AppImages integrated; some were refused (reasons above)" ;;
+	*) log "integrating AppImages failed" ;;
 	esac
 fi
 
