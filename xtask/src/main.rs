@@ -16,7 +16,7 @@
 //! * `e2e`: boots a generated medium in QEMU (see E2E.md).
 //! * `compat [--check]`: writes COMPATIBILITY.md from the family files and
 //!   the e2e scenarios' record of what they boot (`compat.rs`).
-//! * `bench [create|extract|verify|link|appimage|detect|fuse|scale]… [--quick]`: side-by-side benchmarks against the peer
+//! * `bench [create|extract|verify|link|appimage|detect|fuse|scale|verity]… [--quick]`: side-by-side benchmarks against the peer
 //!   tools, written to BENCHMARKS.md.
 
 #![forbid(unsafe_code)]
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|tidy|test|example|generate [--medium DIR]|dist|bench [create|extract|verify|link|appimage|detect|fuse|scale]… [--quick]|e2e|compat [--check]>"
+                "usage: cargo xtask <ci|tidy|test|example|generate [--medium DIR]|dist|bench [create|extract|verify|link|appimage|detect|fuse|scale|verity]… [--quick]|e2e|compat [--check]>"
             );
             return ExitCode::from(2);
         }

@@ -45,6 +45,10 @@ const ORDER: &[&str] = &[
     "scale-link-1GB",
     "scale-link-4GB",
     "scale-link-usr",
+    "verity-create",
+    "verity-verify",
+    "verity-link-64MiB",
+    "verity-link-1GiB",
 ];
 
 const TABLE_HEAD: &str = "| id | run | benchmark | sik | peer | sik median (min–max) | peer median (min–max) | ratio sik ÷ peer | other |\n|---|---|---|---|---|---|---|---|---|\n";

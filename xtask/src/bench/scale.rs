@@ -18,11 +18,11 @@ use super::{Ab, ab, fresh_dir, reads, remove_output, sh};
 use crate::Result;
 
 /// What a generated tree holds.
-struct Tree {
-    files: u64,
-    dirs: u64,
-    duplicates: u64,
-    bytes: u64,
+pub(super) struct Tree {
+    pub(super) files: u64,
+    pub(super) dirs: u64,
+    pub(super) duplicates: u64,
+    pub(super) bytes: u64,
 }
 
 /// Write about `total` bytes of files into `dir`: half of the bytes in
@@ -30,7 +30,7 @@ struct Tree {
 /// half in medium files (32 KiB–4 MiB) and one in fifteen of those big
 /// (16–128 MiB); one file in twenty a byte-for-byte copy of an earlier small
 /// or medium file, 50 files per directory, two levels deep.
-fn generate(dir: &Path, total: u64, seed: u64) -> Result<Tree> {
+pub(super) fn generate(dir: &Path, total: u64, seed: u64) -> Result<Tree> {
     let pools = Pools::new();
     let mut rng = Rng::new(seed);
     let mut t = Tree {

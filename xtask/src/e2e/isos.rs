@@ -24,7 +24,7 @@ const PACKAGES: &[&str] = &[
 
 /// The ISOs from the cache, built when missing. Returns the directory holding
 /// `debian-live.iso` and `fedora-live.iso`, and whether it came from the cache.
-pub(super) fn cached_isos() -> Result<(PathBuf, bool)> {
+pub(crate) fn cached_isos() -> Result<(PathBuf, bool)> {
     if let Some(dir) = std::env::var_os("SIK_E2E_ISOS") {
         // ISOs built elsewhere (debugging a boot without rebuilding them).
         eprintln!("e2e: ISOs from SIK_E2E_ISOS={}", Path::new(&dir).display());

@@ -19,7 +19,7 @@
 
 mod any_iso;
 mod check;
-mod isos;
+pub(crate) mod isos;
 mod large;
 mod medium;
 mod qemu;
