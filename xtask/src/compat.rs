@@ -102,7 +102,7 @@ pub fn render() -> Result<String> {
             proven(&f, &layout)
         ));
     }
-    s.push_str("\nA family file on the medium (`boot/formats/NAME.toml`) replaces the\nbuilt-in one of the same name; `any-iso` boots `dracut-fedora` through such\na file with `iso_access = \"block-device\"` and no `iso-scan/filename=`.\nNot booted in CI: a third initramfs framework (openSUSE's kiwi\n`55kiwi-live`), exFAT DATA with an initramfs that lacks the exfat module,\nand the block device under initramfs-tools, mkinitcpio or kiwi v7 (no hook\nruns it there).\n");
+    s.push_str("\nA family file on the medium (`boot/formats/NAME.toml`) replaces the\nbuilt-in one of the same name; `any-iso` boots `dracut-fedora` through such\na file with `iso_access = \"block-device\"` and no `iso-scan/filename=`.\nNot booted in CI: a third initramfs framework (openSUSE's kiwi\n`55kiwi-live`), exFAT DATA with an initramfs that lacks the exfat module\n(`large` boots an initramfs that carries it), UEFI for `any-iso`, and the\nblock device under initramfs-tools, mkinitcpio or kiwi v7 (no hook runs\nit there).\n");
     Ok(s)
 }
 

@@ -123,6 +123,13 @@ pub(crate) const PROOFS: &[Proof] = {
             firmware: "SeaBIOS",
         },
         Proof {
+            scenario: "large",
+            family: "live-boot",
+            iso: "Debian 12 live-boot padded to 4.5 GiB, exFAT DATA",
+            access: Argument,
+            firmware: "SeaBIOS, OVMF",
+        },
+        Proof {
             scenario: "any-iso",
             family: "dracut-fedora",
             iso: "Fedora layout, only `root=live:CDLABEL=`",
