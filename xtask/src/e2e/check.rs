@@ -117,6 +117,26 @@ pub(super) fn check(fam: &Family, text: &str, earlier_homes: &[String]) -> Vec<S
     if !has_with("extension-run ran for ", "e2e-signed") {
         bad.push("the signed extension's ExtensionRun left no mark".into());
     }
+    // The codec libraries from real .debs, linked at boot and known to the
+    // dynamic linker through the ldconfig trigger the hook's link ran in
+    // the new root (Debian's multiarch directory; Fedora's ldconfig does
+    // not scan it).
+    // (merged /usr: ldconfig names it by the first directory it scans,
+    // /lib/x86_64-linux-gnu.)
+    if fam.iso == "debian-live.iso"
+        && !lines.iter().any(|l| {
+            l.starts_with("ldconfig-p libFLAC.so.12 (libc6,x86-64) => ")
+                && l.ends_with("lib/x86_64-linux-gnu/libFLAC.so.12")
+        })
+    {
+        bad.push("ldconfig -p does not list the codec extension's libFLAC.so.12".into());
+    }
+    if !has_with(
+        "symlink /usr/lib/x86_64-linux-gnu/libFLAC.so.12 -> ",
+        "/sik/extensions/e2e-codecs/mnt/",
+    ) {
+        bad.push("the codec extension's library is not a symlink into its mount".into());
+    }
     if !has("unsigned-absent") {
         bad.push("the unsigned extension was linked".into());
     }

@@ -1,6 +1,7 @@
 //! The e2e's main medium: `sik boot install --image`, both live ISOs, a
-//! signed and an unsigned ExtensionImage, a signed and an unsigned AppImage
-//! (in `Applications/`), the signer's key, the overlay and
+//! signed and an unsigned ExtensionImage, a signed codec extension made
+//! from Debian packages (`apt-get download`), a signed and an unsigned
+//! AppImage (in `Applications/`), the signer's key, the overlay and
 //! `boot/customize/init` of `tests/e2e/medium`, a `home.img`, then
 //! `sik boot generate`. Written without mounting, only through `sik boot
 //! install/add/generate`, as users do. DATA is FAT32 (`--data-fs fat32`):
@@ -14,6 +15,9 @@ use crate::{Result, root, run};
 /// The name of the ExtensionImage only the Debian ISO's boots link
 /// (`tests/e2e/per-iso`, in `boot/extensions/debian-live/x86_64/`).
 pub(super) const PER_ISO: &str = "e2e-debian-only";
+
+/// The Debian packages of the codec extension (`libFLAC.so.12` needs `libogg.so.0`).
+pub(super) const CODEC_PACKAGES: &[&str] = &["libflac12", "libogg0"];
 
 /// Assemble the medium: a 2 GiB sparse disk image with everything on it.
 /// `install_args` go to `sik boot install` (the main medium: `--data-fs
@@ -108,7 +112,34 @@ pub(super) fn build(
         .arg("-o")
         .arg(&unsigned)
         .args(["--os-id", "_any", "--version", "1.0"]))?;
-    for img in [&signed, &unsigned] {
+    // A codec set as it comes: Debian's FLAC and Ogg libraries, fetched
+    // with apt-get download, in one signed extension; at boot the linker's
+    // ldconfig trigger makes the dynamic linker know them.
+    let debs = work.join("codec-debs");
+    let _ = std::fs::remove_dir_all(&debs);
+    std::fs::create_dir_all(&debs).map_err(|e| e.to_string())?;
+    run(Command::new("apt-get")
+        .args(["download", "-q"])
+        .args(CODEC_PACKAGES)
+        .current_dir(&debs))?;
+    let mut codec_sources: Vec<PathBuf> = std::fs::read_dir(&debs)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    codec_sources.sort();
+    let codecs = work.join("e2e-codecs.ExtensionImage");
+    run(Command::new(sik)
+        .args(["create", "extension", "-q"])
+        .args(&codec_sources)
+        .arg("-o")
+        .arg(&codecs))?;
+    run(Command::new(sik)
+        .arg("sign")
+        .arg(&codecs)
+        .arg("--key")
+        .arg(&key))?;
+    for img in [&signed, &unsigned, &codecs] {
         run(Command::new(sik).args(["boot", "add"]).arg(img).arg(&disk))?;
     }
     // The Debian ISO's own extension (signed): linked in its boots only.
