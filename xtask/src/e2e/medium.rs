@@ -118,10 +118,14 @@ pub(super) fn build(
     let debs = work.join("codec-debs");
     let _ = std::fs::remove_dir_all(&debs);
     std::fs::create_dir_all(&debs).map_err(|e| e.to_string())?;
-    run(Command::new("apt-get")
-        .args(["download", "-q"])
-        .args(CODEC_PACKAGES)
-        .current_dir(&debs))?;
+    // (`run` starts commands in the repository: the download changes
+    // into its directory itself.)
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && shift && apt-get download -q \"$@\"")
+        .arg("sh")
+        .arg(&debs)
+        .args(CODEC_PACKAGES))?;
     let mut codec_sources: Vec<PathBuf> = std::fs::read_dir(&debs)
         .map_err(|e| e.to_string())?
         .flatten()
