@@ -211,7 +211,7 @@ pub(super) fn check_per_iso(fam: &Family, text: &str) -> Vec<String> {
 /// A boot of an ISO's factory-state entry: the ISO boots (GRUB loads its
 /// kernel, the report completes) with nothing of ours: no hook ran (no
 /// `sik: ` line), no `sik.iso-name=` argument, no extension linked (no linker
-/// state, the extension's command missing), no overlay file, no
+/// state, the extension's command missing), no AppImage in the menu, no overlay file, no
 /// customization, `/home` not the `home.img` loop mount.
 pub(super) fn check_factory(fam: &Family, text: &str) -> Vec<String> {
     let mut bad = Vec::new();
@@ -247,6 +247,9 @@ pub(super) fn check_factory(fam: &Family, text: &str) -> Vec<String> {
     }
     if !has("missing /usr/bin/sik-e2e-hello") || has("command-ok") {
         bad.push("the signed extension's command is there".into());
+    }
+    if !has("app-none") || has("app-entry ") {
+        bad.push("an AppImage of Applications/ was integrated".into());
     }
     if !has("overlay-missing") {
         bad.push("the overlay file is there".into());
