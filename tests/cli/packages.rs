@@ -563,3 +563,57 @@ fn for_an_iso_what_its_root_holds_is_left_out_and_its_packages_refused() {
         format!("libogg0 {version}").as_str()
     );
 }
+
+/// An RPM whose headers lie (an index entry pointing past the header's
+/// data, an absurd entry count or data size, a truncated header) is one
+/// error naming the file, exit 2, never a panic of the RPM parser and never
+/// an allocation of what the header claims. The first case is the input
+/// `cargo xtask fuzz tar_source` found crashing the `rpm` crate.
+#[test]
+fn rpms_with_lying_headers_are_refused_without_a_panic() {
+    if !require_tool("rpmbuild") {
+        return;
+    }
+    let t = TestDir::new();
+    let spec = t.write(
+        "lie.spec",
+        "Name: lie\nVersion: 1\nRelease: 1\nSummary: s\nLicense: MIT\nBuildArch: noarch\n%description\nd\n%install\nmkdir -p %{buildroot}/usr/share/lie\necho x > %{buildroot}/usr/share/lie/x\n%files\n/usr/share/lie\n",
+    );
+    let top = t.mkdir("rpmbuild");
+    run_ok(
+        cmd("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .args(["--nodeps", "--quiet", "-bb"])
+            .arg(&spec),
+    );
+    let good = std::fs::read(top.join("RPMS/noarch/lie-1-1.noarch.rpm")).unwrap();
+    let be = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    // The main header starts after the lead (96), the signature header's
+    // intro (16), its index and its data padded to 8.
+    let sig_end = 96 + 16 + be(&good, 96 + 8) as usize * 16 + be(&good, 96 + 12) as usize;
+    let main = sig_end.div_ceil(8) * 8;
+    let set = |at: usize, v: u32| {
+        let mut b = good.clone();
+        b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        // Entry 1's offset (index at +16, offset field at +8 of 16 bytes).
+        ("offset", set(main + 16 + 16 + 8, 1_180_093), "past its"),
+        ("sig-offset", set(96 + 16 + 8, 0x7fff_ffff), "past its"),
+        ("entries", set(main + 8, 0xffff_ff00), "exceed rpm's limits"),
+        ("data", set(96 + 12, 0xffff_fff0), "exceed rpm's limits"),
+        ("truncated", good[..main + 40].to_vec(), "end past the file"),
+    ];
+    for (name, bytes, needle) in cases {
+        let rpm = t.write(&format!("{name}.rpm"), &bytes);
+        let out = run(sik()
+            .args(["create", "extension"])
+            .arg(&rpm)
+            .arg("-o")
+            .arg(t.join(format!("{name}.ExtensionImage"))));
+        assert_fails(&out, 2, &[&format!("{name}.rpm"), "RPM package", needle]);
+        assert!(!t.join(format!("{name}.ExtensionImage")).exists());
+    }
+}

@@ -133,6 +133,62 @@ fn checked(path: &Path, facts: PackageFacts) -> Result<PackageFacts, Error> {
     Ok(facts)
 }
 
+/// Size of an RPM lead, the fixed block before the signature header.
+const RPM_LEAD: u64 = 96;
+/// Header structure magic (`8E AD E8`, version 1) and 4 reserved bytes.
+const RPM_HEADER_MAGIC: [u8; 4] = [0x8e, 0xad, 0xe8, 0x01];
+/// Limits rpm itself applies to a header (`hdrchkTags`, `hdrchkData`):
+/// at most 0xffff index entries and 256 MiB of data.
+const RPM_MAX_ENTRIES: u32 = 0xffff;
+const RPM_MAX_DATA: u32 = 0x0fff_ffff;
+
+/// Check the structure of an RPM's signature and main headers before the
+/// `rpm` crate parses them: magic, entry count and data size within rpm's
+/// own limits and inside the file, and every index entry's offset inside
+/// its header's data. A hostile header would otherwise make that parser
+/// allocate gigabytes or index past its data (a panic).
+fn check_rpm_headers(file: &File) -> Result<(), String> {
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut at = RPM_LEAD;
+    for (n, what) in ["signature header", "header"].iter().enumerate() {
+        let mut intro = [0u8; 16];
+        file.read_exact_at(&mut intro, at)
+            .map_err(|_| format!("{what} at byte {at}: truncated"))?;
+        if intro[..4] != RPM_HEADER_MAGIC {
+            return Err(format!("{what} at byte {at}: no header magic"));
+        }
+        let entries = u32::from_be_bytes([intro[8], intro[9], intro[10], intro[11]]);
+        let data = u32::from_be_bytes([intro[12], intro[13], intro[14], intro[15]]);
+        if entries > RPM_MAX_ENTRIES || data > RPM_MAX_DATA {
+            return Err(format!(
+                "{what} at byte {at}: {entries} entries and {data} bytes of data exceed rpm's limits"
+            ));
+        }
+        let index_at = at + 16;
+        let data_at = index_at + u64::from(entries) * 16;
+        let end = data_at + u64::from(data);
+        if end > len {
+            return Err(format!(
+                "{what} at byte {at}: {entries} entries and {data} bytes of data end past the file ({len} bytes)"
+            ));
+        }
+        let mut index = vec![0u8; entries as usize * 16];
+        file.read_exact_at(&mut index, index_at)
+            .map_err(|e| format!("{what}: {e}"))?;
+        for (i, e) in index.chunks_exact(16).enumerate() {
+            let offset = u32::from_be_bytes([e[8], e[9], e[10], e[11]]);
+            if offset > data {
+                return Err(format!(
+                    "{what} at byte {at}: entry {i} points at {offset}, past its {data} bytes of data"
+                ));
+            }
+        }
+        // The signature header's data is padded to 8 bytes.
+        at = if n == 0 { end.div_ceil(8) * 8 } else { end };
+    }
+    Ok(())
+}
+
 /// Feed an RPM package's payload (streamed; cpio in gzip, xz or zstd) into
 /// `ingest` and return its facts. Owners are root unless `--keep-owner`,
 /// which only knows `root` (RPM records owner names, not numbers). Ghost
@@ -149,6 +205,7 @@ pub(crate) fn ingest_rpm(ingest: &mut Ingest<'_>, path: &Path) -> Result<Package
     let rpm_err = |e: rpm::Error| bad(path, format!("RPM package: {e}"));
     let io_err = |e: std::io::Error| Error::source(path, e);
     let file = File::open(path).map_err(io_err)?;
+    check_rpm_headers(&file).map_err(|why| bad(path, format!("RPM package: {why}")))?;
     let (payload_at, expected) = {
         let mut probe = BufReader::new(file.try_clone().map_err(io_err)?);
         let md = rpm::PackageMetadata::parse(&mut probe).map_err(rpm_err)?;
