@@ -605,6 +605,8 @@ fn rpms_with_lying_headers_are_refused_without_a_panic() {
         ("entries", set(main + 8, 0xffff_ff00), "exceed rpm's limits"),
         ("data", set(96 + 12, 0xffff_fff0), "exceed rpm's limits"),
         ("truncated", good[..main + 40].to_vec(), "end past the file"),
+        // Entry 0's item count (at +12): the parser reserved room for it.
+        ("count", set(main + 16 + 12, 0x7fff_fff0), "items at"),
     ];
     for (name, bytes, needle) in cases {
         let rpm = t.write(&format!("{name}.rpm"), &bytes);

@@ -176,10 +176,32 @@ fn check_rpm_headers(file: &File) -> Result<(), String> {
         file.read_exact_at(&mut index, index_at)
             .map_err(|e| format!("{what}: {e}"))?;
         for (i, e) in index.chunks_exact(16).enumerate() {
+            let kind = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
             let offset = u32::from_be_bytes([e[8], e[9], e[10], e[11]]);
+            let count = u32::from_be_bytes([e[12], e[13], e[14], e[15]]);
             if offset > data {
                 return Err(format!(
                     "{what} at byte {at}: entry {i} points at {offset}, past its {data} bytes of data"
+                ));
+            }
+            // The fewest bytes one item of each type takes (NULL: none;
+            // CHAR, INT8, BIN: 1; INT16: 2; INT32: 4; INT64: 8; the string
+            // types at least their terminating NUL).
+            let item: u64 = match kind {
+                0 => 0,
+                1 | 2 | 6..=9 => 1,
+                3 => 2,
+                4 => 4,
+                5 => 8,
+                _ => {
+                    return Err(format!(
+                        "{what} at byte {at}: entry {i} has unknown type {kind}"
+                    ));
+                }
+            };
+            if u64::from(offset) + u64::from(count) * item > u64::from(data) {
+                return Err(format!(
+                    "{what} at byte {at}: entry {i} claims {count} items at {offset}, past its {data} bytes of data"
                 ));
             }
         }
