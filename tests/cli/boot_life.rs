@@ -700,3 +700,87 @@ fn list_and_check_read_an_exfat_image_medium() {
         .collect();
     assert_eq!(unreachable, ["boot/extensions/no-such-iso"], "{doc}");
 }
+
+/// `list` reads the os-release of ISOs whose root filesystem is EROFS
+/// (mkfs.erofs): `usr/lib/os-release` in a directory of several blocks
+/// with `etc/os-release` a relative link to it, and only an absolute link
+/// `etc/os-release` in another; an os-release that mkfs.erofs compressed
+/// (lz4) is reported as unknown with that reason, not guessed.
+#[test]
+fn list_reads_os_release_from_erofs_root_filesystems() {
+    if !require_tool("mkfs.erofs") || !require_tool("xorriso") {
+        return;
+    }
+    let t = TestDir::new();
+    let medium = t.mkdir("medium");
+    let cases: [(&str, &[&str]); 3] = [
+        ("erofs-plain", &[]),
+        ("erofs-link", &[]),
+        ("erofs-lz4", &["-zlz4hc"]),
+    ];
+    for (name, opts) in cases {
+        let root = t.mkdir(&format!("root-{name}"));
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let text = match name {
+            // Compressible, several blocks: mkfs.erofs stores it compressed.
+            "erofs-lz4" => format!(
+                "ID=lz4\nVERSION_ID=1\n{}",
+                "# padding comment line that compresses well\n".repeat(600)
+            ),
+            _ => format!("ID={name}\nVERSION_ID=42\nPRETTY_NAME=\"EROFS Linux 42\"\n"),
+        };
+        if name == "erofs-link" {
+            std::fs::create_dir_all(root.join("opt/os")).unwrap();
+            std::fs::write(root.join("opt/os/release"), &text).unwrap();
+            std::os::unix::fs::symlink("/opt/os/release", root.join("etc/os-release")).unwrap();
+        } else {
+            std::fs::write(root.join("usr/lib/os-release"), &text).unwrap();
+            std::os::unix::fs::symlink("../usr/lib/os-release", root.join("etc/os-release"))
+                .unwrap();
+            // Names enough for usr/lib's directory to span several blocks.
+            for i in 0..400 {
+                std::fs::write(root.join(format!("usr/lib/libfiller-{i:04}.so")), "x").unwrap();
+            }
+        }
+        let tree = t.mkdir(&format!("tree-{name}"));
+        for p in ["images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"] {
+            std::fs::create_dir_all(tree.join(p).parent().unwrap()).unwrap();
+            std::fs::write(tree.join(p), "k\n").unwrap();
+        }
+        std::fs::create_dir_all(tree.join("LiveOS")).unwrap();
+        run_ok(
+            cmd("mkfs.erofs")
+                .arg("--quiet")
+                .args(opts)
+                .arg(tree.join("LiveOS/squashfs.img"))
+                .arg(&root),
+        );
+        let iso = t.join(format!("{name}.iso"));
+        run_ok(&mut mkisofs(&tree, &iso, "EROFS_TEST"));
+        run_ok(sik().args(["boot", "add"]).arg(&iso).arg(&medium));
+    }
+    let json = run_ok(sik().args(["boot", "list", "--json"]).arg(&medium));
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    check_schema("boot-list.json", &doc);
+    let by = |stem: &str| {
+        doc["isos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["path"] == format!("boot/iso/{stem}.iso"))
+            .unwrap_or_else(|| panic!("no {stem} in {json}"))
+            .clone()
+    };
+    for stem in ["erofs-plain", "erofs-link"] {
+        let iso = by(stem);
+        assert_eq!(iso["os_release"]["filesystem"], "erofs", "{json}");
+        assert_eq!(iso["os_release"]["rootfs"], "/LiveOS/squashfs.img");
+        assert_eq!(iso["os_release"]["fields"]["ID"], stem, "{json}");
+        assert_eq!(iso["os_release"]["fields"]["PRETTY_NAME"], "EROFS Linux 42");
+    }
+    let lz4 = by("erofs-lz4");
+    assert_eq!(lz4["os_release"]["filesystem"], "erofs");
+    let why = lz4["os_release"]["unknown"].as_str().unwrap_or_default();
+    assert!(why.contains("compressed files are not read"), "{json}");
+}

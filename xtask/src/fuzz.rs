@@ -23,6 +23,7 @@ pub const TARGETS: &[&str] = &[
     "boot_config",
     "tar_source",
     "pe",
+    "erofs",
 ];
 
 const USAGE: &str = "usage: cargo xtask fuzz [--time SECONDS] [TARGET...]";
@@ -321,6 +322,29 @@ fn seed_corpora(corpus: &Path) -> Result {
         if quiet(&mut crate::mkisofs(&t, &iso, "FUZZ_LIVE")) {
             seed("iso9660", &format!("{layout}.iso"), &iso);
             seed("inspect", &format!("{layout}.iso"), &iso);
+        }
+    }
+
+    // EROFS images of a small root (os-release as a file and as a relative
+    // link, a directory of several blocks), plain and lz4hc-compressed.
+    let eroot = work.join("erofs-root");
+    mkdir(&eroot.join("usr/lib"))?;
+    mkdir(&eroot.join("etc"))?;
+    write(&eroot.join("usr/lib/os-release"), "ID=fuzz\nVERSION_ID=1\n")?;
+    let _ = std::os::unix::fs::symlink("../usr/lib/os-release", eroot.join("etc/os-release"));
+    for i in 0..300 {
+        write(&eroot.join(format!("usr/lib/f{i:03}")), "x")?;
+    }
+    for (name, opts) in [("plain.erofs", &[][..]), ("lz4.erofs", &["-zlz4hc"][..])] {
+        let out = work.join(name);
+        if quiet(
+            Command::new("mkfs.erofs")
+                .arg("--quiet")
+                .args(opts)
+                .arg(&out)
+                .arg(&eroot),
+        ) {
+            seed("erofs", name, &out);
         }
     }
 

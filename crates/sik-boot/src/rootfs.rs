@@ -1,8 +1,9 @@
 //! The distribution inside a live ISO: its `os-release`, read from the root
 //! filesystem image the ISO carries (the family's `boot.rootfs`
-//! candidates: SquashFS through backhand's reader, in user space, never
-//! mounted). EROFS images and ISOs without a known root image are
-//! reported as unknown with the reason.
+//! candidates: SquashFS through backhand's reader, EROFS through
+//! sik-image's reader, in user space, never mounted). ISOs without a known
+//! root image, and EROFS files stored compressed, are reported as unknown
+//! with the reason.
 //!
 //! The ISO is read through [`Medium::with_reader`] only, so it works on
 //! every kind of medium the same way: [`MediumFile`] reopens the file for
@@ -20,8 +21,6 @@ use crate::medium::Medium;
 
 /// Largest os-release file read.
 const MAX_OS_RELEASE: usize = 64 << 10;
-/// EROFS superblock magic, at byte 1024 of the image.
-const EROFS_MAGIC: u32 = 0xE0F5_E1E2;
 
 /// What `list` says of an ISO's distribution.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -156,12 +155,18 @@ pub fn os_release(medium: &Medium, rel: &str, family: &Family) -> OsRelease {
     if !head_ok {
         return OsRelease::unknown(Some(path), "unknown", "cannot read its first bytes".into());
     }
-    if u32::from_le_bytes([head[1024], head[1025], head[1026], head[1027]]) == EROFS_MAGIC {
-        return OsRelease::unknown(
-            Some(path),
-            "erofs",
-            "EROFS images are not read (no user-space EROFS reader)".into(),
-        );
+    if u32::from_le_bytes([head[1024], head[1025], head[1026], head[1027]])
+        == sik_image::erofs::MAGIC
+    {
+        return match erofs_os_release(file, offset) {
+            Ok(fields) => OsRelease {
+                rootfs: Some(path),
+                filesystem: "erofs".into(),
+                fields,
+                unknown: None,
+            },
+            Err(why) => OsRelease::unknown(Some(path), "erofs", why),
+        };
     }
     if &head[..4] != b"hsqs" {
         return OsRelease::unknown(Some(path), "unknown", "neither SquashFS nor EROFS".into());
@@ -175,6 +180,23 @@ pub fn os_release(medium: &Medium, rel: &str, family: &Family) -> OsRelease {
         },
         Err(why) => OsRelease::unknown(Some(path), "squashfs", why),
     }
+}
+
+/// `usr/lib/os-release`, else `etc/os-release`, of the EROFS image at
+/// `offset` of `file` (sik-image's EROFS reader, links followed inside
+/// the image).
+fn erofs_os_release(file: MediumFile, offset: u64) -> Result<ReleaseFields, String> {
+    let mut fs = sik_image::erofs::Erofs::new(BufReader::with_capacity(64 << 10, file), offset)
+        .map_err(|e| e.to_string())?;
+    for want in ["/usr/lib/os-release", "/etc/os-release"] {
+        if let Some(text) = fs
+            .read_file(want, MAX_OS_RELEASE as u64)
+            .map_err(|e| format!("{want}: {e}"))?
+        {
+            return Ok(ReleaseFields::parse(&String::from_utf8_lossy(&text)));
+        }
+    }
+    Err("no usr/lib/os-release or etc/os-release in the root filesystem".into())
 }
 
 /// `usr/lib/os-release`, else `etc/os-release`, of the SquashFS at

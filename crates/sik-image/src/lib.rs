@@ -33,6 +33,7 @@
 
 pub mod desktop;
 pub mod elf;
+pub mod erofs;
 pub mod error;
 pub mod iso9660;
 pub mod kind;

@@ -17,7 +17,7 @@ use crate::fail::{CmdResult, Failure};
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Reads the medium only (nothing is mounted or written). The distribution of each ISO is read\nfrom the root filesystem image inside it (SquashFS; EROFS is reported as unknown). An extension\n\"links\" on an ISO when a key in boot/keys signed it and its extension-release fits the ISO's\nos-release (the rule `sik link` applies at boot).\n\nExample:\n  sik boot list stick.img\n  sik boot list /media/stick --json"
+    after_help = "Reads the medium only (nothing is mounted or written). The distribution of each ISO is read\nfrom the root filesystem image inside it (SquashFS or EROFS; an os-release stored compressed in EROFS is\nreported as unknown). An extension\n\"links\" on an ISO when a key in boot/keys signed it and its extension-release fits the ISO's\nos-release (the rule `sik link` applies at boot).\n\nExample:\n  sik boot list stick.img\n  sik boot list /media/stick --json"
 )]
 pub struct ListArgs {
     /// Medium: directory or disk image file.
