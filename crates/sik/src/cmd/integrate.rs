@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::cmd::verify::load_trust;
 use serde_json::json;
 use sik_appimage::integrate::{self, Integrated, Listed, MimeRefresh, Options, Removed};
-use sik_verify::TrustStore;
 
 use crate::fail::{CmdResult, EXIT_CHECK, EXIT_INPUT, Failure, warn};
 use crate::output::print_json;
@@ -130,7 +130,7 @@ pub fn run(a: Args) -> CmdResult {
             }
         }
     } else {
-        let trust = load_trust(&a.trust)?;
+        let (_, trust) = load_trust(&a.trust)?;
         let mut opts = Options::new(&data_dir, &trust);
         opts.require_trusted = !a.trust.is_empty() && !trust.is_empty();
         for p in &a.appimages {
@@ -204,40 +204,6 @@ pub fn run(a: Args) -> CmdResult {
         EXIT_CHECK => ExitCode::from(EXIT_CHECK),
         _ => ExitCode::from(EXIT_INPUT),
     })
-}
-
-fn load_trust(paths: &[PathBuf]) -> Result<TrustStore, Failure> {
-    for p in paths {
-        if std::fs::metadata(p).is_err() {
-            return Err(Failure::input(
-                "trust path does not exist",
-                Some(p),
-                "no such file or directory",
-            ));
-        }
-    }
-    let paths = if paths.is_empty() {
-        TrustStore::default_paths()
-    } else {
-        paths.to_vec()
-    };
-    let trust = TrustStore::load(&paths).map_err(|e| match &e {
-        sik_verify::Error::TrustFile { path, line, why } => {
-            Failure::input("bad trust file", Some(path), format!("line {line}: {why}"))
-        }
-        sik_verify::Error::Io { path, source } => {
-            Failure::input("cannot read trust path", Some(path), source)
-        }
-        other => Failure::input("cannot read trust store", None, other),
-    })?;
-    for s in trust.skipped() {
-        warn(format!(
-            "trust file skipped: {}: {} (its keys are not trusted)",
-            s.path.display(),
-            s.why
-        ));
-    }
-    Ok(trust)
 }
 
 fn signer_words(status: &str, fingerprint: Option<&str>, comment: Option<&str>) -> String {

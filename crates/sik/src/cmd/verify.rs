@@ -25,36 +25,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CmdResult {
-    for p in &a.trust {
-        if std::fs::metadata(p).is_err() {
-            return Err(Failure::input(
-                "trust path does not exist",
-                Some(p),
-                "no such file or directory",
-            ));
-        }
-    }
-    let trust_paths = if a.trust.is_empty() {
-        TrustStore::default_paths()
-    } else {
-        a.trust.clone()
-    };
-    let trust = TrustStore::load(&trust_paths).map_err(|e| match &e {
-        sik_verify::Error::TrustFile { path, line, why } => {
-            Failure::input("bad trust file", Some(path), format!("line {line}: {why}"))
-        }
-        sik_verify::Error::Io { path, source } => {
-            Failure::input("cannot read trust path", Some(path), source)
-        }
-        other => Failure::input("cannot read trust store", None, other),
-    })?;
-    for s in trust.skipped() {
-        warn(format!(
-            "trust file skipped: {}: {} (its keys are not trusted)",
-            s.path.display(),
-            s.why
-        ));
-    }
+    let (trust_paths, trust) = load_trust(&a.trust)?;
     let report = sik_verify::verify_file(&a.image, &trust).map_err(|e| match e {
         sik_verify::Error::Io { path, source } => {
             Failure::input("cannot read", Some(&path), source)
@@ -201,4 +172,42 @@ pub fn print_payload(image: &std::path::Path) -> CmdResult {
         .and_then(|_| out.flush().map_err(sik_image::Error::from))
         .map_err(|e| Failure::input("cannot write payload", Some(image), e))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The trust store of `--trust PATH…` (every path must exist), else the
+/// default trust directories; trust files that hold no readable key are
+/// skipped with a warning. Returns the paths read and the store. Used by
+/// `verify` and `integrate`.
+pub(crate) fn load_trust(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, TrustStore), Failure> {
+    for p in paths {
+        if std::fs::metadata(p).is_err() {
+            return Err(Failure::input(
+                "trust path does not exist",
+                Some(p),
+                "no such file or directory",
+            ));
+        }
+    }
+    let paths = if paths.is_empty() {
+        TrustStore::default_paths()
+    } else {
+        paths.to_vec()
+    };
+    let trust = TrustStore::load(&paths).map_err(|e| match &e {
+        sik_verify::Error::TrustFile { path, line, why } => {
+            Failure::input("bad trust file", Some(path), format!("line {line}: {why}"))
+        }
+        sik_verify::Error::Io { path, source } => {
+            Failure::input("cannot read trust path", Some(path), source)
+        }
+        other => Failure::input("cannot read trust store", None, other),
+    })?;
+    for s in trust.skipped() {
+        warn(format!(
+            "trust file skipped: {}: {} (its keys are not trusted)",
+            s.path.display(),
+            s.why
+        ));
+    }
+    Ok((paths, trust))
 }
